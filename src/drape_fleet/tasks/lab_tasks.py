@@ -1,0 +1,117 @@
+"""`invoke lab.up | lab.status | lab.down`: the local stand-ins for AX102 servers."""
+
+from __future__ import annotations
+
+import time
+from ipaddress import IPv4Network
+
+from invoke.context import Context
+from invoke.tasks import task
+from pydantic import ValidationError
+from rich.table import Table
+
+from drape_fleet.config import ConfigError
+from drape_fleet.console import console, fail, say
+from drape_fleet.lab import LabError, LabSettings
+from drape_fleet.lab import fleet as lab
+from drape_fleet.lab.engine import engine_answers, engine_client
+from drape_fleet.paths import project_root
+
+
+def lab_settings(hosts: int | None = None, public_subnet: str | None = None,
+                 private_subnet: str | None = None) -> LabSettings:
+    """Settings from the options, falling back to what the running lab was made with, then defaults."""
+    state_dir = project_root() / ".lab"
+    values: dict[str, object] = {"state_dir": state_dir}
+    saved = lab.saved_settings(state_dir)
+    if saved is not None:
+        values.update(hosts=saved.hosts, public_subnet=saved.public_subnet, private_subnet=saved.private_subnet)
+    elif engine_answers():
+        current = lab.current_subnets(engine_client(), LabSettings(state_dir=state_dir))
+        values.update({f"{which}_subnet": subnet for which, subnet in current.items()})
+    if hosts is not None:
+        values["hosts"] = hosts
+    for which, given in (("public", public_subnet), ("private", private_subnet)):
+        if given is not None:
+            try:
+                values[f"{which}_subnet"] = IPv4Network(given)
+            except ValueError as exc:
+                fail(f"--{which}-subnet {given!r} is not an IPv4 network ({exc}); write it like 172.29.10.0/24")
+    try:
+        return LabSettings.model_validate(values)
+    except ValidationError as exc:
+        messages = []
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in error["loc"]) or (error.get("ctx") or {}).get("at", "")
+            fix = (error.get("ctx") or {}).get("fix", "")
+            if where == "hosts":
+                fix = f"use a count from 1 to {LabSettings.model_fields['hosts'].metadata[1].le}"
+            option = "--" + str(where).replace("_", "-")
+            messages.append(f"{option}: {error['msg']}" + (f". Fix: {fix}" if fix else ""))
+        fail("; ".join(messages))
+
+
+@task(help={
+    "hosts": "how many stand-in servers (1-9, default 3, or as many as the running lab has)",
+    "public_subnet": "the lab's public network (default 172.29.10.0/24)",
+    "private_subnet": "the lab's private network, the vSwitch stand-in (default 172.29.20.0/24)",
+})
+def up(c: Context, hosts: int | None = None, public_subnet: str | None = None,
+       private_subnet: str | None = None) -> None:
+    """Bring up N stand-in AX102 servers (systemd + sshd containers) on lab bridges."""
+    settings = lab_settings(hosts, public_subnet, private_subnet)
+    started = time.monotonic()
+    try:
+        fleet = lab.up(settings, say)
+    except (LabError, ConfigError) as exc:
+        fail(str(exc))
+    console.print(f"[green]lab up[/green]: {len(fleet.hosts)} hosts in {time.monotonic() - started:.1f} s "
+                  f"(inventory: inventories/lab.py, ssh config: {settings.ssh_config})")
+
+
+@task
+def status(c: Context) -> None:
+    """Show each lab host, its addresses, and whether SSH and its inner Docker engine answer."""
+    settings = lab_settings()
+    try:
+        rows = lab.status(settings)
+    except LabError as exc:
+        fail(str(exc))
+    if not rows:
+        console.print("the lab is down (no lab hosts); bring it up with `invoke lab.up`")
+        return
+    table = Table(title="lab hosts")
+    for column in ("host", "public", "private", "container", "ssh", "docker engine"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.name, row.public_address, row.private_address, row.container, row.ssh, row.docker)
+    console.print(table)
+    if not all(row.healthy for row in rows):
+        fail("some lab hosts are not healthy (see above); `invoke lab.up` repairs a half-made lab")
+
+
+@task(help={"yes": "do not ask for confirmation", "dry": "only show what would be removed"})
+def down(c: Context, yes: bool = False, dry: bool = False) -> None:
+    """Remove everything the lab made: host containers, networks, volumes, keys and fleet file."""
+    settings = lab_settings()
+    plan = lab.planned_removal(settings)
+    if plan.nothing:
+        console.print("nothing to remove: the lab is already down")
+        return
+    console.print("[bold]lab.down will destroy:[/bold]")
+    for kind, names in (("containers", plan.containers), ("volumes", plan.volumes),
+                        ("networks", plan.networks), ("files", plan.files)):
+        if names:
+            console.print(f"  {kind}: {', '.join(names)}")
+    if dry:
+        console.print("(dry run: nothing removed)")
+        return
+    if not yes:
+        answer = input("type 'down' to destroy the lab: ") if console.is_terminal else ""
+        if answer.strip() != "down":
+            fail("not confirmed; nothing removed (pass --yes to skip the question)")
+    try:
+        lab.down(settings, say)
+    except LabError as exc:
+        fail(str(exc))
+    console.print("[green]lab down[/green]: everything it made is removed (base images kept for the next up)")
