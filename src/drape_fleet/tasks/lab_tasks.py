@@ -15,19 +15,19 @@ from drape_fleet.console import console, fail, say
 from drape_fleet.lab import LabError, LabSettings
 from drape_fleet.lab import fleet as lab
 from drape_fleet.lab.engine import engine_answers, engine_client
-from drape_fleet.paths import project_root
+from drape_fleet.lab.state import lab_state_settings
 
 
 def lab_settings(hosts: int | None = None, public_subnet: str | None = None,
                  private_subnet: str | None = None) -> LabSettings:
     """Settings from the options, falling back to what the running lab was made with, then defaults."""
-    state_dir = project_root() / ".lab"
-    values: dict[str, object] = {"state_dir": state_dir}
-    saved = lab.saved_settings(state_dir)
+    base = lab_state_settings()
+    values: dict[str, object] = {"state_dir": base.state_dir, "prefix": base.prefix}
+    saved = lab.saved_settings(base.state_dir)
     if saved is not None:
         values.update(hosts=saved.hosts, public_subnet=saved.public_subnet, private_subnet=saved.private_subnet)
     elif engine_answers():
-        current = lab.current_subnets(engine_client(), LabSettings(state_dir=state_dir))
+        current = lab.current_subnets(engine_client(), base)
         values.update({f"{which}_subnet": subnet for which, subnet in current.items()})
     if hosts is not None:
         values["hosts"] = hosts

@@ -1,0 +1,28 @@
+"""Shared fixtures. Lab fixtures bring the lab up themselves and FAIL (never skip) when it cannot start:
+CI must not pass a lab test it did not run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from drape_fleet.config import FleetConfig
+
+
+@pytest.fixture(scope="session")
+def lab_fleet() -> Iterator[FleetConfig]:
+    """The main lab (3 hosts), brought up if needed. Left running afterwards: later runs reuse it."""
+    from drape_fleet.lab import LabError
+    from drape_fleet.lab import fleet as lab
+    from drape_fleet.lab.state import lab_state_settings
+
+    settings = lab_state_settings()
+    saved = lab.saved_settings(settings.state_dir)
+    if saved is not None:
+        settings = saved
+    try:
+        fleet = lab.up(settings, lambda message: print(f"[lab] {message}"))
+    except (LabError, Exception) as exc:  # any failure to start the lab is a test failure
+        pytest.fail(f"the lab could not be brought up: {exc}", pytrace=False)
+    yield fleet
