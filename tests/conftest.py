@@ -26,3 +26,21 @@ def lab_fleet() -> Iterator[FleetConfig]:
     except (LabError, Exception) as exc:  # any failure to start the lab is a test failure
         pytest.fail(f"the lab could not be brought up: {exc}", pytrace=False)
     yield fleet
+
+
+@pytest.fixture(scope="session")
+def provisioned_lab(lab_fleet: FleetConfig) -> FleetConfig:
+    """The main lab after `deploys/site.py` ran on every host (once per session)."""
+    import subprocess
+
+    from drape_fleet.paths import project_root
+
+    root = project_root()
+    result = subprocess.run(
+        [str(root / ".venv" / "bin" / "pyinfra"), "-y", "inventories/lab.py", "deploys/site.py"],
+        cwd=root, capture_output=True, text=True, timeout=1200, check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"provisioning the lab failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}",
+                    pytrace=False)
+    return lab_fleet

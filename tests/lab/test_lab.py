@@ -1,0 +1,216 @@
+"""The lab as ops use it: every host answers SSH and Docker; up is idempotent and completes a half-made
+lab; down removes everything, also from a half-made lab; bad input is refused before anything is made.
+
+Throwaway labs run beside the main one under their own prefix and subnets, so the main lab (which
+other tests use) is never disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import docker
+import pytest
+
+from drape_fleet.config import FleetConfig
+from drape_fleet.lab import LabError, LabSettings
+from drape_fleet.lab import fleet as lab
+from drape_fleet.lab.fleet import ssh_target
+from drape_fleet.lab.state import lab_state_settings
+from drape_fleet.paths import project_root
+from drape_fleet.ssh import ssh_run
+
+pytestmark = pytest.mark.lab
+
+INVOKE = str(project_root() / ".venv" / "bin" / "invoke")
+
+
+def main_settings() -> LabSettings:
+    settings = lab_state_settings()
+    return lab.saved_settings(settings.state_dir) or settings
+
+
+@pytest.fixture
+def throwaway(tmp_path: Path, lab_fleet: FleetConfig) -> Iterator[LabSettings]:
+    """A one-host lab of its own; removed afterwards whatever the test did to it."""
+    settings = LabSettings(hosts=1, prefix="drape-labt", state_dir=tmp_path / "lab",
+                           public_subnet=IPv4Network("172.29.110.0/24"),
+                           private_subnet=IPv4Network("172.29.120.0/24"))
+    yield settings
+    lab.down(settings, lambda _: None)
+
+
+def owned(settings: LabSettings) -> dict[str, list[str]]:
+    """What the engine holds under this lab's label: read straight from Docker, not from lab code."""
+    client = docker.from_env()
+    label = {"label": f"drape.lab={settings.prefix}"}
+    return {
+        "containers": sorted(c.name or "" for c in client.containers.list(all=True, filters=label)),
+        "volumes": sorted(v.name for v in client.volumes.list(filters=label)),
+        "networks": sorted(n.name or "" for n in client.networks.list(filters=label)),
+    }
+
+
+def test_every_lab_host_answers_ssh_as_deploy_and_root(lab_fleet: FleetConfig) -> None:
+    settings = main_settings()
+    for host in lab_fleet.hosts:
+        for user in ("deploy", "root"):
+            target = ssh_target(settings, str(host.public_address), user=user)
+            result = ssh_run(target, "hostname && sudo -n true && echo sudo-ok", timeout=20, check=False)
+            assert result.ok, f"{host.name} as {user}: {result.stderr}"
+            assert result.stdout.split() == [host.name, "sudo-ok"]
+
+
+def test_lab_hosts_refuse_password_logins(lab_fleet: FleetConfig) -> None:
+    host = lab_fleet.hosts[0]
+    result = subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no", "-o", "ConnectTimeout=5",
+         "-o", f"UserKnownHostsFile={main_settings().known_hosts}", f"root@{host.public_address}", "true"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 255
+    assert "Permission denied" in result.stderr
+
+
+# A three-file image made inside the host (dash and the two libraries it needs): no registry required.
+PROBE = (
+    "sudo -n docker image inspect drape-lab-probe >/dev/null 2>&1 || "
+    "sudo -n tar -ch /bin/dash /lib/x86_64-linux-gnu/libc.so.6 /lib64/ld-linux-x86-64.so.2 2>/dev/null "
+    "| sudo -n docker import - drape-lab-probe >/dev/null"
+)
+
+
+def test_every_lab_host_runs_an_inner_docker_engine(provisioned_lab: FleetConfig) -> None:
+    settings = main_settings()
+    for host in provisioned_lab.hosts:
+        target = ssh_target(settings, str(host.public_address))
+        info = ssh_run(target, "sudo -n docker info --format '{{.Driver}}'", timeout=60)
+        assert info.stdout.strip() == "overlay2", f"{host.name}: inner engine uses {info.stdout.strip()}"
+        ssh_run(target, PROBE, timeout=60)
+        script = ("echo nested-ok; read limit < /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                  "|| read limit < /sys/fs/cgroup/memory.max; echo $limit")
+        nested = ssh_run(target, "sudo -n docker run --rm --memory 64m --pids-limit 50 drape-lab-probe "
+                                 f"/bin/dash -c '{script}'", timeout=60)
+        assert nested.stdout.split() == ["nested-ok", str(64 * 1024 * 1024)], f"{host.name}: {nested.stdout}"
+
+
+def test_lab_status_command_reports_every_host_healthy(lab_fleet: FleetConfig) -> None:
+    result = subprocess.run([INVOKE, "lab.status"], capture_output=True, text=True, timeout=120, check=False,
+                            cwd=project_root())
+    assert result.returncode == 0, result.stdout + result.stderr
+    for host in lab_fleet.hosts:
+        line = next(line for line in result.stdout.splitlines() if f" {host.name} " in line)
+        assert str(host.public_address) in line and "running" in line and "ok (" in line
+
+
+def test_up_twice_leaves_the_same_fleet(throwaway: LabSettings) -> None:
+    messages: list[str] = []
+    first = lab.up(throwaway, messages.append)
+    made = owned(throwaway)
+    ids = {c.name: c.id for c in docker.from_env().containers.list(filters={"label": throwaway.label_filter})}
+    fleet_text = throwaway.fleet_file.read_text()
+    messages.clear()
+
+    second = lab.up(throwaway, messages.append)
+
+    assert second == first
+    assert owned(throwaway) == made
+    assert {c.name: c.id for c in docker.from_env().containers.list(
+        filters={"label": throwaway.label_filter})} == ids
+    assert throwaway.fleet_file.read_text() == fleet_text
+    assert not [m for m in messages if "creating" in m or "starting" in m], messages
+    assert made == {
+        "containers": ["drape-labt-ax1"],
+        "volumes": ["drape-labt-ax1-docker", "drape-labt-ax1-srv"],
+        "networks": ["drape-labt-private", "drape-labt-public"],
+    }
+
+
+def test_up_completes_a_half_made_lab(throwaway: LabSettings) -> None:
+    lab.up(throwaway, lambda _: None)
+    client = docker.from_env()
+    container = client.containers.get("drape-labt-ax1")
+    # Break it the ways an interrupted run leaves it: host stopped, private link missing, files lost.
+    client.networks.get("drape-labt-private").disconnect(container)
+    container.stop(timeout=5)
+    throwaway.known_hosts.unlink()
+    throwaway.fleet_file.unlink()
+
+    fleet = lab.up(throwaway, lambda _: None)
+
+    container.reload()
+    assert container.status == "running"
+    assert set(container.attrs["NetworkSettings"]["Networks"]) == {"drape-labt-public", "drape-labt-private"}
+    target = ssh_target(throwaway, str(fleet.hosts[0].public_address))
+    assert ssh_run(target, "ip -4 -o addr", timeout=20).stdout.count("172.29.120.11/24") == 1
+
+
+def test_down_removes_a_half_made_lab(throwaway: LabSettings) -> None:
+    client = docker.from_env()
+    # What a run killed after its first steps leaves behind: a network, one volume, a key directory.
+    client.networks.create("drape-labt-public", labels={"drape.lab": "drape-labt"},
+                           ipam=docker.types.IPAMConfig(pool_configs=[
+                               docker.types.IPAMPool(subnet="172.29.110.0/24")]))
+    client.volumes.create("drape-labt-ax1-docker", labels={"drape.lab": "drape-labt"})
+    throwaway.ssh_dir.mkdir(parents=True)
+    (throwaway.ssh_dir / "id_ed25519").write_text("half-made")
+
+    report = lab.down(throwaway, lambda _: None)
+
+    assert report.networks == ["drape-labt-public"] and report.volumes == ["drape-labt-ax1-docker"]
+    assert owned(throwaway) == {"containers": [], "volumes": [], "networks": []}
+    assert not throwaway.state_dir.exists()
+    assert lab.planned_removal(throwaway).nothing
+
+
+def test_down_removes_everything_a_full_lab_made(throwaway: LabSettings) -> None:
+    lab.up(throwaway, lambda _: None)
+    lab.down(throwaway, lambda _: None)
+    assert owned(throwaway) == {"containers": [], "volumes": [], "networks": []}
+    assert not throwaway.state_dir.exists()
+
+
+def test_an_address_range_already_taken_is_refused_before_anything_is_made(throwaway: LabSettings) -> None:
+    client = docker.from_env()
+    squatter = client.networks.create("drape-test-squatter", ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet="172.29.110.0/25")]))
+    try:
+        with pytest.raises(LabError) as caught:
+            lab.up(throwaway, lambda _: None)
+    finally:
+        squatter.remove()
+    message = str(caught.value)
+    assert "172.29.110.0/24 (--public-subnet) is already taken" in message
+    assert "drape-test-squatter" in message and "--public-subnet 10.213.10.0/24" in message
+    assert owned(throwaway) == {"containers": [], "volumes": [], "networks": []}
+
+
+def test_a_shrink_request_is_refused_not_destroying_hosts(lab_fleet: FleetConfig) -> None:
+    settings = main_settings().model_copy(update={"hosts": 1})
+    with pytest.raises(LabError, match=r"already runs 3 hosts.*lab\.down"):
+        lab.up(settings, lambda _: None)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--hosts", "0"], "--hosts: Input should be greater than or equal to 1"),
+    (["--hosts", "500"], "use a count from 1 to 9"),
+    (["--public-subnet", "not-a-net"], "--public-subnet 'not-a-net' is not an IPv4 network"),
+])
+def test_cli_refuses_bad_input(args: list[str], expected: str, tmp_path: Path) -> None:
+    env = {**os.environ, "DRAPE_LAB_PREFIX": "drape-labcli"}
+    result = subprocess.run([INVOKE, "lab.up", *args], capture_output=True, text=True, timeout=60, check=False,
+                            cwd=project_root(), env=env)
+    assert result.returncode == 1
+    assert expected in " ".join(result.stderr.split())
+    assert owned(LabSettings(prefix="drape-labcli")) == {"containers": [], "volumes": [], "networks": []}
+
+
+def test_cli_without_root_is_refused() -> None:
+    env = {**os.environ, "DRAPE_LAB_PREFIX": "drape-labcli", "HOME": "/tmp"}
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", INVOKE, "lab.up"],
+                            capture_output=True, text=True, timeout=60, check=False, cwd=project_root(), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "lab.up needs root" in " ".join(result.stderr.split())
