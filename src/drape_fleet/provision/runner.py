@@ -39,10 +39,10 @@ def select_deploys(only: str | Sequence[str] | None) -> tuple[str, ...]:
 
 def pyinfra_argv(*, inventory: Path, host: str, deploys: Sequence[str], dry: bool = False,
                  data: Mapping[str, str] | None = None, ssh_user: str | None = None) -> list[str]:
-    """The command line for one host: JSON on stdout, progress on stderr."""
-    argv = [sys.executable, "-m", "pyinfra", "-y", "--json", "--limit", host]
-    if dry:
-        argv.append("--dry")
+    """The command line for one host: JSON on stdout, progress on stderr. A dry run leaves out ``-y``:
+    with it pyinfra skips the change detection a dry run is for."""
+    argv = [sys.executable, "-m", "pyinfra", "--json", "--limit", host]
+    argv.append("--dry" if dry else "-y")
     if ssh_user:
         argv += ["--user", ssh_user]
     for key, value in sorted((data or {}).items()):
