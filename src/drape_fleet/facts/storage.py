@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pyinfra.api import FactBase
 
-from drape_fleet.provision.storage import Lv, MdArray, MdDetail, Vg, parse_lvs, parse_mdadm_detail, parse_mdstat
+from drape_fleet.provision.storage import (
+    Lv,
+    MdArray,
+    MdDetail,
+    Vg,
+    parse_lvs,
+    parse_mdadm_detail,
+    parse_mdstat,
+    parse_vgs,
+)
 
 
 class MdStat(FactBase[list[MdArray]]):
