@@ -51,8 +51,8 @@ def base_system() -> None:
     timer = put_text("Upgrades run at night", builders.upgrade_timer_drop_in(), builders.UPGRADE_TIMER_PATH)
     systemd.daemon_reload(name="systemd reads the upgrade timer", _if=timer.did_change)
     systemd.service(name="Upgrade timer on", service="apt-daily-upgrade.timer", enabled=True, running=True)
-    server.shell(name="Upgrade timer restarted for its schedule", commands=["systemctl restart apt-daily-upgrade.timer"],
-                 _if=any_changed(unattended, periodic, timer))
+    server.shell(name="Upgrade timer restarted for its schedule",
+                 commands=["systemctl restart apt-daily-upgrade.timer"], _if=any_changed(unattended, periodic, timer))
 
     journald = put_text("journald retention", builders.journald_conf(ctx.fleet), builders.JOURNALD_PATH)
     server.shell(name="journald restarted for its retention", commands=["systemctl restart systemd-journald"],
@@ -67,7 +67,7 @@ def base_system() -> None:
 
     # The deploy user: key login and passwordless sudo (its rule is validated before it is installed).
     user = ctx.deploy_user
-    server.user(name=f"Deploy user {user}", user=user, shell="/bin/bash", home=deploy_home(user),
+    server.user(name=f"Deploy user {user}", user=user, shell="/bin/bash", home=deploy_home(user),  # noqa: S604 (login shell)
                 create_home=True, ensure_home=True)
     files.directory(name=f"{user}'s ~/.ssh", path=f"{deploy_home(user)}/.ssh", user=user, group=user, mode="700")
     keys = desired_authorized_keys(settings.ssh, host.get_fact(FileText, path=authorized_keys_path(user)),

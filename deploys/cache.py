@@ -19,7 +19,7 @@ def pnpm_store() -> None:
     ctx = deploy_context(host)
     cache = ctx.fleet.provisioning.cache
     server.group(name=f"Group {cache.owner} (gid {cache.uid})", group=cache.owner, gid=cache.uid, system=True)
-    server.user(name=f"User {cache.owner} (uid {cache.uid}), no login", user=cache.owner, uid=cache.uid,
+    server.user(name=f"User {cache.owner} (uid {cache.uid}), no login", user=cache.owner, uid=cache.uid,  # noqa: S604
                 group=cache.owner, system=True, shell="/usr/sbin/nologin", home="/nonexistent",
                 create_home=False, ensure_home=False)
     parent = cache.store_path.rsplit("/", 1)[0] or "/"

@@ -36,7 +36,8 @@ def test_new_networks_come_from_the_pool(host: Any, fleet: FleetConfig) -> None:
     host.run(f"docker network rm {name}")
     host.check_output(f"docker network create --label drape.verify=probe {name}")
     try:
-        subnet = ip_network(json.loads(host.check_output(f"docker network inspect {name}"))[0]["IPAM"]["Config"][0]["Subnet"])
+        network = json.loads(host.check_output(f"docker network inspect {name}"))[0]
+        subnet = ip_network(network["IPAM"]["Config"][0]["Subnet"])
     finally:
         host.run(f"docker network rm {name}")
     assert subnet.subnet_of(fleet.provisioning.docker.address_pool)  # type: ignore[arg-type]

@@ -145,9 +145,12 @@ class RobotClient:
         headers = dict(self._headers)
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        request = urllib.request.Request(f"{self.base_url}{path}", data=body, method=method, headers=headers)
+        url = f"{self.base_url}{path}"
+        if not url.startswith(("https://", "http://")):
+            raise RobotError(0, "BAD_URL", f"{url} is not an http(s) URL")
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 (checked above)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (https base)
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (checked above)
                 answer: dict[str, Any] = json.loads(response.read().decode() or "{}")
                 return answer
         except urllib.error.HTTPError as exc:

@@ -107,8 +107,9 @@ def init_ca(directory: Path, *, allow_in_repo: bool = False) -> tuple[Path, bool
 def load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     cert_path, key_path = ca_files(directory)
     if not cert_path.exists() or not key_path.exists():
-        raise PkiError(f"no TLS CA in {directory} (missing {cert_path.name if not cert_path.exists() else key_path.name})."
-                       " Fix: run `invoke pki.init` (or set DRAPE_PKI_DIR to the directory that holds it)")
+        missing = cert_path.name if not cert_path.exists() else key_path.name
+        raise PkiError(f"no TLS CA in {directory} (missing {missing}). Fix: run `invoke pki.init` "
+                       "(or set DRAPE_PKI_DIR to the directory that holds it)")
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):

@@ -19,9 +19,9 @@ import tempfile
 from collections.abc import Iterator
 from io import IOBase
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import IO, Any, TypedDict, cast
 
-from gevent.subprocess import PIPE, Popen
+from gevent.subprocess import PIPE, Popen  # type: ignore[import-untyped]
 from pyinfra import logger
 from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.exceptions import ConnectError
@@ -78,7 +78,7 @@ def ssh_options(data: dict[str, Any], control_path: str | None = None) -> list[s
 class OpenSshConnector(BaseConnector):
     handles_execution = True
     data_cls = OpenSshData
-    data_meta = {
+    data_meta: dict[str, DataMeta] = {  # noqa: RUF012 (pyinfra's own attribute)
         "ssh_hostname": DataMeta("address or name to connect to (default: the host's name)"),
         "ssh_port": DataMeta("SSH port"),
         "ssh_user": DataMeta("SSH user"),
@@ -157,7 +157,7 @@ class OpenSshConnector(BaseConnector):
                             stdin=PIPE, stdout=PIPE, stderr=PIPE)
             assert process.stdin is not None and process.stdout is not None and process.stderr is not None
             if stdin:
-                write_stdin(stdin, process.stdin)
+                write_stdin(stdin, process.stdin)  # type: ignore[no-untyped-call]
             process.stdin.close()
             output = read_output_buffers(process.stdout, process.stderr, timeout=timeout,
                                          print_output=print_output, print_prefix=self.host.print_prefix)
@@ -166,7 +166,7 @@ class OpenSshConnector(BaseConnector):
             process.stderr.close()
             return process.returncode, output
 
-        return_code, output = execute_command_with_sudo_retry(self.host, arguments, execute)
+        return_code, output = execute_command_with_sudo_retry(self.host, cast(Any, arguments), execute)
         ok = return_code in success_exit_codes if success_exit_codes else return_code == 0
         return ok, output
 
@@ -191,7 +191,7 @@ class OpenSshConnector(BaseConnector):
     ) -> bool:
         """Stream the bytes through ``cat`` into a temporary file next to the target, then rename it in place
         (the target never holds half a file)."""
-        with get_file_io(filename_or_io) as file_io:
+        with get_file_io(cast("str | IO[Any]", filename_or_io)) as file_io:
             data = file_io.read()
         payload = data.encode() if isinstance(data, str) else data
         temp = f"{remote_filename}.drape-upload"
@@ -221,6 +221,6 @@ class OpenSshConnector(BaseConnector):
         if isinstance(filename_or_io, str):
             Path(filename_or_io).write_bytes(data)
         else:
-            with get_file_io(filename_or_io, "wb") as file_io:
+            with get_file_io(cast("IO[Any]", filename_or_io), "wb") as file_io:
                 file_io.write(data)
         return True

@@ -148,7 +148,8 @@ def _finish_ssh(target: FleetTarget, host: Host, first: HostRun, on_progress: Pr
         note(f"{host.name}: root login stays on: {target.ssh_user} still cannot log in and sudo "
              f"({check.stderr.strip()[-120:]})")
         return first
-    note(f"{host.name}: {target.ssh_user} works now; running the ssh deploy as {target.ssh_user} to turn root login off")
+    note(f"{host.name}: {target.ssh_user} works now; running the ssh deploy as {target.ssh_user} "
+         "to turn root login off")
     argv = pyinfra_argv(inventory=target.inventory, host=host.name, deploys=("ssh",))
     second = run_pyinfra(argv, host.name, dry=False, on_progress=on_progress, env=target.pyinfra_env)
     merged = dict(first.deploys)

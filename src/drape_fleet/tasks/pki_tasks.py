@@ -28,7 +28,7 @@ def init(c: Context, env: str = "") -> None:
     except PkiError as exc:
         fail(str(exc))
     say(f"CA {'created' if created else 'already there'}: {ca}")
-    ca_path, cert, key = client_tls_files(directory)
+    _, cert, key = client_tls_files(directory)
     say(f"backend client certificate {'issued' if client.created else 'up to date'}: {cert} (key {key})")
     console.print(f"[green]pki ready[/green] in {directory}: next, `invoke pki.issue --host NAME` (or `invoke "
                   "provision`, which issues missing host certificates)")

@@ -12,7 +12,8 @@ from drape_fleet.config import ConfigError
 from drape_fleet.console import console, errors, fail, say
 from drape_fleet.provision.preflight import ProvisionRefused, resolve_hosts
 from drape_fleet.provision.runner import HostRun, Progress, summary_rows
-from drape_fleet.provision.service import default_environment, fleet_target, provision as run_provision
+from drape_fleet.provision.service import default_environment, fleet_target
+from drape_fleet.provision.service import provision as run_provision
 from drape_fleet.provision.verify import run_verify
 
 _ENV_HELP = "production (default, or $DRAPE_ENV) or lab"
@@ -118,7 +119,8 @@ def robot_firewall(c: Context, host: str = "", out: str = "", apply: bool = Fals
     from pathlib import Path
 
     from drape_fleet.config import load_secrets
-    from drape_fleet.hetzner.robot_firewall import RobotClient, RobotError, RobotFirewallError, robot_firewall as build
+    from drape_fleet.hetzner.robot_firewall import RobotClient, RobotError, RobotFirewallError
+    from drape_fleet.hetzner.robot_firewall import robot_firewall as build
     from drape_fleet.paths import project_root
 
     environment = env or default_environment()

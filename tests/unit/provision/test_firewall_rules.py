@@ -46,7 +46,8 @@ table inet drape_filter {
     # ICMP that IPv4 and IPv6 need to work (path MTU, neighbour discovery), and rate-limited pings.
     icmp type { destination-unreachable, time-exceeded, parameter-problem } accept
     icmp type echo-request limit rate 20/second accept
-    icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
+    icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, \
+nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
     icmpv6 type echo-request limit rate 20/second accept
     ip saddr @ssh_v4 tcp dport 22 accept comment "ssh"
     tcp dport { 80, 443 } accept comment "previews"

@@ -49,14 +49,14 @@ def test_ca_and_certificates_with_tight_modes(tmp_path: Path) -> None:
 
 
 def test_missing_ca_says_how_to_make_one(tmp_path: Path) -> None:
-    with pytest.raises(PkiError, match="no TLS CA in .*missing ca.pem.*run `invoke pki.init`"):
+    with pytest.raises(PkiError, match=r"no TLS CA in .*missing ca.pem.*run `invoke pki.init`"):
         issue_host(tmp_path, "ax1", ["10.0.0.11"])
 
 
 def test_refuses_to_keep_keys_inside_the_repository() -> None:
     from drape_fleet.paths import project_root
 
-    with pytest.raises(PkiError, match="inside the repository"):
+    with pytest.raises(PkiError, match=r"inside the repository"):
         init_ca(project_root() / "pki-here")
     assert not (project_root() / "pki-here").exists()
 
@@ -73,7 +73,7 @@ def test_pki_dir_per_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert pki_dir("production") == Path("~/.config/drape-fleet/pki").expanduser()
     monkeypatch.setenv("DRAPE_PKI_DIR", str(tmp_path))
     assert pki_dir("production") == pki_dir("lab") == tmp_path
-    with pytest.raises(ValueError, match="unknown environment"):
+    with pytest.raises(ValueError, match=r"unknown environment"):
         monkeypatch.delenv("DRAPE_PKI_DIR")
         pki_dir("staging")
 

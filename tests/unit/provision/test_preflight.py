@@ -52,23 +52,23 @@ def target(fleet: FleetConfig) -> FleetTarget:
 
 
 def test_unknown_host_lists_the_known_ones(fleet: FleetConfig) -> None:
-    with pytest.raises(ProvisionRefused, match="unknown host 'ax7': this fleet \\(production\\) has ax1, ax2"):
+    with pytest.raises(ProvisionRefused, match=r"unknown host 'ax7': this fleet \(production\) has ax1, ax2"):
         resolve_hosts(fleet, ["ax1", "ax7"], False)
-    with pytest.raises(ProvisionRefused, match="--host NAME \\(one of ax1, ax2\\) or --all"):
+    with pytest.raises(ProvisionRefused, match=r"--host NAME \(one of ax1, ax2\) or --all"):
         resolve_hosts(fleet, [], False)
     assert [h.name for h in resolve_hosts(fleet, [], True)] == ["ax1", "ax2"]
 
 
 def test_docker_pools_must_not_hit_the_fleets_addresses() -> None:
     fleet = make_fleet(network={"admin_allowlist": ["203.0.113.7/32"], "backend_addresses": ["10.200.3.2/32"]})
-    with pytest.raises(ProvisionRefused, match="10.200.0.0/16 overlaps network.backend_addresses"):
+    with pytest.raises(ProvisionRefused, match=r"10.200.0.0/16 overlaps network.backend_addresses"):
         check_address_pools(fleet)
 
 
 def test_missing_ca_is_refused_in_production_and_made_in_the_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  fleet: FleetConfig) -> None:
     monkeypatch.setenv("DRAPE_PKI_DIR", str(tmp_path / "pki"))
-    with pytest.raises(ProvisionRefused, match="missing TLS CA: .*ca.pem does not exist.*invoke pki.init"):
+    with pytest.raises(ProvisionRefused, match=r"missing TLS CA: .*ca.pem does not exist.*invoke pki.init"):
         ensure_pki(fleet, fleet.hosts, create_ca=False)
     report = ensure_pki(fleet, fleet.hosts, create_ca=True)
     assert report.notes[0].startswith("made a lab CA in")
@@ -101,15 +101,15 @@ def test_healthy_raid_passes(pki: Path, fleet: FleetConfig) -> None:
 
 def test_allowlist_without_the_ops_address_is_refused(pki: Path, fleet: FleetConfig) -> None:
     remote = FakeHosts(mdstat=fixture_text("mdstat-healthy"), client="198.51.100.23")
-    with pytest.raises(ProvisionRefused, match="you connect from 198.51.100.23.*lock you out"):
+    with pytest.raises(ProvisionRefused, match=r"you connect from 198.51.100.23.*lock you out"):
         preflight(target(fleet), fleet.hosts[:1], ("firewall",), force=False, remote=remote)
     # Without the firewall in the run there is nothing to lock out.
     preflight(target(fleet), fleet.hosts[:1], ("ssh",), force=False, remote=remote)
 
 
 def test_unreachable_host(pki: Path, fleet: FleetConfig) -> None:
-    with pytest.raises(ProvisionRefused, match="ax1 is unreachable: ssh deploy@203.0.113.11 -p 22 failed "
-                                               "\\(ssh: connect to host 203.0.113.11 port 22: No route to host\\)"):
+    with pytest.raises(ProvisionRefused, match=r"ax1 is unreachable: ssh deploy@203.0.113.11 -p 22 failed "
+                                               r"\(ssh: connect to host 203.0.113.11 port 22: No route to host\)"):
         preflight(target(fleet), fleet.hosts[:1], ("base",), force=False, remote=FakeHosts(unreachable=True))
 
 

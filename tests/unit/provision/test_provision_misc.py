@@ -41,11 +41,11 @@ def test_inventory_names_use_the_openssh_connector(fleet: FleetConfig) -> None:
 
 
 def test_settings_validation() -> None:
-    with pytest.raises(ValidationError, match="overlaps the lab range"):
+    with pytest.raises(ValidationError, match=r"overlaps the lab range"):
         DockerSettings(address_pool="172.29.128.0/17")
-    with pytest.raises(ValidationError, match="nofile_soft is above nofile_hard"):
+    with pytest.raises(ValidationError, match=r"nofile_soft is above nofile_hard"):
         DockerSettings(nofile_soft=30000, nofile_hard=20000)
-    with pytest.raises(ValidationError, match="would hit working hours"):
+    with pytest.raises(ValidationError, match=r"would hit working hours"):
         BaseSystemSettings(automatic_reboot=True, reboot_time="14:00")
     with pytest.raises(ConfigError, match=r"provisioning.docker.source: 'podman' is not allowed"):
         make_fleet(provisioning={"docker": {"source": "podman"}})
@@ -58,7 +58,7 @@ def test_distro_profiles() -> None:
     assert load_profile("debian-12").lab_proven and not load_profile("ubuntu-24.04").lab_proven
     os_release = OsRelease().process(['PRETTY_NAME="Ubuntu 24.04.1 LTS"', "ID=ubuntu", 'VERSION_ID="24.04"'])
     assert distro_id(os_release) == "ubuntu-24.04" and profile_for(os_release).codename == "noble"
-    with pytest.raises(UnsupportedDistro, match="no profile for 'rocky-9': supported are debian-12, ubuntu-22.04"):
+    with pytest.raises(UnsupportedDistro, match=r"no profile for 'rocky-9': supported are debian-12, ubuntu-22.04"):
         load_profile("rocky-9")
 
 

@@ -9,7 +9,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from provision_testdata import make_fleet
@@ -53,7 +53,7 @@ def test_more_than_ten_rules_is_refused() -> None:
 
 
 class FakeRobot(BaseHTTPRequestHandler):
-    state: dict[str, Any] = {}
+    state: ClassVar[dict[str, Any]] = {}
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -115,13 +115,13 @@ def test_apply_posts_the_form_and_waits_until_active(robot: str, fleet: FleetCon
 
 
 def test_errors_are_mapped(robot: str, fleet: FleetConfig) -> None:
-    with pytest.raises(RobotError, match="401 UNAUTHORIZED.*three failed logins block your IP"):
+    with pytest.raises(RobotError, match=r"401 UNAUTHORIZED.*three failed logins block your IP"):
         RobotClient("robot-user", "wrong", base_url=robot).firewall(2100001)
     FakeRobot.state["rate_limited"] = True
-    with pytest.raises(RobotError, match="403 RATE_LIMIT_EXCEEDED.*wait a few minutes"):
+    with pytest.raises(RobotError, match=r"403 RATE_LIMIT_EXCEEDED.*wait a few minutes"):
         RobotClient("robot-user", "secret", base_url=robot).apply(robot_firewall(fleet, "ax1"))
 
 
 def test_unreachable_webservice() -> None:
-    with pytest.raises(RobotError, match="UNREACHABLE"):
+    with pytest.raises(RobotError, match=r"UNREACHABLE"):
         RobotClient("u", "p", base_url="http://127.0.0.1:9", timeout=2).firewall(1)
