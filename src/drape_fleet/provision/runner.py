@@ -75,6 +75,8 @@ class DeployResult:
     changed: list[str] = field(default_factory=list)
     unchanged: int = 0
     failed: list[str] = field(default_factory=list)
+    conditional: list[str] = field(default_factory=list)
+    """Dry runs only: steps that run if an earlier step changes (a restart after a config change)."""
 
 
 @dataclass
@@ -107,7 +109,7 @@ def parse_run_json(text: str, host: str, *, dry: bool) -> HostRun:
             if host in op.get("hosts_with_change", []):
                 result.changed.append(name)
             elif host in op.get("hosts_with_conditional_change", []):
-                result.changed.append(f"{name} (if an earlier step changes)")
+                result.conditional.append(name)
             else:
                 result.unchanged += 1
         return HostRun(host, dry=True, ok=True, deploys=deploys)

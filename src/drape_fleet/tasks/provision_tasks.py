@@ -50,6 +50,10 @@ def _summary(runs: list[HostRun], dry: bool) -> None:
             label = "failed" if row["failed"] else ("would change" if dry else "changed")
             console.print(f"  [cyan]{row['host']}[/cyan] {row['deploy']} {label}: {'; '.join(row['what'])}",
                           soft_wrap=True)
+    if dry:
+        follow = sum(len(d.conditional) for run in runs for d in run.deploys.values())
+        if follow:
+            console.print(f"  (and up to {follow} follow-up step(s), such as restarts, if those changes need them)")
 
 
 @task(help={

@@ -79,8 +79,8 @@ def test_parse_dry_plan() -> None:
     ], "results": None}
     run = parse_run_json(json.dumps(plan), "ax3", dry=True)
     assert run.dry and run.ok
-    assert run.deploys["cache"].changed == ["Store location and limit",
-                                            "Store measured now (if an earlier step changes)"]
+    assert run.deploys["cache"].changed == ["Store location and limit"]
+    assert run.deploys["cache"].conditional == ["Store measured now"]
     assert run.deploys["cache"].unchanged == 1
 
 
