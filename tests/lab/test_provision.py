@@ -46,14 +46,14 @@ def _fleet():  # type: ignore[no-untyped-def]
 
 def _reach_from(name: str, address: str, port: int) -> bool:
     """Whether lab host ``name`` opens a TCP connection to address:port (and reads a byte)."""
-    out = _ssh(name, f"timeout 4 bash -c 'exec 3<>/dev/tcp/{address}/{port} && head -c 5 <&3' 2>&1 || echo __no__",
+    out = _ssh(name, f"timeout 2 bash -c 'exec 3<>/dev/tcp/{address}/{port} && head -c 5 <&3' 2>&1 || echo __no__",
                check=False)
     return "__no__" not in out and "__failed__" not in out
 
 
 def _reach_from_here(address: str, port: int) -> bool:
     try:
-        with socket.create_connection((address, port), timeout=4) as conn:
+        with socket.create_connection((address, port), timeout=3) as conn:
             conn.settimeout(4)
             return bool(conn.recv(5))
     except OSError:

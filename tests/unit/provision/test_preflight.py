@@ -118,3 +118,35 @@ def test_a_fresh_host_is_reached_as_root(pki: Path, fleet: FleetConfig) -> None:
     probes = preflight(target(fleet), fleet.hosts[:1], ("base",), force=False, remote=remote)
     assert probes["ax1"].user == "root"
     assert [user for user, _, _ in remote.calls] == ["deploy", "root"]
+
+
+def test_a_fresh_host_gets_root_login_turned_off_once_the_deploy_user_works(
+        pki: Path, fleet: FleetConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Provisioned as root (root login KEPT by the ssh deploy), then the ssh deploy runs again as deploy."""
+    from drape_fleet.provision import service
+    from drape_fleet.provision.runner import DeployResult, HostRun
+
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], host: str, **_: object) -> HostRun:
+        calls.append(argv)
+        if "--user" in argv:
+            return HostRun(host, False, True, {"ssh": DeployResult("ssh", changed=["sshd_config candidate"])},
+                           warnings=["[ax1] ssh: root login KEPT (key only): deploy is not proven yet"])
+        return HostRun(host, False, True, {"ssh": DeployResult("ssh", changed=["sshd reloaded"])})
+
+    class Hosts(FakeHosts):
+        def __call__(self, target: SshTarget, command: str) -> shell.Result:
+            if command == "sudo -n true":  # after the first run, the deploy user works
+                self.calls.append((target.user, target.hostname, command))
+                return shell.Result(0, "", "")
+            return super().__call__(target, command)
+
+    monkeypatch.setattr(service, "run_pyinfra", fake_run)
+    remote = Hosts(mdstat=fixture_text("mdstat-healthy"), refuse_users=("deploy",))
+    result = provision(target(fleet), ["ax1"], remote=remote)
+    assert result.ok
+    assert calls[0][calls[0].index("--user") + 1] == "root"
+    assert "--user" not in calls[1] and calls[1][-1] == "deploys/ssh.py"
+    assert result.runs[0].deploys["ssh"].changed == ["sshd_config candidate", "sshd reloaded"]
+    assert ("deploy", "203.0.113.11", "sudo -n true") in remote.calls
