@@ -155,3 +155,26 @@ def test_docker_api_not_on_the_public_address(me: Host, fleet: FleetConfig) -> N
     with pytest.raises(OSError), socket.create_connection((str(me.public_address), fleet.network.docker_api_port),
                                                           timeout=3):
         pass
+
+
+def test_previews_are_fenced(ruleset: dict[str, Any], fleet: FleetConfig) -> None:
+    """The runtime's contract: preview bridges (drp*) open nothing on the host, nothing to each other or the
+    private network, and only the backend opens connections into them."""
+    previews = fleet.provisioning.firewall.preview_interfaces
+    input_rules = ruleset["rules"]["input"]
+    fence = next(i for i, r in enumerate(input_rules) if r.matches.get("meta.iifname") == [previews])
+    assert input_rules[fence].verdict == "drop"
+    assert all("tcp.dport" not in r.matches and not {"icmp.type", "icmpv6.type"} & set(r.matches)
+               for r in input_rules[:fence])
+    private = {ip_network(n) for n in fleet.provisioning.firewall.private_network} or {
+        *(ip_network(h.private_address) for h in fleet.hosts), *map(ip_network, fleet.network.backend_addresses)}
+    backend = {ip_network(n) for n in fleet.network.backend_addresses}
+    forward = ruleset["rules"]["forward"]
+    jump = next(i for i, r in enumerate(forward) if r.verdict == "jump published")
+    fences = [(set(r.matches), r.verdict, r.matches) for r in forward[:jump]]
+    assert ({"meta.iifname", "meta.oifname"}, "drop") in [(k, v) for k, v, _ in fences]
+    to_private = [m for k, v, m in fences if v == "drop" and "ip.daddr" in k and m["meta.iifname"] == [previews]]
+    assert to_private and {ip_network(n) for n in to_private[0]["ip.daddr"]} == private
+    into = [(v, m) for k, v, m in fences if m.get("meta.oifname") == [previews] and "meta.iifname" not in m]
+    assert [v for v, _ in into][-1] == "drop"
+    assert {ip_network(n) for v, m in into if v == "accept" for n in m.get("ip.saddr", [])} == backend

@@ -106,6 +106,37 @@ def test_published_port_unreachable_from_another_host_unless_allowed(provisioned
         assert not _reach_from("ax2", public, 18081)
 
 
+def test_previews_reach_neither_the_host_nor_the_private_network(provisioned_lab: FleetTarget) -> None:
+    """A container on a preview bridge (drp*, as the runtime names them) against one on an ordinary network."""
+    import threading
+
+    ax1 = provisioned_lab.fleet.host("ax1")
+    backend = str(provisioned_lab.fleet.network.backend_addresses[0].network_address)
+    server = socket.create_server((backend, 0))
+    port = server.getsockname()[1]
+    threading.Thread(target=lambda: [server.accept()[0].close() for _ in range(4)], daemon=True).start()
+    image = "drape-verify/probe:busybox"
+    with _published("ax1", "127.0.0.1:18099:8080"):  # makes sure the probe image is there
+        pass
+    _ssh("ax1", "sudo docker network create -o com.docker.network.bridge.name=drptest0 drape-test-preview "
+                ">/dev/null; sudo docker network create drape-test-plain >/dev/null; "
+                "(sudo busybox nc -ll -p 80 -e echo hi >/dev/null 2>&1 &)")
+    try:
+        def connects(network: str, address: str, target_port: int) -> bool:
+            out = _ssh("ax1", f"sudo docker run --rm --network {network} {image} sh -c "
+                              f"'echo | nc -w 2 {address} {target_port} >/dev/null && echo yes || echo no'")
+            return out == "yes"
+
+        assert connects("drape-test-plain", backend, port)
+        assert connects("drape-test-plain", str(ax1.private_address), 80)
+        assert not connects("drape-test-preview", backend, port)
+        assert not connects("drape-test-preview", str(ax1.private_address), 80)
+    finally:
+        server.close()
+        _ssh("ax1", "sudo pkill -f 'busybox nc -ll -p 80'; sudo docker network rm drape-test-preview "
+                    "drape-test-plain", check=False)
+
+
 def test_docker_api_answers_the_backend_with_mutual_tls_only(provisioned_lab: FleetTarget) -> None:
     ax1 = provisioned_lab.fleet.host("ax1")
     url = f"https://{ax1.private_address}:{provisioned_lab.fleet.network.docker_api_port}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, IPvAnyNetwork, StringConstraints, model_validator
 
 from drape_fleet.config.base import FrozenModel, invalid
 
@@ -60,6 +60,12 @@ class SshSettings(FrozenModel):
 class FirewallSettings(FrozenModel):
     public_ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = (80, 443)
     """Open to everyone (previews' HTTP/HTTPS), on the host and as published container ports."""
+    preview_interfaces: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{1,12}\*?$")] = "drp*"
+    """The runtime names every preview network's bridge ``drp<claim>`` (drape_fleet.runtime.labels): previews
+    may not open connections to the host, to each other, or to the private network, and only the backend opens
+    connections to them."""
+    private_network: tuple[IPvAnyNetwork, ...] = ()
+    """The vSwitch range(s). Empty: the fleet's private and backend addresses (set it to the whole range)."""
 
 
 class DockerSettings(FrozenModel):

@@ -54,7 +54,7 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             "admin_allowlist": [f"{settings.public_gateway}/32"],
             "backend_addresses": [f"{settings.private_gateway}/32"],
         },
-        "provisioning": LAB_PROVISIONING,
+        "provisioning": {**LAB_PROVISIONING, "firewall": {"private_network": [str(settings.private_subnet)]}},
         "hosts": [
             {
                 "name": settings.host_name(i),

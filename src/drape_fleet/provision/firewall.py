@@ -49,6 +49,10 @@ class FirewallPolicy:
     published_sources: tuple[Network, ...]
     """Every other published port is reachable only from these addresses (the backend)."""
     admin_sources: tuple[Network, ...]
+    preview_interfaces: str = "drp*"
+    """Bridges of preview networks: no new connection from them to the host, to each other or to the private
+    network; into them only from the backend."""
+    private_networks: tuple[Network, ...] = ()
 
 
 class FirewallRefused(ValueError):
@@ -70,8 +74,13 @@ def firewall_policy(fleet: FleetConfig, host_name: str) -> FirewallPolicy:
         Allow("docker-api", (fleet.network.docker_api_port,), sources=backend,
               destination=host.private_address),
     )
+    firewall = fleet.provisioning.firewall
+    private = _networks(firewall.private_network) or tuple(
+        sorted({*_networks(tuple(h.private_address for h in fleet.hosts)), *backend},
+               key=lambda n: (n.version, int(n.network_address), n.prefixlen)))
     return FirewallPolicy(host=host.name, inbound=inbound, published_public_ports=public_ports,
-                          published_sources=backend, admin_sources=admin)
+                          published_sources=backend, admin_sources=admin,
+                          preview_interfaces=firewall.preview_interfaces, private_networks=private)
 
 
 def check_ops_address(policy: FirewallPolicy, ops_address: Address) -> None:
@@ -130,6 +139,9 @@ def nftables_ruleset(policy: FirewallPolicy) -> str:
         if rule.sources is not None:
             out += _sets(rule.name, rule.sources)
     out += _sets("published", policy.published_sources)
+    out += _sets("private", policy.private_networks)
+    previews = f'iifname "{policy.preview_interfaces}"'
+    into_previews = f'oifname "{policy.preview_interfaces}"'
     out += [
         "",
         "  chain input {",
@@ -137,6 +149,7 @@ def nftables_ruleset(policy: FirewallPolicy) -> str:
         '    iif "lo" accept',
         "    ct state established,related accept",
         "    ct state invalid drop",
+        f'    {previews} drop comment "previews open nothing on the host"',
         "    # ICMP that IPv4 and IPv6 need to work (path MTU, neighbour discovery), and rate-limited pings.",
         "    icmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
         "    icmp type echo-request limit rate 20/second accept",
@@ -167,6 +180,12 @@ def nftables_ruleset(policy: FirewallPolicy) -> str:
         "  chain forward {",
         "    type filter hook forward priority filter - 10; policy accept;",
         "    ct state established,related accept",
+        f'    {previews} {into_previews} drop comment "preview to preview"',
+        f'    {previews} ip daddr @private_v4 drop comment "preview to the private network"',
+        f'    {previews} ip6 daddr @private_v6 drop comment "preview to the private network"',
+        f'    {into_previews} ip saddr @published_v4 accept comment "the backend into previews"',
+        f'    {into_previews} ip6 saddr @published_v6 accept comment "the backend into previews"',
+        f'    {into_previews} drop comment "nobody else into previews"',
         "    ct status dnat jump published",
         "  }",
         "",

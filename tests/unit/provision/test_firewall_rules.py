@@ -37,12 +37,20 @@ table inet drape_filter {
   set published_v6 {
     type ipv6_addr; flags interval;
   }
+  set private_v4 {
+    type ipv4_addr; flags interval;
+    elements = { 10.0.0.2/32, 10.0.0.11/32, 10.0.0.12/32 }
+  }
+  set private_v6 {
+    type ipv6_addr; flags interval;
+  }
 
   chain input {
     type filter hook input priority filter - 10; policy drop;
     iif "lo" accept
     ct state established,related accept
     ct state invalid drop
+    iifname "drp*" drop comment "previews open nothing on the host"
     # ICMP that IPv4 and IPv6 need to work (path MTU, neighbour discovery), and rate-limited pings.
     icmp type { destination-unreachable, time-exceeded, parameter-problem } accept
     icmp type echo-request limit rate 20/second accept
@@ -59,6 +67,12 @@ nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
   chain forward {
     type filter hook forward priority filter - 10; policy accept;
     ct state established,related accept
+    iifname "drp*" oifname "drp*" drop comment "preview to preview"
+    iifname "drp*" ip daddr @private_v4 drop comment "preview to the private network"
+    iifname "drp*" ip6 daddr @private_v6 drop comment "preview to the private network"
+    oifname "drp*" ip saddr @published_v4 accept comment "the backend into previews"
+    oifname "drp*" ip6 saddr @published_v6 accept comment "the backend into previews"
+    oifname "drp*" drop comment "nobody else into previews"
     ct status dnat jump published
   }
 
