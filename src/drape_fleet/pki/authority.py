@@ -44,8 +44,20 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _private_dirs(directory: Path) -> None:
+    """Every directory from the filesystem root's last existing one down to ``directory``: 0700 when we make it."""
+    missing = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700)
+        path.chmod(0o700)
+
+
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_dirs(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
@@ -53,7 +65,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_dirs(path.parent)
     path.write_bytes(data)
     path.chmod(0o644)
 
@@ -81,7 +93,7 @@ def init_ca(directory: Path, *, allow_in_repo: bool = False) -> tuple[Path, bool
         present = cert_path if cert_path.exists() else key_path
         raise PkiError(f"{present} exists without its pair: restore the missing file, or move {directory} away "
                        "and run `invoke pki.init` again (every certificate must then be reissued)")
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_dirs(directory)
     directory.chmod(0o700)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),

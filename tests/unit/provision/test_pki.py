@@ -28,7 +28,7 @@ def test_ca_and_certificates_with_tight_modes(tmp_path: Path) -> None:
     issued = issue_host(directory, "ax1", ["10.0.0.11", "203.0.113.11"])
     assert issued.created and issued.reason == "missing"
     assert (issued.cert, issued.key) == host_tls_files(directory, "ax1")
-    assert _mode(issued.key) == 0o600 and _mode(issued.key.parent) == 0o700
+    assert _mode(issued.key) == 0o600 and _mode(issued.key.parent) == _mode(issued.key.parent.parent) == 0o700
     cert = x509.load_pem_x509_certificate(issued.cert.read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.IPAddress) == [ip_address("10.0.0.11"), ip_address("203.0.113.11")]
