@@ -55,14 +55,22 @@ def owned(settings: LabSettings) -> dict[str, list[str]]:
     }
 
 
-def test_every_lab_host_answers_ssh_as_deploy_and_root(lab_fleet: FleetConfig) -> None:
+def test_every_lab_host_answers_ssh_as_deploy(lab_fleet: FleetConfig) -> None:
     settings = main_settings()
     for host in lab_fleet.hosts:
-        for user in ("deploy", "root"):
-            target = ssh_target(settings, str(host.public_address), user=user)
-            result = ssh_run(target, "hostname && sudo -n true && echo sudo-ok", timeout=20, check=False)
-            assert result.ok, f"{host.name} as {user}: {result.stderr}"
-            assert result.stdout.split() == [host.name, "sudo-ok"]
+        target = ssh_target(settings, str(host.public_address))
+        result = ssh_run(target, "hostname && sudo -n true && echo sudo-ok", timeout=20, check=False)
+        assert result.ok, f"{host.name}: {result.stderr}"
+        assert result.stdout.split() == [host.name, "sudo-ok"]
+
+
+def test_a_fresh_lab_host_takes_keys_for_root_and_deploy_as_after_installimage(throwaway: LabSettings) -> None:
+    fleet = lab.up(throwaway, lambda _: None)
+    address = str(fleet.hosts[0].public_address)
+    for user in ("root", "deploy"):
+        result = ssh_run(ssh_target(throwaway, address, user=user), "id -un", timeout=20, check=False)
+        assert result.ok, f"{user}: {result.stderr}"
+        assert result.stdout.strip() == user
 
 
 def test_lab_hosts_refuse_password_logins(lab_fleet: FleetConfig) -> None:
@@ -83,9 +91,9 @@ PROBE = (
 )
 
 
-def test_every_lab_host_runs_an_inner_docker_engine(provisioned_lab: FleetConfig) -> None:
+def test_every_lab_host_runs_an_inner_docker_engine(provisioned_lab: object, lab_fleet: FleetConfig) -> None:
     settings = main_settings()
-    for host in provisioned_lab.hosts:
+    for host in lab_fleet.hosts:
         target = ssh_target(settings, str(host.public_address))
         info = ssh_run(target, "sudo -n docker info --format '{{.Driver}}'", timeout=60)
         assert info.stdout.strip() == "overlay2", f"{host.name}: inner engine uses {info.stdout.strip()}"
