@@ -130,9 +130,14 @@ class Engine:
                     files = self.endpoint.tls
                     tls = TLSConfig(client_cert=(str(files.cert), str(files.key)), ca_cert=str(files.ca),
                                     verify=True)
-                self._api = docker.APIClient(base_url=self.endpoint.base_url, version=self._settings.api_version,
-                                             timeout=int(max(1, round(self._settings.request_timeout_s))),
-                                             tls=tls, max_pool_size=POOL_SIZE)
+                api = docker.APIClient(base_url=self.endpoint.base_url, version=self._settings.api_version,
+                                       timeout=int(max(1, round(self._settings.request_timeout_s))),
+                                       tls=tls, max_pool_size=POOL_SIZE)
+                # requests lets the environment override the session: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would
+                # replace our CA with the system bundle (every TLS handshake then fails) and HTTPS_PROXY would
+                # send engine traffic through a proxy. The engines are reached directly with our CA only.
+                api.trust_env = False
+                self._api = api
             return self._api
 
     # -- health -----------------------------------------------------------------------------------

@@ -1,0 +1,275 @@
+"""Lab-only wiring for the runtime: reach the lab hosts' engines, ship preview images, fill the pnpm store.
+
+LAB ONLY, and temporary: until the provisioning branch (``drape_fleet.pki`` and its Docker deploy) is merged,
+this module stands in for it on the lab hosts so that the runtime is exercised over the *production* path,
+mutual TLS on ``tcp://<private_address>:2376``, with the PKI directory in the contract's layout
+(``<lab state dir>/pki/ca.pem``, ``clients/backend/{cert,key}.pem``). It makes a throwaway lab CA, one server
+certificate per lab host, a backend client certificate, and a systemd drop-in on each lab host that adds the
+TLS listener. Nothing here is imported by ``drape_fleet.runtime``; production never runs it.
+``remove_engine_tls`` undoes it (run it before applying the provisioning deploy to the same lab).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import shlex
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import ip_address
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from drape_fleet.config import FleetConfig, Host
+from drape_fleet.lab.settings import LabSettings
+from drape_fleet.lab.state import lab_state_settings
+from drape_fleet.paths import project_root
+from drape_fleet.runtime.engines import TlsFiles
+from drape_fleet.ssh import SshTarget, ssh_run
+
+Log = Callable[[str], None]
+
+REMOTE_TLS_DIR = "/etc/docker/drape-lab-tls"
+DROPIN = "/etc/systemd/system/docker.service.d/zz-drape-lab-tls.conf"
+PNPM_STORE = "/srv/drape/pnpm-store"
+TINY_IMAGE = "drape-lab/preview-tiny:1"
+NODE_BASE = "drape-lab/node:bookworm"
+ROOTFS = "drape-lab/rootfs:bookworm"
+
+
+def lab_settings() -> LabSettings:
+    from drape_fleet.lab import fleet as lab
+
+    settings = lab_state_settings()
+    return lab.saved_settings(settings.state_dir) or settings
+
+
+def pki_dir(settings: LabSettings) -> Path:
+    return settings.state_dir.resolve() / "pki"
+
+
+# ---------------------------------------------------------------------------------------------------
+# A throwaway lab PKI in the contract's layout
+# ---------------------------------------------------------------------------------------------------
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def ensure_pki(settings: LabSettings, fleet: FleetConfig, log: Log) -> TlsFiles:
+    root = pki_dir(settings)
+    files = TlsFiles.from_pki_dir(root)
+    ca_key_path = root / "ca-key.pem"
+    now = dt.datetime.now(dt.UTC)
+    if not files.ca.exists() or not ca_key_path.exists():
+        log(f"making a lab CA in {root}")
+        ca_key = _key()
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"drape lab CA ({settings.prefix})")])
+        ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(ca_key.public_key())
+              .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+              .not_valid_after(now + dt.timedelta(days=365))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+              .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                           content_commitment=False, key_encipherment=False,
+                                           data_encipherment=False, key_agreement=False, encipher_only=False,
+                                           decipher_only=False), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        _write(ca_key_path, _pem_key(ca_key), 0o600)
+        _write(files.ca, ca.public_bytes(serialization.Encoding.PEM))
+        for stale in root.glob("hosts/*/*.pem"):
+            stale.unlink()
+        for stale in (files.cert, files.key):
+            stale.unlink(missing_ok=True)
+    ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate(files.ca.read_bytes())
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+
+    def issue(cert_path: Path, key_path: Path, common_name: str, usage: x509.ObjectIdentifier,
+              addresses: Iterable[str] = ()) -> None:
+        if cert_path.exists() and key_path.exists():
+            return
+        key = _key()
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+                   .issuer_name(ca_cert.subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(now + dt.timedelta(days=180))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        sans = [x509.IPAddress(ip_address(a)) for a in addresses]
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        _write(key_path, _pem_key(key), 0o600)
+        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+
+    issue(files.cert, files.key, "backend", ExtendedKeyUsageOID.CLIENT_AUTH)
+    for host in fleet.hosts:
+        issue(root / "hosts" / host.name / "cert.pem", root / "hosts" / host.name / "key.pem", host.name,
+              ExtendedKeyUsageOID.SERVER_AUTH, [str(host.private_address), "127.0.0.1"])
+    return files
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lab hosts' engines listen with mutual TLS on the private address
+# ---------------------------------------------------------------------------------------------------
+
+def _target(settings: LabSettings, host: Host) -> SshTarget:
+    return SshTarget(hostname=str(host.public_address), user="deploy", key=settings.ssh_key.resolve(),
+                     known_hosts=settings.known_hosts.resolve())
+
+
+def dropin_text(host: Host, port: int) -> str:
+    return (
+        "# LAB ONLY stand-in (drape_fleet.tasks.runtime_lab) until the provisioning deploy owns this.\n"
+        "[Service]\nExecStart=\n"
+        f"ExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock "
+        f"-H tcp://{host.private_address}:{port} --tlsverify --tlscacert={REMOTE_TLS_DIR}/ca.pem "
+        f"--tlscert={REMOTE_TLS_DIR}/cert.pem --tlskey={REMOTE_TLS_DIR}/key.pem $DOCKER_OPTS\n"
+    )
+
+
+def ensure_engine_tls(settings: LabSettings, fleet: FleetConfig, log: Log) -> TlsFiles:
+    files = ensure_pki(settings, fleet, log)
+    root = pki_dir(settings)
+    port = fleet.network.docker_api_port
+
+    def one(host: Host) -> None:
+        target = _target(settings, host)
+        wanted = {
+            f"{REMOTE_TLS_DIR}/ca.pem": files.ca.read_bytes(),
+            f"{REMOTE_TLS_DIR}/cert.pem": (root / "hosts" / host.name / "cert.pem").read_bytes(),
+            f"{REMOTE_TLS_DIR}/key.pem": (root / "hosts" / host.name / "key.pem").read_bytes(),
+            DROPIN: dropin_text(host, port).encode(),
+        }
+        digest = hashlib.sha256(b"".join(wanted.values())).hexdigest()
+        check = ssh_run(target, f"sudo cat {REMOTE_TLS_DIR}/.digest 2>/dev/null; "
+                                f"sudo ss -ltn 'sport = :{port}' | grep -c LISTEN || true", check=False)
+        lines = check.stdout.split()
+        if lines[:1] == [digest] and lines[-1:] != ["0"]:
+            return
+        log(f"{host.name}: engine API over mutual TLS on {host.private_address}:{port} (lab stand-in)")
+        script = [f"sudo install -d -m 0700 {REMOTE_TLS_DIR}", "sudo install -d /etc/systemd/system/docker.service.d"]
+        for path, data in wanted.items():
+            mode = "0600" if path.endswith("key.pem") else "0644"
+            script.append(f"echo {shlex.quote(data.decode())} | sudo install -m {mode} /dev/stdin {path}")
+        script += [f"echo {digest} | sudo tee {REMOTE_TLS_DIR}/.digest >/dev/null",
+                   "sudo systemctl daemon-reload", "sudo systemctl restart docker",
+                   f"for i in $(seq 50); do sudo ss -ltn 'sport = :{port}' | grep -q LISTEN && exit 0; sleep 0.2; done;"
+                   " exit 1"]
+        ssh_run(target, " && ".join(script[:-1]) + " && " + script[-1], timeout=120)
+
+    with ThreadPoolExecutor(max_workers=len(fleet.hosts)) as pool:
+        list(pool.map(one, fleet.hosts))
+    return files
+
+
+def remove_engine_tls(settings: LabSettings, fleet: FleetConfig) -> None:
+    for host in fleet.hosts:
+        ssh_run(_target(settings, host), f"sudo rm -rf {DROPIN} {REMOTE_TLS_DIR} && sudo systemctl daemon-reload "
+                                         "&& sudo systemctl restart docker", timeout=120)
+
+
+def ensure_pnpm_store(settings: LabSettings, fleet: FleetConfig) -> None:
+    """The shared store the preview mounts read-only (production: the provisioning deploy fills it)."""
+    for host in fleet.hosts:
+        ssh_run(_target(settings, host), f"sudo install -d -m 0755 -o root -g root {PNPM_STORE} && "
+                                         f"echo trusted | sudo tee {PNPM_STORE}/.drape-store >/dev/null")
+
+
+def host_ssh(settings: LabSettings, host: Host, command: str, *, timeout: float = 60, check: bool = True,
+             input: str | None = None) -> str:
+    """Run a command on a lab host (tests use it as an independent observer of the runtime's work)."""
+    return ssh_run(_target(settings, host), command, timeout=timeout, check=check, input=input).stdout
+
+
+# ---------------------------------------------------------------------------------------------------
+# Preview images, built on the outer engine from the lab's debootstrap rootfs (no registry here)
+# ---------------------------------------------------------------------------------------------------
+
+def images_dir() -> Path:
+    return project_root() / "images" / "preview"
+
+
+def build_local(tag: str, context: Path, base: str, log: Log, *, dockerfile: str = "Dockerfile") -> str:
+    """Build ``context`` on this machine's engine with ``BASE`` substituted (the lab's own base images)."""
+    from drape_fleet.lab.engine import ensure_engine
+    from drape_fleet.lab.images import ensure_image, ensure_rootfs_image
+
+    client = ensure_engine(log)
+    if base == ROOTFS:
+        ensure_rootfs_image(client, log)
+    return ensure_image(client, log, context=context, tag=tag, base=base) if dockerfile == "Dockerfile" else tag
+
+
+def ensure_tiny_image(log: Log) -> str:
+    return build_local(TINY_IMAGE, images_dir() / "tiny", ROOTFS, log)
+
+
+def ensure_node_base(log: Log) -> str:
+    return build_local(NODE_BASE, images_dir() / "lab-node-base", ROOTFS, log)
+
+
+def image_id(tag: str) -> str:
+    result = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True,
+                            text=True, check=False)
+    return result.stdout.strip()
+
+
+def ship_image(fleet_engines: dict[str, object], tag: str, log: Log) -> list[str]:
+    """Load ``tag`` from this machine's engine into every host engine that lacks it (through the runtime's
+    own TLS seam: ``POST /images/load``). Returns the hosts it was loaded on."""
+    from drape_fleet.runtime.engines import Engine
+
+    wanted = image_id(tag)
+    if not wanted:
+        raise RuntimeError(f"{tag} is not built on this machine")
+    need: list[Engine] = []
+    for engine in fleet_engines.values():
+        assert isinstance(engine, Engine)
+        try:
+            have = engine.call(lambda api: api.inspect_image(tag), "inspect image").get("Id")
+        except Exception:
+            have = None
+        if have != wanted:
+            need.append(engine)
+    if not need:
+        return []
+    log(f"shipping {tag} to {', '.join(e.name for e in need)}")
+    saved = subprocess.run(["docker", "save", tag], capture_output=True, check=True).stdout
+
+    def load(engine: Engine) -> None:
+        engine.call(lambda api: list(api.load_image(saved)), "load image")
+
+    with ThreadPoolExecutor(max_workers=len(need)) as pool:
+        list(pool.map(load, need))
+    return [e.name for e in need]
+
+
+def tar_context(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
