@@ -72,7 +72,7 @@ class Framework(FrozenModel):
 
     @model_validator(mode="after")
     def _image_is_a_reference(self) -> Self:
-        if not _IMAGE_RE.match(self.image):
+        if not _IMAGE_RE.fullmatch(self.image):
             raise invalid("bad_image", f"{self.image!r} is not an image reference", at="image",
                           fix="write it like drape/nextjs:1 or registry.example/drape/vue:2024-06")
         return self

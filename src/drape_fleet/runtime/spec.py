@@ -75,13 +75,14 @@ def make_request(
         raise UnknownFramework("framework", f"unknown framework {framework!r} (this fleet has {known})")
     resources = settings.preview if resources is None else resources
     _fits_limits(resources, settings, hosts)
-    if repo is not None and not _REPO_RE.match(repo):
+    if repo is not None and not _REPO_RE.fullmatch(repo):
         raise BadRequest("repo", f"{repo!r} is not an https:// or git@host:path repository address")
-    if ref is not None and (not _REF_RE.match(ref) or ".." in ref or ref.startswith(("-", "/"))):
+    if ref is not None and (not _REF_RE.fullmatch(ref) or ".." in ref or ref.startswith(("-", "/"))):
         raise BadRequest("ref", f"{ref!r} is not a safe branch, tag or commit name")
     pairs: list[tuple[str, str]] = []
     for key, value in sorted((env or {}).items()):
-        if not isinstance(key, str) or not _ENV_KEY_RE.match(key) or key in _RESERVED_ENV or key.startswith("DRAPE_"):
+        reserved = key in _RESERVED_ENV or key.startswith("DRAPE_")
+        if not isinstance(key, str) or not _ENV_KEY_RE.fullmatch(key) or reserved:
             raise BadRequest("env", f"variable name {key!r} is not allowed (A-Z, 0-9, _; not DRAPE_* or "
                              f"{', '.join(sorted(_RESERVED_ENV))})")
         if not isinstance(value, str) or "\0" in value or len(value) > 4096:
@@ -92,7 +93,7 @@ def make_request(
 
 
 def _identifier(name: str, value: object, pattern: re.Pattern[str], allowed: str) -> None:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise BadRequest(name, f"{value!r} is not a safe {name} id: use {allowed}")
 
 
@@ -169,7 +170,7 @@ def network_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim: s
     daemon's ``icc`` key affects only the default bridge), so even containers that share a workspace network
     cannot talk to each other unless a rule allows it. Published ports default to the host's private address.
     """
-    if not L.CLAIM_RE.match(claim):
+    if not L.CLAIM_RE.fullmatch(claim):
         raise ValueError(f"bad claim {claim!r}")
     return NetworkSpec(
         name=L.network_name(request.workspace, claim),
@@ -256,7 +257,9 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
         "Labels": preview_labels(request, settings, claim=claim, created=created),
         "ExposedPorts": {port: {}},
         "StopTimeout": 5,
-        "HostConfig": dict(host_config),
+        # Explicit even where it is the engine's default: what a reviewer greps for, and what ``state``
+        # checks on anything that claims to be ours.
+        "HostConfig": {**host_config, "Privileged": False, "ReadonlyRootfs": False},
         "NetworkingConfig": {"EndpointsConfig": {network: {}}},
     }
     return ContainerSpec(name=L.container_name(request.workspace), body=body)

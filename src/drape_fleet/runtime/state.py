@@ -132,11 +132,11 @@ def parse_container(host: str, entry: Mapping[str, Any], settings: RuntimeSettin
     if missing:
         return foreign(f"missing labels {', '.join(missing)}")
     workspace, claim = labels[L.WORKSPACE], labels[L.CLAIM]
-    if not L.WORKSPACE_RE.match(workspace):
+    if not L.WORKSPACE_RE.fullmatch(workspace):
         return foreign("workspace label is not a safe id")
-    if not L.PRINCIPAL_RE.match(labels[L.USER]) or not L.PRINCIPAL_RE.match(labels[L.PROJECT]):
+    if not L.PRINCIPAL_RE.fullmatch(labels[L.USER]) or not L.PRINCIPAL_RE.fullmatch(labels[L.PROJECT]):
         return foreign("user or project label is not a safe id")
-    if not L.CLAIM_RE.match(claim):
+    if not L.CLAIM_RE.fullmatch(claim):
         return foreign("claim label is malformed")
     if labels[L.FRAMEWORK] not in settings.frameworks:
         return foreign(f"framework {labels[L.FRAMEWORK]!r} is not configured")
