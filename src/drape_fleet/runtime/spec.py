@@ -81,8 +81,8 @@ def make_request(
         raise BadRequest("ref", f"{ref!r} is not a safe branch, tag or commit name")
     pairs: list[tuple[str, str]] = []
     for key, value in sorted((env or {}).items()):
-        reserved = key in _RESERVED_ENV or key.startswith("DRAPE_")
-        if not isinstance(key, str) or not _ENV_KEY_RE.fullmatch(key) or reserved:
+        if not isinstance(key, str) or not _ENV_KEY_RE.fullmatch(key) or key in _RESERVED_ENV \
+                or key.startswith("DRAPE_"):
             raise BadRequest("env", f"variable name {key!r} is not allowed (A-Z, 0-9, _; not DRAPE_* or "
                              f"{', '.join(sorted(_RESERVED_ENV))})")
         if not isinstance(value, str) or "\0" in value or len(value) > 4096:
