@@ -56,8 +56,8 @@ class RuntimeLab:
 
     def clean(self) -> None:
         for host in self.fleet.host_names:
-            self.on_host(host, "docker ps -aq --filter label=drape.owner | xargs -r docker rm -f >/dev/null; "
-                               "docker network ls -q --filter label=drape.owner | xargs -r docker network rm "
+            self.on_host(host, "docker ps -aq --filter label=drape.owner | xargs -r -P 8 -n 4 docker rm -f >/dev/null; "
+                               "docker network ls -q --filter label=drape.owner | xargs -r -P 8 -n 4 docker network rm "
                                ">/dev/null; docker volume rm -f drape-cordon >/dev/null; true", timeout=120)
 
     def runtime(self, *, background: bool = False, reaper: bool = False, **overrides: Any) -> PreviewRuntime:

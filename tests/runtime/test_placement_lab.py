@@ -8,12 +8,11 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from conftest import RuntimeLab
 
 from drape_fleet.config.runtime import PreviewResources
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.service import PreviewRuntime
-
-from conftest import RuntimeLab
 
 pytestmark = pytest.mark.lab
 
