@@ -107,6 +107,7 @@ def runtime_lab(lab_fleet: FleetConfig) -> RuntimeLab:
         _ensure_docker_on_hosts(lab_fleet, settings)
         files = rl.ensure_engine_tls(settings, lab_fleet, lambda m: print(f"[runtime-lab] {m}"))
         rl.ensure_pnpm_store(settings, lab_fleet)
+        rl.ensure_preview_firewall(settings, lab_fleet)
         rl.ensure_tiny_image(lambda m: print(f"[runtime-lab] {m}"))
         engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, files), lab_fleet.runtime)
         rl.ship_image({e.name: e for e in engines.engines()}, rl.TINY_IMAGE, lambda m: print(f"[runtime-lab] {m}"))

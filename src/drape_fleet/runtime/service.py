@@ -659,8 +659,9 @@ class PreviewRuntime:
                     with self._lock:
                         tracker.public_port = port
                 if state.get("Status") in ("exited", "dead"):
-                    self._fail(tracker, generation, f"the dev server exited (code {state.get('ExitCode')}): "
-                                                    f"{self._log_tail(host, container_id)}")
+                    _, why = read_phase(engine, container_id)  # the template's own reason, when it gave one
+                    self._fail(tracker, generation, why or f"the dev server exited (code {state.get('ExitCode')}): "
+                                                           f"{self._log_tail(host, container_id)}")
                     return
                 phase, why = read_phase(engine, container_id)
                 down_since = None

@@ -188,6 +188,48 @@ def remove_engine_tls(settings: LabSettings, fleet: FleetConfig) -> None:
                                          "&& sudo systemctl restart docker", timeout=120)
 
 
+def preview_firewall(private_subnet: str, backend_addresses: Iterable[str]) -> str:
+    """The host firewall previews need, as an nftables script (a table of its own; Docker's rules untouched).
+
+    CONTRACT for the provisioning work (LAB stand-in here): Docker's bridge isolation does not cover published
+    ports. Its ``nat DOCKER`` chain RETURNs for traffic from any Docker bridge, so a preview connecting to
+    ``<host private address>:<another preview's published port>`` reaches the userland proxy through INPUT
+    and the proxy connects it to the other preview; a preview can also reach other hosts' published ports (and
+    their Docker API and the backend) over the private network through NAT. Preview bridges are all named
+    ``drp*`` (``drape_fleet.runtime.labels.BRIDGE_PREFIX``), so three rules close it:
+
+    * input: no new connection from a preview to the host itself;
+    * forward: no preview to preview, no preview to the private network (replies excepted);
+    * forward: new connections into a preview only from the backend's addresses.
+    """
+    backends = ", ".join(backend_addresses)
+    return (
+        "table inet drape_previews {}\n"
+        "delete table inet drape_previews\n"
+        "table inet drape_previews {\n"
+        "  chain input {\n"
+        "    type filter hook input priority filter; policy accept;\n"
+        '    iifname "drp*" ct state new drop\n'
+        "  }\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority filter; policy accept;\n"
+        "    ct state established,related accept\n"
+        '    iifname "drp*" oifname "drp*" drop\n'
+        f'    iifname "drp*" ip daddr {private_subnet} drop\n'
+        f'    oifname "drp*" ct state new ip saddr != {{ {backends} }} drop\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def ensure_preview_firewall(settings: LabSettings, fleet: FleetConfig) -> None:
+    script = preview_firewall(str(settings.private_subnet),
+                              [str(n.network_address) if n.num_addresses == 1 else str(n)
+                               for n in fleet.network.backend_addresses])
+    for host in fleet.hosts:
+        ssh_run(_target(settings, host), "sudo nft -f -", input=script)
+
+
 def ensure_pnpm_store(settings: LabSettings, fleet: FleetConfig) -> None:
     """The shared store the preview mounts read-only (production: the provisioning deploy fills it)."""
     for host in fleet.hosts:
