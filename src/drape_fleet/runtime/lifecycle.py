@@ -146,7 +146,13 @@ def claim(engine: Engine, host: Host, request: PreviewRequest, settings: Runtime
                                address=address)
     except _NameTaken as taken:
         remove_network(engine, network.name)
-        return ClaimResult(Outcome.DUPLICATE, reason=f"{host.name} already has {taken.args[0]}")
+        previews, foreign = observer.records(engine, workspace=request.workspace)
+        if any(p.name == taken.args[0] for p in previews):
+            return ClaimResult(Outcome.DUPLICATE, reason=f"{host.name} already has {taken.args[0]}")
+        # Something that is not one of our previews holds the name: never touch it; use another host.
+        why = next((f.reason for f in foreign if f.name == taken.args[0]), "not made by this runtime")
+        return ClaimResult(Outcome.FAILED, reason=f"{host.name}: the name {taken.args[0]} is held by a foreign "
+                                                  f"container ({why})")
     except APIError as exc:
         remove_network(engine, network.name)
         return ClaimResult(Outcome.FAILED, reason=f"{host.name}: {exc.explanation or exc}")
