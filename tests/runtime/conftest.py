@@ -110,7 +110,7 @@ def runtime_lab(lab_fleet: FleetConfig) -> RuntimeLab:
         rl.ensure_preview_firewall(settings, lab_fleet)
         rl.ensure_tiny_image(lambda m: print(f"[runtime-lab] {m}"))
         engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, files), lab_fleet.runtime)
-        rl.ship_image({e.name: e for e in engines.engines()}, rl.TINY_IMAGE, lambda m: print(f"[runtime-lab] {m}"))
+        rl.ship_image(engines.engines(), rl.TINY_IMAGE, lambda m: print(f"[runtime-lab] {m}"))
         engines.close()
     except Exception as exc:  # the lab must work for these tests: fail, never skip
         pytest.fail(f"the runtime lab could not be prepared: {exc}", pytrace=False)

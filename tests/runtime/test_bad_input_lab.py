@@ -8,6 +8,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from conftest import RuntimeLab
@@ -90,7 +91,7 @@ class _BrokenEngine(BaseHTTPRequestHandler):
         else:
             self._reply(500, {"message": "fake engine: i/o error"})
 
-    changes: list[str] = []
+    changes: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
         _BrokenEngine.changes.append(self.path)

@@ -21,17 +21,19 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from docker.errors import NotFound
 
 from drape_fleet.config import FleetConfig, Host
 from drape_fleet.lab.settings import LabSettings
 from drape_fleet.lab.state import lab_state_settings
 from drape_fleet.paths import project_root
-from drape_fleet.runtime.engines import TlsFiles
+from drape_fleet.runtime.engines import Engine, TlsFiles
 from drape_fleet.ssh import SshTarget, ssh_run
 
 Log = Callable[[str], None]
@@ -98,9 +100,11 @@ def ensure_pki(settings: LabSettings, fleet: FleetConfig, log: Log) -> TlsFiles:
             stale.unlink()
         for stale in (files.cert, files.key):
             stale.unlink(missing_ok=True)
-    ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+    loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{ca_key_path} is not the lab CA's EC key")
+    ca_key = loaded
     ca_cert = x509.load_pem_x509_certificate(files.ca.read_bytes())
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
 
     def issue(cert_path: Path, key_path: Path, common_name: str, usage: x509.ObjectIdentifier,
               addresses: Iterable[str] = ()) -> None:
@@ -251,7 +255,7 @@ def images_dir() -> Path:
     return project_root() / "images" / "preview"
 
 
-def build_local(tag: str, context: Path, base: str, log: Log, *, dockerfile: str = "Dockerfile") -> str:
+def build_local(tag: str, context: Path, base: str, log: Log) -> str:
     """Build ``context`` on this machine's engine with ``BASE`` substituted (the lab's own base images)."""
     from drape_fleet.lab.engine import ensure_engine
     from drape_fleet.lab.images import ensure_image, ensure_rootfs_image
@@ -259,7 +263,7 @@ def build_local(tag: str, context: Path, base: str, log: Log, *, dockerfile: str
     client = ensure_engine(log)
     if base == ROOTFS:
         ensure_rootfs_image(client, log)
-    return ensure_image(client, log, context=context, tag=tag, base=base) if dockerfile == "Dockerfile" else tag
+    return ensure_image(client, log, context=context, tag=tag, base=base)
 
 
 def ensure_tiny_image(log: Log) -> str:
@@ -276,20 +280,18 @@ def image_id(tag: str) -> str:
     return result.stdout.strip()
 
 
-def ship_image(fleet_engines: dict[str, object], tag: str, log: Log) -> list[str]:
-    """Load ``tag`` from this machine's engine into every host engine that lacks it (through the runtime's
-    own TLS seam: ``POST /images/load``). Returns the hosts it was loaded on."""
-    from drape_fleet.runtime.engines import Engine
-
+def ship_image(engines: Iterable[Engine], tag: str, log: Log) -> list[str]:
+    """Load ``tag`` from this machine's engine into every host engine that lacks it, through the runtime's own
+    TLS seam (``POST /images/load``). Returns the hosts it was loaded on."""
     wanted = image_id(tag)
     if not wanted:
         raise RuntimeError(f"{tag} is not built on this machine")
     need: list[Engine] = []
-    for engine in fleet_engines.values():
-        assert isinstance(engine, Engine)
+    for engine in engines:
         try:
-            have = engine.call(lambda api: api.inspect_image(tag), "inspect image").get("Id")
-        except Exception:
+            have = engine.call(lambda api: cast(dict[str, Any], api.inspect_image(tag)),  # type: ignore[no-untyped-call]
+                               "inspect image").get("Id")
+        except NotFound:
             have = None
         if have != wanted:
             need.append(engine)
@@ -299,7 +301,8 @@ def ship_image(fleet_engines: dict[str, object], tag: str, log: Log) -> list[str
     saved = subprocess.run(["docker", "save", tag], capture_output=True, check=True).stdout
 
     def load(engine: Engine) -> None:
-        engine.call(lambda api: list(api.load_image(saved)), "load image")
+        engine.call(lambda api: list(cast(Iterable[Any], api.load_image(saved))),  # type: ignore[no-untyped-call]
+                    "load image")
 
     with ThreadPoolExecutor(max_workers=len(need)) as pool:
         list(pool.map(load, need))
