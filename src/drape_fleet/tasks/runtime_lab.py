@@ -270,8 +270,50 @@ def ensure_tiny_image(log: Log) -> str:
     return build_local(TINY_IMAGE, images_dir() / "tiny", ROOTFS, log)
 
 
+MACHINE_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
 def ensure_node_base(log: Log) -> str:
-    return build_local(NODE_BASE, images_dir() / "lab-node-base", ROOTFS, log)
+    """The lab's Node base: built from a context with this machine's CA bundle next to the Dockerfile."""
+    from drape_fleet.lab.engine import ensure_engine
+    from drape_fleet.lab.images import ensure_rootfs_image
+    from drape_fleet.runtime import templates
+
+    client = ensure_engine(log)
+    ensure_rootfs_image(client, log)
+    files = {"Dockerfile": (images_dir() / "lab-node-base" / "Dockerfile").read_bytes(),
+             "machine-ca.crt": MACHINE_CA.read_bytes() if MACHINE_CA.exists() else b""}
+    base_id = client.images.get(ROOTFS).id or ROOTFS
+    wanted = templates.recipe(files, base_id)
+    try:
+        if (client.images.get(NODE_BASE).labels or {}).get(templates.RECIPE_LABEL) == wanted:
+            return NODE_BASE
+    except NotFound:
+        pass
+    log(f"building {NODE_BASE} (Debian's nodejs on the lab rootfs; about 2 minutes)")
+    chunks = client.api.build(fileobj=io.BytesIO(templates.context_tar(files)), custom_context=True, tag=NODE_BASE,
+                              buildargs={"BASE": ROOTFS}, labels={templates.RECIPE_LABEL: wanted}, rm=True,
+                              forcerm=True, decode=True, network_mode="host")
+    lines, errors = templates.build_log_errors(chunks)
+    if errors:
+        raise RuntimeError(f"building {NODE_BASE} failed: {'; '.join(errors)}\n" + "\n".join(lines[-15:]))
+    return NODE_BASE
+
+
+def ensure_lab_template(framework: str, fleet: FleetConfig, log: Log) -> str:
+    """Build a framework template on this machine's engine from the lab's Node base (tagged as the lab fleet
+    names it), with the host network for npm."""
+    from drape_fleet.lab.engine import engine_client
+    from drape_fleet.runtime import templates
+
+    base = ensure_node_base(log)
+    tag = fleet.runtime.frameworks[framework].image
+    log(f"building {tag} (template {framework}) on {base}")
+    client = engine_client(timeout=1800)
+    try:
+        return templates.build_with(client.api, framework, tag, base=base, network_mode="host")
+    finally:
+        client.close()
 
 
 def image_id(tag: str) -> str:
