@@ -125,20 +125,21 @@ class Engine:
     def api(self) -> docker.APIClient:
         with self._lock:
             if self._api is None:
-                tls: TLSConfig | bool = False
-                if self.endpoint.tls is not None:
-                    files = self.endpoint.tls
-                    tls = TLSConfig(client_cert=(str(files.cert), str(files.key)), ca_cert=str(files.ca),
-                                    verify=True)
-                api = docker.APIClient(base_url=self.endpoint.base_url, version=self._settings.api_version,
-                                       timeout=int(max(1, round(self._settings.request_timeout_s))),
-                                       tls=tls, max_pool_size=POOL_SIZE)
-                # requests lets the environment override the session: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would
-                # replace our CA with the system bundle (every TLS handshake then fails) and HTTPS_PROXY would
-                # send engine traffic through a proxy. The engines are reached directly with our CA only.
-                api.trust_env = False
-                self._api = api
+                self._api = self._client(self._settings.request_timeout_s, POOL_SIZE)
             return self._api
+
+    def _client(self, timeout: float, pool_size: int) -> docker.APIClient:
+        tls: TLSConfig | bool = False
+        if self.endpoint.tls is not None:
+            files = self.endpoint.tls
+            tls = TLSConfig(client_cert=(str(files.cert), str(files.key)), ca_cert=str(files.ca), verify=True)
+        api = docker.APIClient(base_url=self.endpoint.base_url, version=self._settings.api_version,
+                               timeout=int(max(1, round(timeout))), tls=tls, max_pool_size=pool_size)
+        # requests lets the environment override the session: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would replace
+        # our CA with the system bundle (every TLS handshake then fails) and HTTPS_PROXY would send engine
+        # traffic through a proxy. The engines are reached directly, with our CA only.
+        api.trust_env = False
+        return api
 
     # -- health -----------------------------------------------------------------------------------
 
@@ -168,7 +169,8 @@ class Engine:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    def call(self, fn: Callable[[docker.APIClient], T], what: str, *, critical: bool = False) -> T:
+    def call(self, fn: Callable[[docker.APIClient], T], what: str, *, critical: bool = False,
+             timeout: float | None = None) -> T:
         """Run ``fn`` against this engine. Transport failures mark the host down and raise ``HostUnavailable``;
         4xx answers are re-raised as docker-py's ``APIError`` subclasses (``NotFound``, ...) for the caller to
         interpret; 5xx answers raise ``EngineError`` (and mark the host down when ``critical``)."""
@@ -177,8 +179,9 @@ class Engine:
                 wait = max(0.0, self.health.retry_at - self._clock())
                 reason = f"{self.health.last_error} (next try in {wait:.1f} s)"
             raise HostUnavailable(self.name, reason)
+        api = self.api if timeout is None else self._client(timeout, 2)  # bulk work (images): its own client
         try:
-            result = fn(self.api)
+            result = fn(api)
         except APIError as exc:
             status = exc.status_code or 0
             if status >= 500:
@@ -194,6 +197,9 @@ class Engine:
         except DockerException as exc:
             self._failed(f"{what}: {_short(exc)}")
             raise HostUnavailable(self.name, f"{what}: {_short(exc)}") from exc
+        finally:
+            if api is not self._api:
+                api.close()
         self._ok()
         return result
 

@@ -93,6 +93,6 @@ def build_with(api: Any, framework: str, tag: str, *, base: str, network_mode: s
 
 def build_on_engine(engine: Engine, framework: str, tag: str, *, base: str = PRODUCTION_BASE) -> str:
     try:
-        return engine.call(lambda api: build_with(api, framework, tag, base=base), f"build {tag}")
+        return engine.call(lambda api: build_with(api, framework, tag, base=base), f"build {tag}", timeout=3600)
     except RuntimeError as exc:
         raise EngineError(engine.name, None, str(exc)) from exc

@@ -344,7 +344,7 @@ def ship_image(engines: Iterable[Engine], tag: str, log: Log) -> list[str]:
 
     def load(engine: Engine) -> None:
         engine.call(lambda api: list(cast(Iterable[Any], api.load_image(saved))),  # type: ignore[no-untyped-call]
-                    "load image")
+                    "load image", timeout=1800)
 
     with ThreadPoolExecutor(max_workers=len(need)) as pool:
         list(pool.map(load, need))
