@@ -103,17 +103,17 @@ def test_a_host_dies_mid_run_and_no_request_is_lost(lab: RuntimeLab, runtimes: C
     later = [f"f-{i:02d}" for i in range(12, 30)]
     for status in ThreadPoolExecutor(12).map(lambda w: runtime.start(w, "u1", "tiny", wait=30), first):
         assert status.phase is Phase.READY, status
-    on_ax1 = [w for w in first if (s := runtime.status(w)) and s.host == "ax1"]
-    assert on_ax1
     with ThreadPoolExecutor(max_workers=18) as pool:
         futures = [pool.submit(runtime.start, w, "u1", "tiny", wait=90) for w in later]
         time.sleep(0.3)  # some of these are being placed (some on ax1) when its engine goes away
         engine_killer("ax1")
         results = [f.result() for f in futures]
     assert runtime.fleet["ax1"].health.failures > 0  # the run did run into the dead engine
-    assert all(r.phase is Phase.READY and r.host in ("ax2", "ax3") for r in results), \
-        [(r.workspace, r.phase, r.host, r.error) for r in results]
-    # the previews that were on ax1 are reported lost; the next request places them on a survivor
+    # every request was served: ready (on a survivor, or on ax1 if it was ready before ax1 died)
+    assert all(r.phase is Phase.READY for r in results), [(r.workspace, r.phase, r.host, r.error) for r in results]
+    # what was on ax1 is now reported lost; the next request places it on a survivor
+    on_ax1 = [w for w in first + later if (s := runtime.status(w)) and s.host == "ax1"]
+    assert on_ax1
     lost = [runtime.status(w) for w in on_ax1]
     assert all(s is not None and s.phase is Phase.LOST for s in lost), lost
     again = [runtime.start(w, "u1", "tiny", wait=30) for w in on_ax1]

@@ -35,7 +35,7 @@ def load_env_fleet(env: str) -> FleetConfig:
             return load_production_fleet()[0]
     except ConfigError as exc:
         fail(str(exc))
-    fail(f"--env {env!r}: use lab or production")
+    return fail(f"--env {env!r}: use lab or production")
 
 
 def connect(env: str, *, background: bool = False) -> PreviewRuntime:
