@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from invoke.collection import Collection
 
-from drape_fleet.tasks import lab_tasks
+from drape_fleet.tasks import bench_tasks, fleet_tasks, lab_tasks
 
 namespace = Collection()
 namespace.add_collection(Collection.from_module(lab_tasks, name="lab"))
+namespace.add_collection(Collection.from_module(fleet_tasks, name="fleet"))
+namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
