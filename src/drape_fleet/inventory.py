@@ -7,6 +7,15 @@ from typing import Any
 
 from drape_fleet.config import FleetConfig
 
+CONNECTOR = "openssh"
+"""Hosts are reached through the system's OpenSSH client (drape_fleet.provision.connector): a hardened host
+offers only post-quantum key exchanges, which pyinfra's paramiko-based ``@ssh`` connector cannot speak."""
+
+
+def inventory_name(name: str) -> str:
+    """The pyinfra inventory entry for fleet host ``name`` (pyinfra still calls the host ``name``)."""
+    return f"@{CONNECTOR}/{name}"
+
 
 def host_data(fleet: FleetConfig, name: str, *, fleet_file: Path, ssh_user: str,
               ssh_key: Path | None = None, known_hosts: Path | None = None) -> dict[str, Any]:
@@ -37,5 +46,5 @@ def groups(fleet: FleetConfig, **connection: Any) -> dict[str, list[tuple[str, d
     result: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for host in fleet.hosts:
         for role in host.roles:
-            result.setdefault(role, []).append((host.name, host_data(fleet, host.name, **connection)))
+            result.setdefault(role, []).append((inventory_name(host.name), host_data(fleet, host.name, **connection)))
     return result

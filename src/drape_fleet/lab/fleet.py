@@ -35,6 +35,17 @@ BOOT_TIMEOUT_S = 90.0
 # The fleet the lab stands for (pure)
 # ---------------------------------------------------------------------------------------------------
 
+LAB_PROVISIONING: dict[str, Any] = {
+    # What a stand-in host cannot do that a server does (see drape_fleet.config.provisioning):
+    # a lab host shares this machine's kernel, has no md driver, disks or LVM, cannot raise open files above
+    # 20000, cannot run nested containers under userns-remap, and cannot reach Docker's apt repository.
+    "base": {"owns_kernel": False},
+    "docker": {"source": "distro", "nofile_soft": 16384, "nofile_hard": 20000, "userns_remap": False},
+    "storage": {"expect_raid": False, "manage_volumes": False, "disk_monitoring": False},
+    "cache": {"max_size_gib": 20},
+}
+
+
 def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
     """The lab's fleet file, as data: the same shape ops write for production."""
     return {
@@ -43,6 +54,7 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             "admin_allowlist": [f"{settings.public_gateway}/32"],
             "backend_addresses": [f"{settings.private_gateway}/32"],
         },
+        "provisioning": {**LAB_PROVISIONING, "firewall": {"private_network": [str(settings.private_subnet)]}},
         "hosts": [
             {
                 "name": settings.host_name(i),

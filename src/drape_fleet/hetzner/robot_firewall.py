@@ -1,0 +1,179 @@
+"""Hetzner Robot's stateless switch-port firewall, generated from the same policy as the host firewall.
+
+Robot filters in front of the server: at most 10 rules per direction, first match wins, no match means
+discard, and it keeps no connection state, so answers to the server's own outbound connections (TCP with
+ACK set, DNS and NTP replies) need rules of their own. It filters IPv4 (IPv6 only with ``filter_ipv6``, off
+here: the host's nftables filters IPv6). The host firewall stays the authority; Robot's is the outer layer.
+
+Two ways out: ``payload(...)`` as a file ops can read and apply by hand, or ``RobotClient.apply`` which POSTs
+it to ``/firewall/{server-number}`` (form-encoded, as the webservice wants) and waits for it to be active.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, fields
+from ipaddress import IPv4Network, ip_network
+from typing import Any
+
+from drape_fleet.config.models import FleetConfig
+from drape_fleet.provision.firewall import firewall_policy
+
+BASE_URL = "https://robot-ws.your-server.de"
+MAX_RULES = 10
+EPHEMERAL = "32768-65535"
+
+
+class RobotFirewallError(ValueError):
+    """The policy cannot be expressed within Robot's limits; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class RobotRule:
+    name: str
+    action: str = "accept"
+    ip_version: str | None = "ipv4"
+    protocol: str | None = None
+    src_ip: str | None = None
+    dst_ip: str | None = None
+    src_port: str | None = None
+    dst_port: str | None = None
+    tcp_flags: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class RobotFirewall:
+    server_number: int
+    input: tuple[RobotRule, ...]
+    output: tuple[RobotRule, ...]
+    whitelist_hos: bool = True
+    filter_ipv6: bool = False
+
+    def form(self) -> list[tuple[str, str]]:
+        """The webservice's form fields, in order (``rules[input][0][name]=...``)."""
+        items = [("status", "active"), ("filter_ipv6", str(self.filter_ipv6).lower()),
+                 ("whitelist_hos", str(self.whitelist_hos).lower())]
+        for direction, rules in (("input", self.input), ("output", self.output)):
+            for index, rule in enumerate(rules):
+                items += [(f"rules[{direction}][{index}][{key}]", value) for key, value in rule.as_dict().items()]
+        return items
+
+    def as_json(self) -> dict[str, Any]:
+        return {"server_number": self.server_number, "status": "active", "filter_ipv6": self.filter_ipv6,
+                "whitelist_hos": self.whitelist_hos,
+                "rules": {"input": [r.as_dict() for r in self.input], "output": [r.as_dict() for r in self.output]}}
+
+
+def _v4(networks: tuple[object, ...]) -> list[IPv4Network]:
+    out = []
+    for value in networks:
+        net = ip_network(str(value), strict=False)
+        if isinstance(net, IPv4Network):
+            out.append(net)
+    return out
+
+
+def robot_firewall(fleet: FleetConfig, host_name: str) -> RobotFirewall:
+    host = fleet.host(host_name)
+    if host.robot_server_number is None:
+        raise RobotFirewallError(f"{host_name} has no robot_server_number in the fleet file: add it (Robot, "
+                                 "Servers list, column #)")
+    policy = firewall_policy(fleet, host_name)
+    ssh = next(r for r in policy.inbound if r.name == "ssh")
+    api = next(r for r in policy.inbound if r.name == "docker-api")
+    public = f"{host.public_address}/32"
+    rules: list[RobotRule] = []
+    for index, net in enumerate(_v4(ssh.sources or ())):
+        rules.append(RobotRule(f"ssh admin {index + 1}", protocol="tcp", src_ip=str(net), dst_ip=public,
+                               dst_port=str(ssh.ports[0])))
+    for port in policy.published_public_ports:
+        rules.append(RobotRule(f"previews {port}", protocol="tcp", dst_ip=public, dst_port=str(port)))
+    for index, net in enumerate(_v4(api.sources or ())):
+        rules.append(RobotRule(f"docker api backend {index + 1}", protocol="tcp", src_ip=str(net),
+                               dst_port=str(api.ports[0])))
+    rules += [
+        RobotRule("icmp", protocol="icmp"),
+        # Stateless: answers to the host's own connections must be let in explicitly.
+        RobotRule("tcp replies", protocol="tcp", dst_port=EPHEMERAL, tcp_flags="ack"),
+        RobotRule("dns replies", protocol="udp", src_port="53", dst_port=EPHEMERAL),
+        RobotRule("ntp replies", protocol="udp", src_port="123", dst_port=EPHEMERAL),
+    ]
+    if len(rules) > MAX_RULES:
+        raise RobotFirewallError(
+            f"{host_name}: the policy needs {len(rules)} Robot input rules, Robot allows {MAX_RULES}. Fix: merge "
+            "network.admin_allowlist / backend_addresses entries into fewer CIDR ranges (each entry is a rule)")
+    return RobotFirewall(host.robot_server_number, tuple(rules), (RobotRule("all outgoing", ip_version=None),))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The webservice
+# ---------------------------------------------------------------------------------------------------
+
+class RobotError(RuntimeError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status, self.code = status, code
+        hints = {
+            "UNAUTHORIZED": "check robot_user/robot_password (the webservice user, not your Robot login); three "
+                            "failed logins block your IP for 10 minutes",
+            "RATE_LIMIT_EXCEEDED": "wait a few minutes and try again",
+            "FIREWALL_IN_PROCESS": "a previous change is still being applied; wait 30 s",
+            "SERVER_NOT_FOUND": "check robot_server_number in the fleet file",
+        }
+        hint = hints.get(code, "see the message")
+        super().__init__(f"Robot answered {status} {code}: {message}. Fix: {hint}")
+
+
+class RobotClient:
+    """The one seam to the Robot webservice: Basic auth, form bodies, JSON answers, errors mapped."""
+
+    def __init__(self, user: str, password: str, *, base_url: str = BASE_URL, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
+
+    def _call(self, method: str, path: str, form: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+        body = urllib.parse.urlencode(form).encode() if form is not None else None
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        url = f"{self.base_url}{path}"
+        if not url.startswith(("https://", "http://")):
+            raise RobotError(0, "BAD_URL", f"{url} is not an http(s) URL")
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 (checked above)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (checked above)
+                answer: dict[str, Any] = json.loads(response.read().decode() or "{}")
+                return answer
+        except urllib.error.HTTPError as exc:
+            try:
+                error = json.loads(exc.read().decode()).get("error", {})
+            except (ValueError, AttributeError):
+                error = {}
+            raise RobotError(exc.code, str(error.get("code", "HTTP_ERROR")),
+                             str(error.get("message", exc.reason))) from None
+        except urllib.error.URLError as exc:
+            raise RobotError(0, "UNREACHABLE", f"{self.base_url} did not answer ({exc.reason})") from None
+
+    def firewall(self, server_number: int) -> dict[str, Any]:
+        answer: dict[str, Any] = self._call("GET", f"/firewall/{server_number}")["firewall"]
+        return answer
+
+    def apply(self, firewall: RobotFirewall, *, wait_s: float = 180.0, poll_s: float = 10.0) -> dict[str, Any]:
+        """POST the rules, then wait until Robot reports them active (it takes 20-30 s)."""
+        state: dict[str, Any] = self._call("POST", f"/firewall/{firewall.server_number}", firewall.form())["firewall"]
+        deadline = time.monotonic() + wait_s
+        while state.get("status") == "in process" and time.monotonic() < deadline:
+            time.sleep(poll_s)
+            state = self.firewall(firewall.server_number)
+        if state.get("status") == "in process":
+            raise RobotError(0, "FIREWALL_IN_PROCESS", f"still being applied after {wait_s:.0f} s")
+        return state

@@ -1,0 +1,155 @@
+"""`invoke provision` and `invoke verify`: thin over drape_fleet.provision.service and .verify."""
+
+from __future__ import annotations
+
+import time
+
+from invoke.context import Context
+from invoke.tasks import task
+from rich.table import Table
+
+from drape_fleet.config import ConfigError
+from drape_fleet.console import console, errors, fail, say
+from drape_fleet.provision.preflight import ProvisionRefused, resolve_hosts
+from drape_fleet.provision.runner import HostRun, Progress, summary_rows
+from drape_fleet.provision.service import default_environment, fleet_target
+from drape_fleet.provision.service import provision as run_provision
+from drape_fleet.provision.verify import run_verify
+
+_ENV_HELP = "production (default, or $DRAPE_ENV) or lab"
+
+
+def _show(progress: Progress) -> None:
+    if progress.status == "started":
+        console.print(f"  [cyan]{progress.host}[/cyan] {progress.deploy} ...")
+    elif progress.status == "warning":
+        console.print(f"  [cyan]{progress.host}[/cyan] [yellow]warning[/yellow] {progress.operation}")
+
+
+def _summary(runs: list[HostRun], dry: bool) -> None:
+    """Changes per deploy (rows) and host (columns), then what changed, from pyinfra's JSON."""
+    hosts = [run.host for run in runs]
+    table = Table(title="would change (dry run)" if dry else "changes per deploy")
+    table.add_column("deploy")
+    for name in hosts:
+        table.add_column(name, justify="right")
+    cells: dict[tuple[str, str], str] = {}
+    deploys: list[str] = []
+    for row in summary_rows(runs):
+        if row["deploy"] not in deploys:
+            deploys.append(row["deploy"])
+        text = f"{row['changed']} of {row['changed'] + row['unchanged'] + row['failed']}"
+        if row["failed"]:
+            text += f" [red]{row['failed']} failed[/red]"
+        cells[(row["deploy"], row["host"])] = text
+    for deploy in deploys:
+        table.add_row(deploy, *(cells.get((deploy, name), "-") for name in hosts))
+    console.print(table)
+    for row in summary_rows(runs):
+        if row["what"]:
+            label = "failed" if row["failed"] else ("would change" if dry else "changed")
+            console.print(f"  [cyan]{row['host']}[/cyan] {row['deploy']} {label}: {'; '.join(row['what'])}",
+                          soft_wrap=True)
+    if dry:
+        follow = sum(len(d.conditional) for run in runs for d in run.deploys.values())
+        if follow:
+            console.print(f"  (and up to {follow} follow-up step(s), such as restarts, if those changes need them)")
+
+
+@task(help={
+    "host": "host to provision (repeatable: --host ax1 --host ax2)",
+    "all": "provision every host of the fleet, in parallel",
+    "only": "comma-separated deploys to run, e.g. ssh,firewall (storage, base, ssh, firewall, docker, cache)",
+    "dry": "show what would change, change nothing",
+    "force": "go on despite a degraded RAID (loudly)",
+    "env": _ENV_HELP,
+}, iterable=["host"])
+def provision(c: Context, host: list[str] | None = None, all: bool = False, only: str = "", dry: bool = False,
+              force: bool = False, env: str = "") -> None:
+    """Provision hosts: storage, base system, SSH, firewall, Docker, pnpm store (checks first, then changes)."""
+    environment = env or default_environment()
+    try:
+        target = fleet_target(environment)
+        names = resolve_hosts(target.fleet, host or [], all)
+    except (ConfigError, ProvisionRefused) as exc:
+        fail(str(exc))
+    what = ", ".join(h.name for h in names)
+    say(f"{'dry run: ' if dry else ''}provisioning {what} ({environment}, fleet {target.fleet_file})")
+    if force:
+        errors.print("[bold yellow]--force[/bold yellow]: a degraded RAID will NOT stop this run")
+    started = time.monotonic()
+    try:
+        result = run_provision(target, [h.name for h in names], only=only, dry=dry, force=force,
+                               on_progress=_show, note=lambda line: say(line))
+    except ProvisionRefused as exc:
+        fail(f"provisioning refused:\n{exc}")
+    _summary(result.runs, dry)
+    for run in result.runs:
+        state = "[green]ok[/green]" if run.ok else "[red]FAILED[/red]"
+        console.print(f"{run.host}: {state}, {run.changes} change(s) in {run.seconds:.1f} s")
+        for warning in run.warnings:
+            console.print(f"  [yellow]warning[/yellow] {warning}")
+    failed = [run for run in result.runs if not run.ok]
+    if failed:
+        fail("\n".join(f"{run.host}: {run.error}" for run in failed))
+    console.print(f"[green]{'dry run done' if dry else 'provisioned'}[/green]: {what} in "
+                  f"{time.monotonic() - started:.1f} s")
+
+
+@task(help={"host": "host to verify (repeatable)", "all": "verify every host", "env": _ENV_HELP},
+      iterable=["host"])
+def verify(c: Context, host: list[str] | None = None, all: bool = False, env: str = "") -> None:
+    """Check hosts are as provisioned (testinfra over SSH, tests/host): packages, services, ports, sshd,
+    firewall, Docker, volumes, users, sysctls."""
+    environment = env or default_environment()
+    try:
+        target = fleet_target(environment)
+        names = resolve_hosts(target.fleet, host or [], all)
+    except (ConfigError, ProvisionRefused) as exc:
+        fail(str(exc))
+    say(f"verifying {', '.join(h.name for h in names)} ({environment})")
+    result = run_verify(target, names)
+    if not result.ok:
+        fail(f"verification failed (pytest exit {result.returncode}): see the failures above")
+    console.print("[green]verified[/green]")
+
+
+@task(help={"host": "host whose Robot firewall to generate", "out": "write the rules (JSON) to this file",
+            "apply": "send them to the Robot webservice (needs robot_user/robot_password secrets)",
+            "env": _ENV_HELP})
+def robot_firewall(c: Context, host: str = "", out: str = "", apply: bool = False, env: str = "") -> None:
+    """Hetzner Robot switch-port firewall rules for a host, from the same policy as its nftables."""
+    import json
+    from pathlib import Path
+
+    from drape_fleet.config import load_secrets
+    from drape_fleet.hetzner.robot_firewall import RobotClient, RobotError, RobotFirewallError
+    from drape_fleet.hetzner.robot_firewall import robot_firewall as build
+    from drape_fleet.paths import project_root
+
+    environment = env or default_environment()
+    try:
+        target = fleet_target(environment)
+        (entry,) = resolve_hosts(target.fleet, [host] if host else [], False)
+        firewall = build(target.fleet, entry.name)
+    except (ConfigError, ProvisionRefused, RobotFirewallError) as exc:
+        fail(str(exc))
+    table = Table(title=f"Robot firewall for {entry.name} (server #{firewall.server_number}): input, first match wins")
+    for column in ("#", "name", "proto", "source", "src port", "destination", "dst port", "flags", "action"):
+        table.add_column(column)
+    for index, rule in enumerate(firewall.input, start=1):
+        table.add_row(str(index), rule.name, rule.protocol or "*", rule.src_ip or "*", rule.src_port or "*",
+                      rule.dst_ip or "*", rule.dst_port or "*", rule.tcp_flags or "", rule.action)
+    console.print(table)
+    console.print(f"output: {', '.join(r.name for r in firewall.output)}; anything else inbound: discarded")
+    if out:
+        Path(out).write_text(json.dumps(firewall.as_json(), indent=2) + "\n")
+        say(f"rules written to {out}")
+    if apply:
+        secrets = load_secrets(repo_root=project_root())
+        try:
+            secrets.require("robot_user", "robot_password")
+            state = RobotClient(secrets.value("robot_user"), secrets.value("robot_password")).apply(firewall)
+        except (ConfigError, RobotError) as exc:
+            fail(str(exc))
+        console.print(f"[green]Robot firewall {state.get('status')}[/green] for server #{firewall.server_number}")

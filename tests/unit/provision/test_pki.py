@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from drape_fleet.pki.authority import PkiError, init_ca, issue_client, issue_host, load_ca
+from drape_fleet.pki.paths import ca_files, client_tls_files, host_tls_files, pki_dir
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_ca_and_certificates_with_tight_modes(tmp_path: Path) -> None:
+    directory = tmp_path / "pki"
+    cert_path, created = init_ca(directory)
+    assert created and init_ca(directory) == (cert_path, False)
+    _, key_path = ca_files(directory)
+    assert (_mode(directory), _mode(key_path), _mode(cert_path)) == (0o700, 0o600, 0o644)
+
+    issued = issue_host(directory, "ax1", ["10.0.0.11", "203.0.113.11"])
+    assert issued.created and issued.reason == "missing"
+    assert (issued.cert, issued.key) == host_tls_files(directory, "ax1")
+    assert _mode(issued.key) == 0o600 and _mode(issued.key.parent) == 0o700
+    cert = x509.load_pem_x509_certificate(issued.cert.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [ip_address("10.0.0.11"), ip_address("203.0.113.11")]
+    assert san.get_values_for_type(x509.DNSName) == ["ax1"]
+    assert ExtendedKeyUsageOID.SERVER_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert cert.issuer == load_ca(directory)[0].subject
+
+    assert not issue_host(directory, "ax1", ["10.0.0.11", "203.0.113.11"]).created
+    moved = issue_host(directory, "ax1", ["10.0.0.21", "203.0.113.11"])
+    assert moved.created and moved.reason == "addresses changed"
+
+    client = issue_client(directory)
+    ca, cert_file, key_file = client_tls_files(directory)
+    assert (client.cert, client.key, ca) == (cert_file, key_file, cert_path)
+    usage = x509.load_pem_x509_certificate(cert_file.read_bytes()).extensions.get_extension_for_class(
+        x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_missing_ca_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(PkiError, match=r"no TLS CA in .*missing ca.pem.*run `invoke pki.init`"):
+        issue_host(tmp_path, "ax1", ["10.0.0.11"])
+
+
+def test_refuses_to_keep_keys_inside_the_repository() -> None:
+    from drape_fleet.paths import project_root
+
+    with pytest.raises(PkiError, match=r"inside the repository"):
+        init_ca(project_root() / "pki-here")
+    assert not (project_root() / "pki-here").exists()
+
+
+def test_pki_dir_per_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from drape_fleet.lab.state import lab_state_settings
+
+    monkeypatch.delenv("DRAPE_PKI_DIR", raising=False)
+    monkeypatch.setenv("DRAPE_LAB_PREFIX", "drape-labx")
+    assert pki_dir("lab") == lab_state_settings().state_dir / "pki"
+    monkeypatch.delenv("DRAPE_LAB_PREFIX")
+    assert pki_dir("lab") == lab_state_settings().state_dir / "pki"
+    assert pki_dir("lab").name == "pki" and pki_dir("lab").parent.name == ".lab"
+    assert pki_dir("production") == Path("~/.config/drape-fleet/pki").expanduser()
+    monkeypatch.setenv("DRAPE_PKI_DIR", str(tmp_path))
+    assert pki_dir("production") == pki_dir("lab") == tmp_path
+    with pytest.raises(ValueError, match=r"unknown environment"):
+        monkeypatch.delenv("DRAPE_PKI_DIR")
+        pki_dir("staging")
+
+
+def test_paths_import_with_the_standard_library_only() -> None:
+    code = ("import sys; import drape_fleet.pki.paths; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('pydantic', 'cryptography', 'pyinfra', 'docker', 'rich', 'invoke')); print(bad); "
+            "assert not bad, bad")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
