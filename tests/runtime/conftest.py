@@ -83,38 +83,26 @@ def collect(process: subprocess.Popen[str], timeout: float = 240) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _ensure_docker_on_hosts(fleet: FleetConfig, settings: LabSettings) -> None:
-    missing = [h for h in fleet.host_names if subprocess.run(
-        ["docker", "exec", settings.container_name(h), "docker", "version"], capture_output=True,
-        check=False).returncode != 0]
-    if not missing:
-        return
-    env = {**os.environ, "DRAPE_LAB_PREFIX": settings.prefix}
-    pyinfra = Path(sys.executable).with_name("pyinfra")
-    result = subprocess.run([str(pyinfra), "-y", "inventories/lab.py", "deploys/site.py"], cwd=project_root(),
-                            capture_output=True, text=True, env=env, check=False, timeout=900)
-    if result.returncode != 0:
-        raise RuntimeError(f"installing Docker on the lab hosts failed:\n{result.stdout[-2000:]}{result.stderr}")
-
-
 @pytest.fixture(scope="session")
-def runtime_lab(lab_fleet: FleetConfig) -> RuntimeLab:
-    from drape_fleet.runtime.engines import Fleet, tls_endpoints
+def runtime_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> RuntimeLab:
+    """The lab as provisioned by the real deploys (TLS engines, firewall, pnpm store), plus the tiny preview
+    image on every host."""
+    from drape_fleet.pki.paths import pki_dir
+    from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
     from drape_fleet.tasks import runtime_lab as rl
 
     settings = rl.lab_settings()
     try:
-        _ensure_docker_on_hosts(lab_fleet, settings)
-        files = rl.ensure_engine_tls(settings, lab_fleet, lambda m: print(f"[runtime-lab] {m}"))
-        rl.ensure_pnpm_store(settings, lab_fleet)
-        rl.ensure_preview_firewall(settings, lab_fleet)
+        pki = pki_dir("lab")
         rl.ensure_tiny_image(lambda m: print(f"[runtime-lab] {m}"))
-        engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, files), lab_fleet.runtime)
-        rl.ship_image(engines.engines(), rl.TINY_IMAGE, lambda m: print(f"[runtime-lab] {m}"))
-        engines.close()
+        engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, TlsFiles.from_pki_dir(pki)), lab_fleet.runtime)
+        try:
+            rl.ship_image(engines.engines(), rl.TINY_IMAGE, lambda m: print(f"[runtime-lab] {m}"))
+        finally:
+            engines.close()
     except Exception as exc:  # the lab must work for these tests: fail, never skip
         pytest.fail(f"the runtime lab could not be prepared: {exc}", pytrace=False)
-    return RuntimeLab(fleet=lab_fleet, settings=settings, pki=rl.pki_dir(settings))
+    return RuntimeLab(fleet=lab_fleet, settings=settings, pki=pki)
 
 
 @pytest.fixture

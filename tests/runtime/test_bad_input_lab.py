@@ -4,10 +4,12 @@ engine that answers with errors."""
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -104,12 +106,18 @@ class _BrokenEngine(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def broken_engine(lab: RuntimeLab) -> Iterator[int]:
-    """An engine on 127.0.0.1 over the same mutual TLS (the lab host certificates name 127.0.0.1 too)."""
+def broken_engine(lab: RuntimeLab, tmp_path: Path) -> Iterator[int]:
+    """An engine on 127.0.0.1 over the same mutual TLS: a server certificate for 127.0.0.1 from the lab CA
+    (issued into a copy of the PKI directory, so the lab's own stays as provisioning made it)."""
+    from drape_fleet.pki.authority import issue_host
+
+    pki = tmp_path / "pki"
+    shutil.copytree(lab.pki, pki)
+    issued = issue_host(pki, "ax9", ["127.0.0.1"])
     server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokenEngine)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(lab.pki / "hosts" / "ax1" / "cert.pem", lab.pki / "hosts" / "ax1" / "key.pem")
-    context.load_verify_locations(lab.pki / "ca.pem")
+    context.load_cert_chain(issued.cert, issued.key)
+    context.load_verify_locations(pki / "ca.pem")
     context.verify_mode = ssl.CERT_REQUIRED
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -65,12 +65,17 @@ def test_previews_cannot_reach_each_other_the_host_or_the_docker_api(
     assert "0000000000000000" in lines[lines.index("CapEff:") + 1]
     assert lines[lines.index("NoNewPrivs:") + 1] == "1"
     # the shared store is readable and not writable; the activity stamp cannot be forged
-    code, out = inside(lab, "ax1", "iso-a", "cat /pnpm-store/.drape-store")
-    assert code == 0 and out.strip() == "trusted"
-    for target in ("/pnpm-store/.drape-store", "/pnpm-store/new-file", "/.drape-activity"):
-        code, out = inside(lab, "ax1", "iso-a", f"echo evil > {target}")
-        assert code != 0, f"{target} is writable: {out}"
-    assert lab.on_host("ax1", "cat /srv/drape/pnpm-store/.drape-store").strip() == "trusted"
+    marker = "/srv/drape/pnpm-store/.drape-isolation-test"
+    lab.on_host("ax1", f"echo trusted > {marker} && chmod 0644 {marker}")
+    try:
+        code, out = inside(lab, "ax1", "iso-a", "cat /pnpm-store/.drape-isolation-test")
+        assert code == 0 and out.strip() == "trusted"
+        for target in ("/pnpm-store/.drape-isolation-test", "/pnpm-store/new-file", "/.drape-activity"):
+            code, out = inside(lab, "ax1", "iso-a", f"echo evil > {target}")
+            assert code != 0, f"{target} is writable: {out}"
+        assert lab.on_host("ax1", f"cat {marker}").strip() == "trusted"
+    finally:
+        lab.on_host("ax1", f"rm -f {marker}")
     # the limits placement counted are the ones the kernel enforces
     memory = lab.on_host("ax1", "docker inspect -f '{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} "
                                 "{{.HostConfig.Privileged}} {{.HostConfig.CpuShares}}' drape-pv-iso-a").split()

@@ -51,9 +51,11 @@ class TlsFiles:
 
     @classmethod
     def from_pki_dir(cls, pki_dir: Path) -> TlsFiles:
-        """The layout the provisioning work writes: ``ca.pem`` and ``clients/backend/{cert,key}.pem``."""
-        return cls(ca=pki_dir / "ca.pem", cert=pki_dir / "clients" / "backend" / "cert.pem",
-                   key=pki_dir / "clients" / "backend" / "key.pem")
+        """The provisioning work's layout (``drape_fleet.pki.paths``): ``ca.pem``, ``clients/backend/*.pem``."""
+        from drape_fleet.pki.paths import client_tls_files
+
+        ca, cert, key = client_tls_files(pki_dir)
+        return cls(ca=ca, cert=cert, key=key)
 
     def missing(self) -> list[Path]:
         return [p for p in (self.ca, self.cert, self.key) if not p.is_file()]

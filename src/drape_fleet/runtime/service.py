@@ -17,7 +17,9 @@ placement/readiness worker per preview on its way to ready.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import random
 import threading
 import time
@@ -134,6 +136,8 @@ class _Tracker:
     queued_at: float | None = None
     generation: int = 0
     prewarm: bool = False
+    seq: int = 0
+    """Request order: the wait queue is first come, first served by this, whatever thread gets there first."""
 
 
 class PreviewRuntime:
@@ -153,6 +157,7 @@ class PreviewRuntime:
         self._host_locks = {name: threading.Lock() for name in fleet.names}
         self._pending: dict[str, tuple[int, float]] = {}
         self._queue: list[_Tracker] = []
+        self._sequence = itertools.count(1)
         self._activity = ActivityBuffer()
         self._tombstones_seen: dict[str, float] = {}
         self._closed = threading.Event()
@@ -331,7 +336,8 @@ class PreviewRuntime:
                                  project=record.project, resources=self._resources_of(record))
         with self._workspace_locks[record.workspace], self._lock:
             old = self._trackers.get(record.workspace)
-            tracker = _Tracker(request=request, phase=Phase.PLACING, since=_now(), requested_at=time.monotonic())
+            tracker = _Tracker(request=request, phase=Phase.PLACING, since=_now(), requested_at=time.monotonic(),
+                               seq=next(self._sequence))
             if old is not None:
                 tracker.generation = old.generation + 1
                 self._leave_queue(old)
@@ -452,7 +458,7 @@ class PreviewRuntime:
                     raise QueueFull(f"every host is full and {len(self._queue)} previews are waiting "
                                     f"(limit {self.settings.queue_limit}); try again later")
                 tracker = _Tracker(request=request, phase=Phase.PLACING, since=_now(),
-                                   requested_at=time.monotonic(), prewarm=prewarm)
+                                   requested_at=time.monotonic(), prewarm=prewarm, seq=next(self._sequence))
                 self._trackers[workspace] = tracker
                 self._spawn(lambda: self._place(tracker), f"drape-place-{workspace}")
                 return self._status(tracker)
@@ -730,7 +736,7 @@ class PreviewRuntime:
             return self._current(tracker, generation) and not self._closed.is_set()
 
     def _enqueue(self, tracker: _Tracker, generation: int) -> None:
-        self._queue.append(tracker)
+        bisect.insort(self._queue, tracker, key=lambda t: t.seq)
         tracker.queued_at = time.monotonic()
         self._set(tracker, generation, Phase.QUEUED)
 
@@ -965,8 +971,9 @@ class PreviewRuntime:
 
 
 def default_pki_dir(config: FleetConfig) -> Path:
-    """Where the backend's client certificate lives for this environment (the provisioning work's layout)."""
-    from drape_fleet.runtime.pki import pki_dir
+    """Where the backend's client certificate lives for this environment (``drape_fleet.pki.paths``:
+    ``$DRAPE_PKI_DIR``, else the lab's state directory, else ``~/.config/drape-fleet/pki``)."""
+    from drape_fleet.pki.paths import pki_dir
 
     return pki_dir(config.environment.name)
 

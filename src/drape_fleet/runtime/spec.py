@@ -16,7 +16,7 @@ from datetime import datetime
 from ipaddress import IPv4Network
 from typing import Any
 
-from docker.types import HostConfig, IPAMConfig, IPAMPool, LogConfig
+from docker.types import HostConfig, IPAMConfig, IPAMPool
 
 from drape_fleet.config.models import Host
 from drape_fleet.config.runtime import PreviewResources, RuntimeSettings
@@ -214,7 +214,8 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
     store, which is mounted read-only so no tenant can alter what another tenant's install reads.
     Resources: memory limit = reservation with no swap; CPU weight from the nominal cores and no quota (burst
     to the whole idle host) unless ``cpu_limit``; pids limit; ``/tmp`` as a bounded tmpfs; the writable
-    layer's size where the engine supports it (``disk_limit``); log files capped.
+    layer's size where the engine supports it (``disk_limit``). Logs follow the daemon's policy (the
+    provisioned hosts rotate them: ``local`` driver with size and file limits).
     """
     framework = settings.frameworks[request.framework]
     resources = request.resources
@@ -235,7 +236,6 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
         pids_limit=resources.pids_limit,
         tmpfs={"/tmp": f"rw,nosuid,nodev,size={resources.tmp_mib}m"},  # noqa: S108 - the container's own tmpfs
         storage_opt={"size": f"{resources.disk_gib}G"} if disk_limit and resources.disk_gib else None,
-        log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "2"}),
         restart_policy={"Name": "no"},
     )
     env = {

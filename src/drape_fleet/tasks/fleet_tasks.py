@@ -40,20 +40,11 @@ def load_env_fleet(env: str) -> FleetConfig:
 
 def connect(env: str, *, background: bool = False) -> PreviewRuntime:
     fleet = load_env_fleet(env)
-    if env == "lab":
-        _lab_engines_ready(fleet)
     try:
         return PreviewRuntime.connect(fleet, background=background, reaper=False)
     except FileNotFoundError as exc:
-        fail(f"{exc}. Issue the backend's client certificate first (provisioning), or set $DRAPE_PKI_DIR")
-
-
-def _lab_engines_ready(fleet: FleetConfig) -> None:
-    """LAB ONLY: until the provisioning deploy configures the lab engines' TLS, the runtime's stand-in does."""
-    from drape_fleet.tasks import runtime_lab
-
-    settings = runtime_lab.lab_settings()
-    runtime_lab.ensure_engine_tls(settings, fleet, say)
+        fail(f"{exc}. Issue the backend's client certificate first (`invoke pki.issue`, `invoke provision`), "
+             "or point $DRAPE_PKI_DIR at the PKI directory")
 
 
 def _gib(value: float) -> str:
