@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import RuntimeLab
+from runtime_lab_support import RuntimeLab
 
 from drape_fleet.config.loader import validate_fleet
 from drape_fleet.config.runtime import PreviewResources

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import RuntimeLab
+from runtime_lab_support import RuntimeLab
 
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.service import PreviewRuntime

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from conftest import RuntimeLab
+from runtime_lab_support import RuntimeLab
 
 from drape_fleet.config.runtime import PreviewResources
 from drape_fleet.runtime.readiness import Phase
