@@ -5,6 +5,7 @@ they FAIL (never skip) when the lab cannot start.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,16 @@ from runtime_lab_support import RuntimeLab
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.runtime.service import PreviewRuntime
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Framework-template tests run only with DRAPE_TEST_TEMPLATES=1 (reported as deselected otherwise)."""
+    if os.environ.get("DRAPE_TEST_TEMPLATES") == "1":
+        return
+    chosen = [item for item in items if item.get_closest_marker("templates") is None]
+    if len(chosen) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
+        items[:] = chosen
 
 
 @pytest.fixture(scope="session")
