@@ -25,7 +25,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -35,8 +35,7 @@ from docker.errors import APIError, NotFound
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.runtime import PreviewResources, RuntimeSettings
-from drape_fleet.runtime import activity, lifecycle, maintenance
-from drape_fleet.runtime import labels as L
+from drape_fleet.runtime import activity, lifecycle, maintenance, reaper
 from drape_fleet.runtime.activity import ActivityBuffer
 from drape_fleet.runtime.engines import Endpoint, Fleet, TlsFiles, tls_endpoints
 from drape_fleet.runtime.errors import (
@@ -50,7 +49,8 @@ from drape_fleet.runtime.lifecycle import Outcome, Reaped
 from drape_fleet.runtime.placement import candidates
 from drape_fleet.runtime.readiness import Phase, http_answers, read_phase
 from drape_fleet.runtime.spec import PreviewRequest, make_request
-from drape_fleet.runtime.state import Foreign, HostView, PreviewRecord
+from drape_fleet.runtime.state import HostView, PreviewRecord
+from drape_fleet.runtime.status import HostStatus, PreviewStatus, ReapReport
 from drape_fleet.runtime.views import Observer
 
 MIB = 1024 * 1024
@@ -64,63 +64,6 @@ QUEUE_POLL_S = 1.0
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class PreviewStatus:
-    """Where a workspace's preview is and what it is doing. ``url`` is set once it has a published port."""
-
-    workspace: str
-    user: str
-    project: str
-    framework: str
-    phase: Phase
-    since: datetime
-    host: str | None = None
-    container_id: str | None = None
-    url: str | None = None
-    queue_position: int | None = None
-    """1 = next to be placed; None when not queued."""
-    waited_s: float | None = None
-    """How long it has been waiting for capacity (queued) or since it was requested."""
-    error: str | None = None
-    created: datetime | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self.phase is Phase.READY
-
-
-@dataclass(frozen=True)
-class HostStatus:
-    name: str
-    reachable: bool
-    healthy: bool
-    error: str | None
-    cordoned: bool
-    cordon_reason: str | None
-    memory_capacity: int
-    memory_used: int
-    cpu_capacity: float
-    cpus_used: float
-    previews: int
-    claims: int
-    foreign: tuple[Foreign, ...]
-    disk_limit: bool
-    server_version: str | None
-
-    @property
-    def memory_free(self) -> int:
-        return self.memory_capacity - self.memory_used
-
-
-@dataclass
-class ReapReport:
-    removed: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    networks_removed: int = 0
 
 
 @dataclass
@@ -388,46 +331,8 @@ class PreviewRuntime:
 
     def reap(self) -> ReapReport:
         """One reaper pass: idle previews, duplicates after a failover, abandoned claims, dead containers,
-        orphan networks. Safe to run from several processes at once (see ``lifecycle.reap_one``)."""
-        report = ReapReport()
-        now = _now()
-        views = self.observer.views()
-        present = {p.id for v in views.values() for p in v.previews if p.tombstone}
-        for gone in set(self._tombstones_seen) - present:
-            self._tombstones_seen.pop(gone, None)
-        serving: dict[str, list[PreviewRecord]] = defaultdict(list)
-        for view in views.values():
-            if not view.reachable:
-                continue
-            engine = self.fleet[view.name]
-            for record in view.previews:
-                age = (now - record.created).total_seconds()
-                try:
-                    if record.tombstone:
-                        first = self._tombstones_seen.setdefault(record.id, time.monotonic())
-                        if time.monotonic() - first > lifecycle.TOMBSTONE_GRACE_S:
-                            lifecycle.discard(engine, record)
-                            report.removed.append(f"{record.host}/{record.name} (left over by a stopped reaper)")
-                    elif record.state == "created":
-                        if age > self.settings.claim_timeout_s:
-                            lifecycle.discard(engine, record)
-                            report.removed.append(f"{record.host}/{record.name} (abandoned claim)")
-                    elif not record.live:
-                        if not self._is_tracked_failure(record):
-                            lifecycle.discard(engine, record)
-                            report.removed.append(f"{record.host}/{record.name} ({record.state})")
-                    elif record.serving:
-                        serving[record.workspace].append(record)
-                except RuntimeFailure as exc:
-                    report.errors.append(f"{record.host}/{record.name}: {exc}")
-            report.networks_removed += self._reap_networks(view)
-        for _workspace, records in serving.items():
-            records.sort(key=lambda r: r.created, reverse=True)
-            keep, *surplus = records
-            for record in surplus:  # a host came back after its previews were placed elsewhere
-                self._reap_record(record, report, now=now, force=True, why="duplicate after failover")
-            self._reap_record(keep, report, now=now, force=False, why="idle")
-        return report
+        orphan networks. Safe to run from several processes at once (see ``reaper``)."""
+        return reaper.reap(self)
 
     # ----------------------------------------------------------------------------------------------
     # Start: hot path, then placement
@@ -882,67 +787,6 @@ class PreviewRuntime:
             previews=len(view.serving()), claims=sum(1 for p in view.previews if p.state == "created"),
             foreign=view.foreign, disk_limit=view.disk_limit,
             server_version=engine.facts.get("server_version"))
-
-    # ----------------------------------------------------------------------------------------------
-    # Reaper helpers
-    # ----------------------------------------------------------------------------------------------
-
-    def _reap_record(self, record: PreviewRecord, report: ReapReport, *, now: datetime, force: bool, why: str) -> None:
-        engine = self.fleet[record.host]
-        seen = self._activity.last_seen(record.workspace)
-        if not force:
-            last = max(t for t in (record.created, seen) if t is not None)
-            if (now - last).total_seconds() < self.settings.persist_s:
-                return
-            try:
-                stamp = activity.read_stamp(engine, record.id)
-            except (RuntimeFailure, APIError) as exc:
-                report.errors.append(f"{record.host}/{record.name}: {exc}")
-                return
-            if stamp is not None and (now - stamp).total_seconds() < self.settings.persist_s:
-                return
-        try:
-            result = lifecycle.reap_one(engine, record, now=now, persist_s=self.settings.persist_s,
-                                        seen_locally=seen, force=force)
-        except (RuntimeFailure, APIError) as exc:
-            report.errors.append(f"{record.host}/{record.name}: {exc}")
-            return
-        label = f"{record.host}/{record.workspace} ({why})"
-        if result is Reaped.REMOVED:
-            report.removed.append(label)
-            with self._lock:
-                tracker = self._trackers.get(record.workspace)
-                if tracker is not None and tracker.container_id == record.id:
-                    del self._trackers[record.workspace]
-                    tracker.generation += 1
-            self._wake_queue()
-        elif result is Reaped.KEPT:
-            report.kept.append(label)
-        else:
-            report.skipped.append(label)
-
-    def _reap_networks(self, view: HostView) -> int:
-        """Remove preview networks whose container is gone (claims that failed half-way, crashed processes)."""
-        engine = self.fleet[view.name]
-        claims = {p.claim for p in view.previews}
-        try:
-            networks = engine.call(lambda api: api.networks(filters=L.owned_filter(self.settings.owner,
-                                                                                    L.KIND_NETWORK)), "list networks")
-        except RuntimeFailure:
-            return 0
-        removed = 0
-        now = _now()
-        for network in networks or []:
-            labels = network.get("Labels") or {}
-            created = activity.parse_rfc3339(str(network.get("Created", "")))
-            if labels.get(L.CLAIM) in claims or created is None:
-                continue
-            if (now - created).total_seconds() < self.settings.claim_timeout_s:
-                continue
-            with contextlib.suppress(RuntimeFailure, APIError):
-                if lifecycle.remove_network(engine, str(network.get("Name"))):
-                    removed += 1
-        return removed
 
     # ----------------------------------------------------------------------------------------------
     # Background loops
