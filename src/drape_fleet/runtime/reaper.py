@@ -23,6 +23,7 @@ from drape_fleet.runtime import activity, lifecycle
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.runtime.lifecycle import Reaped
+from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.state import HostView, PreviewRecord
 from drape_fleet.runtime.status import ReapReport
 
@@ -39,6 +40,10 @@ def reap(runtime: PreviewRuntime) -> ReapReport:
     report = ReapReport()
     now = _now()
     views = runtime.observer.views()
+    with runtime._lock:  # failed previews are remembered for a while (their error), then forgotten
+        for workspace, tracker in list(runtime._trackers.items()):
+            if tracker.phase is Phase.FAILED and (now - tracker.since).total_seconds() > runtime.settings.persist_s:
+                del runtime._trackers[workspace]
     present = {p.id for v in views.values() for p in v.previews if p.tombstone}
     for gone in set(runtime._tombstones_seen) - present:
         runtime._tombstones_seen.pop(gone, None)

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Network
@@ -244,14 +245,19 @@ class PreviewRuntime:
             for workspace, tracker in self._trackers.items():
                 if workspace not in result and (tracker.phase.active or self._status(tracker).phase is Phase.LOST):
                     result[workspace] = self._status(tracker)
-        for record in unknown:
-            phase = Phase.PLACING if record.state == "created" else Phase.STARTING
+        def phase_of(record: PreviewRecord) -> Phase:
+            if record.state == "created":
+                return Phase.PLACING
             if probe and record.state == "running" and record.public_port is not None:
                 address = str(self.config.host(record.host).private_address)
                 if http_answers(address, record.public_port, self.settings.frameworks[record.framework].ready_path,
                                 timeout=1.0):
-                    phase = Phase.READY
-            result.setdefault(record.workspace, self._record_status(record, phase))
+                    return Phase.READY
+            return Phase.STARTING
+
+        with ThreadPoolExecutor(max_workers=16) as pool:  # previews this process does not track: probe at once
+            for record, phase in zip(unknown, pool.map(phase_of, unknown), strict=True):
+                result.setdefault(record.workspace, self._record_status(record, phase))
         return sorted(result.values(), key=lambda s: (s.host or "", s.workspace))
 
     def hosts(self) -> list[HostStatus]:
