@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -125,3 +126,38 @@ def test_a_host_dies_mid_run_and_no_request_is_lost(lab: RuntimeLab, runtimes: C
         assert lab.memory_reserved(host) <= CAPACITY
     hosts = {h.name: h for h in runtime.hosts()}
     assert not hosts["ax1"].reachable and hosts["ax2"].reachable
+
+
+@pytest.fixture
+def network_cutter(lab: RuntimeLab) -> Iterator[Callable[[str], None]]:
+    """Cut a lab host off the private network (the vSwitch stand-in): its engine's packets go nowhere."""
+    network = lab.settings.private_network
+    cut: list[str] = []
+
+    def disconnect(host: str) -> None:
+        subprocess.run(["docker", "network", "disconnect", network, lab.container(host)], check=True)
+        cut.append(host)
+
+    yield disconnect
+    for host in cut:
+        address = str(lab.fleet.host(host).private_address)
+        subprocess.run(["docker", "network", "connect", "--ip", address, network, lab.container(host)], check=True)
+
+
+def test_a_host_cut_off_the_network_is_reported_lost_and_replaced(
+        lab: RuntimeLab, runtimes: Callable[..., PreviewRuntime], network_cutter: Callable[[str], None]) -> None:
+    runtime = runtimes(background=True, reaper=False)
+    for i in range(6):
+        assert runtime.start(f"n-{i}", "u1", "tiny", wait=30).phase is Phase.READY
+    on_ax2 = [w for w in (f"n-{i}" for i in range(6)) if (s := runtime.status(w)) and s.host == "ax2"]
+    assert on_ax2
+    network_cutter("ax2")
+    deadline = time.monotonic() + 30  # noticed by the health pings alone, no request needed
+    while time.monotonic() < deadline and runtime.status(on_ax2[0]).phase is not Phase.LOST:  # type: ignore[union-attr]
+        time.sleep(0.5)
+    assert all(runtime.status(w).phase is Phase.LOST for w in on_ax2)  # type: ignore[union-attr]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda w: runtime.start(w, "u1", "tiny", wait=60), [*on_ax2, "n-new-1", "n-new-2"]))
+    assert all(r.phase is Phase.READY and r.host in ("ax1", "ax3") for r in results), results
+    down = {h.name: h for h in runtime.hosts()}["ax2"]
+    assert not down.reachable

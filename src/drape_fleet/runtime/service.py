@@ -38,7 +38,7 @@ from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.runtime import PreviewResources, RuntimeSettings
 from drape_fleet.runtime import activity, lifecycle, maintenance, reaper
 from drape_fleet.runtime.activity import ActivityBuffer
-from drape_fleet.runtime.engines import Endpoint, Fleet, TlsFiles, tls_endpoints
+from drape_fleet.runtime.engines import Endpoint, Engine, Fleet, TlsFiles, tls_endpoints
 from drape_fleet.runtime.errors import (
     EngineError,
     HostUnavailable,
@@ -60,6 +60,8 @@ FAILED_KEPT_S = 60.0
 HOST_DEAD_S = 6.0
 """A starting preview whose host has not answered for this long is placed again elsewhere."""
 QUEUE_POLL_S = 1.0
+HEALTH_PING_S = 5.0
+"""Healthy hosts are pinged this often by the background health thread."""
 """The queue's head retries this often even without a local wake-up: other processes free capacity too."""
 
 
@@ -805,10 +807,30 @@ class PreviewRuntime:
             self._threads.append(thread)
 
     def _health_loop(self) -> None:
-        while not self._closed.wait(0.5):
-            for engine in self.fleet.engines():
-                if not engine.health.healthy and engine.available() and engine.probe():
+        """Probe hosts in backoff when their delay has passed, and ping healthy ones every few seconds: a host
+        whose network is cut (packets dropped, nothing refused) is otherwise noticed only by the next call."""
+        in_flight: set[str] = set()
+        last_ping = 0.0
+
+        def probe(engine: Engine) -> None:
+            try:
+                if engine.probe():
                     self._wake_queue()
+            finally:
+                with self._lock:
+                    in_flight.discard(engine.name)
+
+        while not self._closed.wait(0.5):
+            ping_healthy = time.monotonic() - last_ping >= HEALTH_PING_S
+            if ping_healthy:
+                last_ping = time.monotonic()
+            for engine in self.fleet.engines():
+                due = engine.available() and (not engine.health.healthy or ping_healthy)
+                with self._lock:
+                    if not due or engine.name in in_flight:
+                        continue
+                    in_flight.add(engine.name)
+                self.fleet.submit(lambda e=engine: probe(e))  # type: ignore[misc]
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(self.settings.activity_flush_s):
