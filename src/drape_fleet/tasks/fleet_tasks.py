@@ -68,8 +68,10 @@ def status(c: Context, env: str = "production") -> None:
         placement = f"[yellow]cordoned[/yellow] {host.cordon_reason or ''}".strip() if host.cordoned else "open"
         table.add_row(host.name, engine, placement, f"{_gib(host.memory_used)}/{_gib(host.memory_capacity)}",
                       _gib(host.memory_free), f"{host.cpus_used:g}/{host.cpu_capacity:g}", str(host.previews),
-                      str(host.claims), "yes" if host.disk_limit else "no (engine cannot)", str(len(host.foreign)))
+                      str(host.claims), "yes" if host.disk_limit else "no", str(len(host.foreign)))
     console.print(table)
+    if not all(h.disk_limit for h in hosts if h.reachable):
+        console.print("disk limit: the writable layer is size-limited only on overlay2 over XFS with pquota")
     for host in hosts:
         for item in host.foreign:
             console.print(f"[yellow]foreign[/yellow] {host.name}/{item.name} ({item.id[:12]}): {item.reason} "
