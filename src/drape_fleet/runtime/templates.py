@@ -71,7 +71,8 @@ def build_log_errors(chunks: Iterable[dict[str, Any]]) -> tuple[list[str], list[
     return lines, errors
 
 
-def build_with(api: Any, framework: str, tag: str, *, base: str, network_mode: str | None = None) -> str:
+def build_with(api: Any, framework: str, tag: str, *, base: str, network_mode: str | None = None,
+               labels: dict[str, str] | None = None) -> str:
     """Build ``tag`` with a docker-py APIClient (any engine); skipped when the same recipe is there."""
     files = context_files(framework)
     wanted = recipe(files, base)
@@ -82,7 +83,7 @@ def build_with(api: Any, framework: str, tag: str, *, base: str, network_mode: s
     except Exception:  # noqa: S110 - not there yet: build it
         pass
     chunks = api.build(fileobj=io.BytesIO(context_tar(files)), custom_context=True, tag=tag,
-                       buildargs={"BASE": base}, labels={RECIPE_LABEL: wanted}, rm=True, forcerm=True,
+                       buildargs={"BASE": base}, labels={**(labels or {}), RECIPE_LABEL: wanted}, rm=True, forcerm=True,
                        decode=True, network_mode=network_mode)
     lines, errors = build_log_errors(chunks)
     if errors:

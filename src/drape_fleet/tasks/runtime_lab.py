@@ -20,6 +20,7 @@ from typing import Any, cast
 from docker.errors import NotFound
 
 from drape_fleet.config import FleetConfig
+from drape_fleet.lab.images import IMAGE_LABEL
 from drape_fleet.lab.settings import LabSettings
 from drape_fleet.lab.state import lab_state_settings
 from drape_fleet.paths import project_root
@@ -84,8 +85,8 @@ def ensure_node_base(log: Log) -> str:
         pass
     log(f"building {NODE_BASE} (Debian's nodejs on the lab rootfs; about 2 minutes)")
     chunks = client.api.build(fileobj=io.BytesIO(templates.context_tar(files)), custom_context=True, tag=NODE_BASE,
-                              buildargs={"BASE": ROOTFS}, labels={templates.RECIPE_LABEL: wanted}, rm=True,
-                              forcerm=True, decode=True, network_mode="host")
+                              buildargs={"BASE": ROOTFS}, labels={templates.RECIPE_LABEL: wanted, IMAGE_LABEL: "true"},
+                              rm=True, forcerm=True, decode=True, network_mode="host")
     lines, errors = templates.build_log_errors(chunks)
     if errors:
         raise RuntimeError(f"building {NODE_BASE} failed: {'; '.join(errors)}\n" + "\n".join(lines[-15:]))
@@ -103,7 +104,8 @@ def ensure_lab_template(framework: str, fleet: FleetConfig, log: Log) -> str:
     log(f"building {tag} (template {framework}) on {base}")
     client = engine_client(timeout=1800)
     try:
-        return templates.build_with(client.api, framework, tag, base=base, network_mode="host")
+        return templates.build_with(client.api, framework, tag, base=base, network_mode="host",
+                                    labels={IMAGE_LABEL: "true"})  # `invoke lab.down` removes it
     finally:
         client.close()
 
