@@ -74,15 +74,15 @@ class Framework(FrozenModel):
     def _image_is_a_reference(self) -> Self:
         if not _IMAGE_RE.fullmatch(self.image):
             raise invalid("bad_image", f"{self.image!r} is not an image reference", at="image",
-                          fix="write it like drape/nextjs:1 or registry.example/drape/vue:2024-06")
+                          fix="write it like drape-nextjs:1 or registry.example/drape-vue:2024-06")
         return self
 
 
 def _default_frameworks() -> dict[str, Framework]:
     return {
-        "nextjs": Framework(image="drape/nextjs:1", port=3000),
-        "react": Framework(image="drape/react:1", port=3000),
-        "vue": Framework(image="drape/vue:1", port=3000),
+        "nextjs": Framework(image="drape-nextjs:1", port=3000),
+        "react": Framework(image="drape-react:1", port=3000),
+        "vue": Framework(image="drape-vue:1", port=3000),
     }
 
 

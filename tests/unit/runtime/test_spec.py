@@ -69,7 +69,7 @@ def test_container_spec_is_confined_and_sized(fleet: FleetConfig) -> None:
     body = spec.body
     host = body["HostConfig"]
     assert spec.name == "drape-pv-ws-1"
-    assert body["Image"] == "drape/nextjs:1"
+    assert body["Image"] == "drape-nextjs:1"
     assert body["User"] == "1000:1000"
     assert host["Privileged"] is False
     assert host["CapDrop"] == ["ALL"]
