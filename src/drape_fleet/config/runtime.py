@@ -141,7 +141,7 @@ class RuntimeSettings(FrozenModel):
                           at="cap_add", fix=f"use only {', '.join(sorted(ALLOWED_CAPABILITIES))}")
         if not self.frameworks:
             raise invalid("no_frameworks", "no frameworks are configured", at="frameworks",
-                          fix="add at least one, e.g. [runtime.frameworks.nextjs] image = \"drape/nextjs:1\"")
+                          fix="add at least one, e.g. [runtime.frameworks.nextjs] image = \"drape-nextjs:1\"")
         if self.backoff_max_s < self.backoff_initial_s:
             raise invalid("backoff_order", "backoff_max_s is below backoff_initial_s", at="backoff_max_s",
                           fix="make backoff_max_s at least backoff_initial_s")
