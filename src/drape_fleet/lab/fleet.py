@@ -66,6 +66,30 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             }
             for i in range(1, settings.hosts + 1)
         ],
+        "runtime": lab_runtime_data(),
+    }
+
+
+LAB_PREVIEW_MIB = 256
+"""Lab previews are small so a 4 GiB stand-in host holds 16 of them: capacity and queueing are exercised."""
+
+
+def lab_runtime_data() -> dict[str, Any]:
+    """The runtime section of the lab fleet: small previews, lab-built template images, short timeouts."""
+    frameworks: dict[str, Any] = {
+        "tiny": {"image": "drape-lab/preview-tiny:1", "port": 3000, "ready_timeout_s": 60},
+    }
+    for name in ("nextjs", "react", "vue"):
+        frameworks[name] = {"image": f"drape-lab/preview-{name}:1", "port": 3000, "ready_timeout_s": 600}
+    return {
+        "preview": {"cpus": 0.5, "memory_mib": LAB_PREVIEW_MIB, "pids_limit": 512, "disk_gib": 2, "tmp_mib": 64},
+        "max_preview": {"cpus": 2, "memory_mib": 2048, "pids_limit": 2048, "disk_gib": 10, "tmp_mib": 256},
+        "cpu_overcommit": 5,
+        "frameworks": frameworks,
+        "request_timeout_s": 8,
+        "snapshot_timeout_s": 3,
+        "queue_timeout_s": 120,
+        "claim_timeout_s": 60,
     }
 
 

@@ -1,0 +1,3 @@
+export default function Home() {
+  return <main><h1>Drape preview</h1><p>Next.js starter</p></main>;
+}

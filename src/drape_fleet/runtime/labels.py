@@ -1,0 +1,88 @@
+"""The labels that mark what the runtime owns, and the names it gives things. Pure; no I/O.
+
+Labels are the system of record: a backend that restarts rebuilds its whole view from them. They are
+immutable after creation (Docker cannot change them), so they hold only what never changes for the life of
+a container: who it is for, what it runs, how much it reserves and when it was made. What does change
+(last activity) lives elsewhere: see ``activity``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+PREFIX = "drape."
+OWNER = "drape.owner"
+KIND = "drape.kind"
+WORKSPACE = "drape.workspace"
+USER = "drape.user"
+PROJECT = "drape.project"
+FRAMEWORK = "drape.framework"
+CREATED = "drape.created"
+MEMORY = "drape.memory"
+"""Reserved memory in bytes (equal to the container's memory limit)."""
+CPUS = "drape.cpus"
+"""Nominal cores (the container's CPU weight / 1024)."""
+PORT = "drape.port"
+"""The dev server's port inside the container."""
+CLAIM = "drape.claim"
+"""A random nonce per placement attempt: ties a container to the network made for it."""
+REASON = "drape.reason"
+
+KIND_PREVIEW = "preview"
+KIND_NETWORK = "preview-network"
+KIND_CORDON = "cordon"
+
+PREVIEW_LABELS = (OWNER, KIND, WORKSPACE, USER, PROJECT, FRAMEWORK, CREATED, MEMORY, CPUS, PORT, CLAIM)
+
+# Identifiers that become container/network names and label values. Conservative on purpose: letters,
+# digits, '-' and '_' only, so a workspace id can never smuggle a path, a flag or a filter separator.
+WORKSPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+PRINCIPAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
+CLAIM_RE = re.compile(r"^[0-9a-f]{12}$")
+
+CONTAINER_PREFIX = "drape-pv-"
+TOMBSTONE_PREFIX = "drape-reap-"
+"""A container being reaped is first renamed to ``drape-reap-<workspace>-<claim>``: the rename is atomic (names
+are unique per engine), so exactly one reaper wins, and a concurrent hot start sees the new name and backs off."""
+NETWORK_PREFIX = "drape-net-"
+BRIDGE_PREFIX = "drp"
+"""Linux bridge names of preview networks: ``drp`` + the claim (15 characters, the kernel's limit), so host
+firewall rules can match every preview bridge with ``drp+``."""
+CORDON_VOLUME = "drape-cordon"
+
+
+def container_name(workspace: str) -> str:
+    return f"{CONTAINER_PREFIX}{workspace}"
+
+
+def tombstone_name(workspace: str, claim: str) -> str:
+    return f"{TOMBSTONE_PREFIX}{workspace}-{claim}"
+
+
+def network_name(workspace: str, claim: str) -> str:
+    return f"{NETWORK_PREFIX}{workspace}-{claim}"
+
+
+def bridge_name(claim: str) -> str:
+    return f"{BRIDGE_PREFIX}{claim}"
+
+
+def format_time(moment: datetime) -> str:
+    """UTC, millisecond precision, ISO 8601 with a Z: readable by ops in ``docker ps`` and sortable."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of ``format_time``; raises ``ValueError`` on anything else."""
+    if not text.endswith("Z"):
+        raise ValueError(f"not a UTC timestamp: {text!r}")
+    return datetime.strptime(text[:-1], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+
+
+def owned_filter(owner: str, kind: str | None = None) -> dict[str, list[str]]:
+    """A Docker list filter for objects this runtime (``owner``) made, optionally of one kind."""
+    wanted = [f"{OWNER}={owner}"]
+    if kind is not None:
+        wanted.append(f"{KIND}={kind}")
+    return {"label": wanted}

@@ -1,0 +1,215 @@
+"""Views of the fleet rebuilt from the engines' own records (container, network and volume labels). Pure.
+
+A backend that restarts loses nothing: ``parse_container`` reads back everything the runtime needs from
+one ``GET /containers/json`` entry, and ``HostView`` sums what each host has reserved. Objects that carry
+our owner label but do not look like something the runtime made (missing or malformed labels, a name or a
+network that does not match them, host paths mounted, privileges) are *foreign*: never handed to a user,
+never reaped, reported to ops; their memory label, when readable, still counts against the host (safe side).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from drape_fleet.config.runtime import ALLOWED_CAPABILITIES, RuntimeSettings
+from drape_fleet.runtime import labels as L
+from drape_fleet.runtime.spec import PNPM_STORE_MOUNT
+
+LIVE_STATES = frozenset({"created", "running", "restarting", "paused", "removing"})
+"""States whose memory reservation counts. ``created`` is a placement claim (see ``placement``)."""
+
+
+@dataclass(frozen=True)
+class PreviewRecord:
+    host: str
+    id: str
+    name: str
+    state: str
+    workspace: str
+    user: str
+    project: str
+    framework: str
+    created: datetime
+    memory: int
+    cpus: float
+    port: int
+    claim: str
+    public_port: int | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    @property
+    def tombstone(self) -> bool:
+        """Being reaped or stopped: renamed, no longer the workspace's preview."""
+        return self.name.startswith(L.TOMBSTONE_PREFIX)
+
+    @property
+    def serving(self) -> bool:
+        return self.state == "running" and not self.tombstone
+
+    @property
+    def network(self) -> str:
+        return L.network_name(self.workspace, self.claim)
+
+
+@dataclass(frozen=True)
+class Foreign:
+    host: str
+    kind: str
+    id: str
+    name: str
+    reason: str
+    memory: int = 0
+    cpus: float = 0.0
+    live: bool = False
+
+
+@dataclass(frozen=True)
+class Cordon:
+    reason: str
+    since: datetime | None
+
+
+@dataclass(frozen=True)
+class HostView:
+    name: str
+    reachable: bool
+    memory_capacity: int
+    cpu_capacity: float
+    roles: tuple[str, ...] = ("preview",)
+    error: str | None = None
+    cordon: Cordon | None = None
+    previews: tuple[PreviewRecord, ...] = ()
+    foreign: tuple[Foreign, ...] = ()
+    disk_limit: bool = False
+    taken_at: float = 0.0
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def memory_used(self) -> int:
+        return sum(p.memory for p in self.previews if p.live) + sum(f.memory for f in self.foreign if f.live)
+
+    @property
+    def cpus_used(self) -> float:
+        return sum(p.cpus for p in self.previews if p.live) + sum(f.cpus for f in self.foreign if f.live)
+
+    @property
+    def placeable(self) -> bool:
+        return self.reachable and self.cordon is None and "preview" in self.roles
+
+    def serving(self) -> list[PreviewRecord]:
+        return [p for p in self.previews if p.serving]
+
+
+def _name(entry: Mapping[str, Any]) -> str:
+    names = entry.get("Names") or []
+    return str(names[0]).lstrip("/") if names else ""
+
+
+def parse_container(host: str, entry: Mapping[str, Any], settings: RuntimeSettings) -> PreviewRecord | Foreign:
+    """One ``GET /containers/json`` entry that carries our owner label: a preview, or foreign with a reason."""
+    labels: Mapping[str, str] = entry.get("Labels") or {}
+    cid = str(entry.get("Id", ""))
+    name = _name(entry)
+    state = str(entry.get("State", ""))
+    memory = _int(labels.get(L.MEMORY))
+    cpus = _float(labels.get(L.CPUS))
+
+    def foreign(reason: str) -> Foreign:
+        return Foreign(host, "container", cid, name, reason, memory=memory or 0, cpus=cpus or 0.0,
+                       live=state in LIVE_STATES)
+
+    if labels.get(L.OWNER) != settings.owner:
+        return foreign("owner label is not ours")
+    if labels.get(L.KIND) != L.KIND_PREVIEW:
+        return foreign(f"unknown kind {labels.get(L.KIND)!r}")
+    missing = [key for key in L.PREVIEW_LABELS if not labels.get(key)]
+    if missing:
+        return foreign(f"missing labels {', '.join(missing)}")
+    workspace, claim = labels[L.WORKSPACE], labels[L.CLAIM]
+    if not L.WORKSPACE_RE.fullmatch(workspace):
+        return foreign("workspace label is not a safe id")
+    if not L.PRINCIPAL_RE.fullmatch(labels[L.USER]) or not L.PRINCIPAL_RE.fullmatch(labels[L.PROJECT]):
+        return foreign("user or project label is not a safe id")
+    if not L.CLAIM_RE.fullmatch(claim):
+        return foreign("claim label is malformed")
+    if labels[L.FRAMEWORK] not in settings.frameworks:
+        return foreign(f"framework {labels[L.FRAMEWORK]!r} is not configured")
+    try:
+        created = L.parse_time(labels[L.CREATED])
+    except ValueError:
+        return foreign("created label is not a timestamp")
+    port = _int(labels.get(L.PORT))
+    if memory is None or memory <= 0 or cpus is None or cpus <= 0 or port is None:
+        return foreign("resource labels are malformed")
+    if name not in (L.container_name(workspace), L.tombstone_name(workspace, claim)):
+        return foreign(f"name {name!r} does not match its workspace label")
+    network_mode = (entry.get("HostConfig") or {}).get("NetworkMode")
+    if network_mode != L.network_name(workspace, claim):
+        return foreign(f"network {network_mode!r} is not the workspace's own")
+    for mount in entry.get("Mounts") or []:
+        if mount.get("Destination") != PNPM_STORE_MOUNT or mount.get("RW"):
+            return foreign(f"mounts {mount.get('Source')!r} at {mount.get('Destination')!r}")
+    public_port = None
+    for binding in entry.get("Ports") or []:
+        if binding.get("PrivatePort") == port and binding.get("Type", "tcp") == "tcp" and binding.get("PublicPort"):
+            public_port = int(binding["PublicPort"])
+    return PreviewRecord(host=host, id=cid, name=name, state=state, workspace=workspace, user=labels[L.USER],
+                         project=labels[L.PROJECT], framework=labels[L.FRAMEWORK], created=created, memory=memory,
+                         cpus=cpus, port=port, claim=claim, public_port=public_port)
+
+
+def inspect_problems(inspected: Mapping[str, Any], record: PreviewRecord, settings: RuntimeSettings) -> list[str]:
+    """Checks only ``GET /containers/{id}/json`` can answer: a container that claims to be ours must also be
+    confined the way ours are. Run once per container id (configuration does not change after create)."""
+    host_config: Mapping[str, Any] = inspected.get("HostConfig") or {}
+    problems = []
+    if host_config.get("Privileged"):
+        problems.append("privileged")
+    extra_caps = {c.upper().removeprefix("CAP_") for c in host_config.get("CapAdd") or []} - ALLOWED_CAPABILITIES
+    if extra_caps:
+        problems.append(f"capabilities {', '.join(sorted(extra_caps))}")
+    if "ALL" not in {c.upper() for c in host_config.get("CapDrop") or []}:
+        problems.append("capabilities not dropped")
+    if not any(str(o).startswith("no-new-privileges") for o in host_config.get("SecurityOpt") or []):
+        problems.append("no-new-privileges not set")
+    if host_config.get("Memory") != record.memory:
+        problems.append(f"memory limit {host_config.get('Memory')} differs from its label {record.memory}")
+    for bind in host_config.get("Binds") or []:
+        if not str(bind).endswith(f":{PNPM_STORE_MOUNT}:ro"):
+            problems.append(f"bind {bind!r}")
+    if host_config.get("PidMode") or host_config.get("IpcMode") == "host" or host_config.get("UsernsMode"):
+        problems.append("shares a host namespace")
+    return problems
+
+
+def parse_cordon(volumes: Iterable[Mapping[str, Any]], owner: str) -> Cordon | None:
+    for volume in volumes:
+        labels = volume.get("Labels") or {}
+        if volume.get("Name") == L.CORDON_VOLUME and labels.get(L.OWNER) == owner \
+                and labels.get(L.KIND) == L.KIND_CORDON:
+            try:
+                since: datetime | None = L.parse_time(labels.get(L.CREATED, ""))
+            except ValueError:
+                since = None
+            return Cordon(reason=labels.get(L.REASON, ""), since=since)
+    return None
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,71 @@
+"""Lab fixtures for the runtime: the lab as the real deploys provision it (engines over mutual TLS, firewall,
+pnpm store), the tiny preview image on every host, and a clean slate before each test. Like every lab fixture
+they FAIL (never skip) when the lab cannot start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from runtime_lab_support import RuntimeLab
+
+from drape_fleet.config import FleetConfig
+from drape_fleet.runtime.service import PreviewRuntime
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Framework-template tests run only with DRAPE_TEST_TEMPLATES=1 (reported as deselected otherwise)."""
+    if os.environ.get("DRAPE_TEST_TEMPLATES") == "1":
+        return
+    chosen = [item for item in items if item.get_closest_marker("templates") is None]
+    if len(chosen) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
+        items[:] = chosen
+
+
+@pytest.fixture(scope="session")
+def runtime_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> RuntimeLab:
+    """The lab as provisioned by the real deploys (TLS engines, firewall, pnpm store), plus the tiny preview
+    image on every host."""
+    from drape_fleet.pki.paths import pki_dir
+    from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+    from drape_fleet.tasks import runtime_lab as rl
+
+    settings = rl.lab_settings()
+    try:
+        pki = pki_dir("lab")
+        rl.ensure_tiny_image(lambda m: print(f"[runtime-lab] {m}"))
+        engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, TlsFiles.from_pki_dir(pki)), lab_fleet.runtime)
+        try:
+            rl.ship_image(engines.engines(), rl.TINY_IMAGE, lambda m: print(f"[runtime-lab] {m}"))
+        finally:
+            engines.close()
+    except Exception as exc:  # the lab must work for these tests: fail, never skip
+        pytest.fail(f"the runtime lab could not be prepared: {exc}", pytrace=False)
+    return RuntimeLab(fleet=lab_fleet, settings=settings, pki=pki)
+
+
+@pytest.fixture
+def lab(runtime_lab: RuntimeLab) -> Iterator[RuntimeLab]:
+    """The runtime lab with no preview, network or cordon of ours on any host, before and after the test."""
+    runtime_lab.clean()
+    yield runtime_lab
+    runtime_lab.clean()
+
+
+@pytest.fixture
+def runtimes(lab: RuntimeLab) -> Iterator[Callable[..., PreviewRuntime]]:
+    """Make runtimes for a test; every one is closed afterwards."""
+    made: list[PreviewRuntime] = []
+
+    def make(**kwargs: Any) -> PreviewRuntime:
+        runtime = lab.runtime(**kwargs)
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        runtime.close()

@@ -1,0 +1,146 @@
+"""Bad input against real engines: requests refused before any host is touched, look-alike containers, an
+engine that answers with errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from runtime_lab_support import RuntimeLab
+
+from drape_fleet.config.loader import validate_fleet
+from drape_fleet.config.runtime import PreviewResources
+from drape_fleet.runtime.engines import Endpoint, TlsFiles, tls_endpoints
+from drape_fleet.runtime.errors import BadRequest, RequestTooLarge, UnknownFramework
+from drape_fleet.runtime.readiness import Phase
+from drape_fleet.runtime.service import PreviewRuntime
+
+pytestmark = pytest.mark.lab
+
+GIB = 1024**3
+
+
+def test_bad_requests_are_refused_before_any_host_is_touched(lab: RuntimeLab,
+                                                             runtimes: Callable[..., PreviewRuntime]) -> None:
+    runtime = runtimes()
+    with pytest.raises(UnknownFramework):
+        runtime.start("ok-1", "u1", "angular")
+    for workspace in ("../../etc", "a b", "x" * 80, "-rf", "ws\n"):
+        with pytest.raises(BadRequest, match="workspace"):
+            runtime.start(workspace, "u1", "tiny")
+    with pytest.raises(RequestTooLarge):
+        runtime.start("ok-1", "u1", "tiny", resources=PreviewResources(memory_mib=16 * 1024))
+    assert all(lab.owned(h) == [] for h in lab.fleet.host_names)
+
+
+def test_a_look_alike_container_is_ignored_reported_and_counted(lab: RuntimeLab,
+                                                                runtimes: Callable[..., PreviewRuntime]) -> None:
+    runtime = runtimes()
+    real = runtime.start("la-real", "u1", "tiny", wait=30)
+    assert real.phase is Phase.READY and real.host == "ax1"
+    labels = json.loads(lab.on_host("ax1", "docker inspect -f '{{json .Config.Labels}}' drape-pv-la-real"))
+    # Someone runs, by hand, a container claiming to be the preview of workspace "la-fake": our labels, the
+    # expected name, 3 GiB reserved, but the Docker socket mounted.
+    fake = {**labels, "drape.workspace": "la-fake", "drape.memory": str(3 * GIB)}
+    flags = " ".join(f"--label {k}={v}" for k, v in fake.items())
+    network = f"drape-net-la-fake-{fake['drape.claim']}"
+    lab.on_host("ax1", f"docker network create --label drape.owner=drape-fleet {network} >/dev/null && "
+                       f"docker run -d --name drape-pv-la-fake --network {network} {flags} "
+                       "-v /var/run/docker.sock:/var/run/docker.sock drape-lab/preview-tiny:1 >/dev/null")
+    hosts = {h.name: h for h in runtime.hosts()}
+    (foreign,) = hosts["ax1"].foreign
+    assert foreign.name == "drape-pv-la-fake" and "docker.sock" in foreign.reason
+    assert hosts["ax1"].memory_used >= 3 * GIB  # counted on the safe side
+    assert "la-fake" not in {s.workspace for s in runtime.previews()}
+    assert runtime.status("la-fake") is None
+    placed = runtime.start("la-fake", "u1", "tiny", wait=30)  # never adopted: placed elsewhere
+    assert placed.phase is Phase.READY and placed.host != "ax1"
+    report = runtime.reap()
+    assert not report.errors
+    assert "drape-pv-la-fake" in lab.on_host("ax1", "docker ps --format '{{.Names}}'")  # left alone
+    runtime.stop("la-fake")
+    assert "drape-pv-la-fake" in lab.on_host("ax1", "docker ps --format '{{.Names}}'")
+
+
+class _BrokenEngine(BaseHTTPRequestHandler):
+    """Answers listings like an empty engine, and every change with a 500 (a disk full, a broken daemon)."""
+
+    def _reply(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path.endswith("/_ping"):
+            self._reply(200, "OK")
+        elif path.endswith("/containers/json") or path.endswith("/networks"):
+            self._reply(200, [])
+        elif path.endswith("/volumes"):
+            self._reply(200, {"Volumes": [], "Warnings": None})
+        elif path.endswith("/info"):
+            self._reply(200, {"ServerVersion": "broken", "Driver": "overlay2", "DriverStatus": []})
+        else:
+            self._reply(500, {"message": "fake engine: i/o error"})
+
+    changes: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        _BrokenEngine.changes.append(self.path)
+        self._reply(500, {"message": "fake engine: no space left on device"})
+
+    do_DELETE = do_PUT = do_HEAD = do_POST
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def broken_engine(lab: RuntimeLab, tmp_path: Path) -> Iterator[int]:
+    """An engine on 127.0.0.1 over the same mutual TLS: a server certificate for 127.0.0.1 from the lab CA
+    (issued into a copy of the PKI directory, so the lab's own stays as provisioning made it)."""
+    from drape_fleet.pki.authority import issue_host
+
+    pki = tmp_path / "pki"
+    shutil.copytree(lab.pki, pki)
+    issued = issue_host(pki, "ax9", ["127.0.0.1"])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokenEngine)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(issued.cert, issued.key)
+    context.load_verify_locations(pki / "ca.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_an_engine_that_answers_errors_does_not_stop_placement(lab: RuntimeLab, broken_engine: int) -> None:
+    data = lab.fleet.model_dump(mode="json")
+    data["hosts"].append({"name": "ax9", "public_address": "127.0.0.9", "private_address": "127.0.0.1",
+                          "roles": ["preview"], "capacity": {"cpus": 64, "memory_gib": 64, "disk_gib": 100}})
+    fleet = validate_fleet(data, source="(test)")
+    files = TlsFiles.from_pki_dir(lab.pki)
+    endpoints = [e for e in tls_endpoints(fleet, files) if e.host != "ax9"]
+    endpoints.append(Endpoint("ax9", f"tcp://127.0.0.1:{broken_engine}", files))
+    runtime = PreviewRuntime.from_endpoints(fleet, endpoints, background=False)
+    try:
+        # ax9 looks empty and biggest, so it is tried first; its errors send the preview to a real host
+        status = runtime.start("be-1", "u1", "tiny", wait=30)
+        assert status.phase is Phase.READY and status.host in ("ax1", "ax2", "ax3"), status
+        assert runtime.start("be-2", "u1", "tiny", wait=30).phase is Phase.READY
+        assert any("/networks/create" in path for path in _BrokenEngine.changes)  # it was tried first
+        hosts = {h.name: h for h in runtime.hosts()}
+        assert hosts["ax9"].reachable and hosts["ax9"].previews == 0
+    finally:
+        runtime.close()
