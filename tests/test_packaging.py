@@ -13,10 +13,11 @@ from drape_fleet.paths import project_root
 
 # Every module of the runtime package (found on disk, so a new one is covered without editing this list),
 # plus what it builds on.
-RUNTIME_MODULES = ["drape_fleet", "drape_fleet.config", "drape_fleet.pki.paths", "drape_fleet.runtime"] + sorted(
-    f"drape_fleet.runtime.{path.stem}"
-    for path in (project_root() / "src" / "drape_fleet" / "runtime").glob("*.py") if path.stem != "__init__"
-)
+_RUNTIME_FILES = (project_root() / "src" / "drape_fleet" / "runtime").glob("*.py")
+RUNTIME_MODULES = [
+    "drape_fleet", "drape_fleet.config", "drape_fleet.pki.paths", "drape_fleet.runtime",
+    *sorted(f"drape_fleet.runtime.{path.stem}" for path in _RUNTIME_FILES if path.stem != "__init__"),
+]
 OPS_ONLY = ["pyinfra", "invoke", "hcloud", "testinfra", "jinja2", "rich", "tomli_w", "cryptography", "paramiko"]
 
 
