@@ -16,3 +16,17 @@ def project_root() -> Path:
         if (parent / "pyproject.toml").is_file() and (parent / "deploys").is_dir():
             return parent
     return Path.cwd()
+
+
+DEFAULT_LAB_PREFIX = "drape-lab"
+
+
+def lab_prefix() -> str:
+    """What the lab calls its Docker objects: ``$DRAPE_LAB_PREFIX`` runs a second lab beside the main one."""
+    return os.environ.get("DRAPE_LAB_PREFIX", DEFAULT_LAB_PREFIX)
+
+
+def lab_state_dir() -> Path:
+    """Where the lab keeps its files (fleet file, SSH key, PKI): ``.lab``, or ``.lab-<prefix>``."""
+    prefix = lab_prefix()
+    return project_root() / (".lab" if prefix == DEFAULT_LAB_PREFIX else f".lab-{prefix}")

@@ -5,7 +5,6 @@ they FAIL (never skip) when the lab cannot start.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,23 +15,13 @@ from drape_fleet.config import FleetConfig
 from drape_fleet.runtime.service import PreviewRuntime
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Framework-template tests run only with DRAPE_TEST_TEMPLATES=1 (reported as deselected otherwise)."""
-    if os.environ.get("DRAPE_TEST_TEMPLATES") == "1":
-        return
-    chosen = [item for item in items if item.get_closest_marker("templates") is None]
-    if len(chosen) != len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
-        items[:] = chosen
-
-
 @pytest.fixture(scope="session")
 def runtime_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> RuntimeLab:
     """The lab as provisioned by the real deploys (TLS engines, firewall, pnpm store), plus the tiny preview
     image on every host."""
+    from drape_fleet.lab import previews as rl
     from drape_fleet.pki.paths import pki_dir
     from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
-    from drape_fleet.tasks import runtime_lab as rl
 
     settings = rl.lab_settings()
     try:

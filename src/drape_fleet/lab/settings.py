@@ -9,6 +9,7 @@ from typing import Annotated, Self
 from pydantic import Field, StringConstraints, model_validator
 
 from drape_fleet.config.base import FrozenModel, invalid
+from drape_fleet.paths import DEFAULT_LAB_PREFIX
 
 MAX_LAB_HOSTS = 9
 """Each lab host is a full systemd + Docker host; more than this does not fit one 2-core machine."""
@@ -16,7 +17,6 @@ MAX_LAB_HOSTS = 9
 FIRST_HOST_OFFSET = 11
 """ax1 gets .11, ax2 .12, ...: low addresses stay free for gateways and the backend."""
 
-DEFAULT_PREFIX = "drape-lab"
 
 LABEL = "drape.lab"
 """Every Docker object a lab makes carries ``drape.lab=<prefix>``, so ``down`` finds all of it (and only
@@ -27,7 +27,7 @@ class LabSettings(FrozenModel):
     hosts: Annotated[int, Field(ge=1, le=MAX_LAB_HOSTS)] = 3
     public_subnet: IPv4Network = IPv4Network("172.29.10.0/24")
     private_subnet: IPv4Network = IPv4Network("172.29.20.0/24")
-    prefix: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,20}$")] = DEFAULT_PREFIX
+    prefix: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,20}$")] = DEFAULT_LAB_PREFIX
     state_dir: Path = Path(".lab")
     host_cpus: Annotated[int, Field(ge=1)] = 2
     host_memory_gib: Annotated[int, Field(ge=1)] = 4

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from drape_fleet.config import ConfigError, FleetConfig, load_fleet
 from drape_fleet.config.errors import Problem
-from drape_fleet.lab.settings import DEFAULT_PREFIX, LabSettings
-from drape_fleet.paths import project_root
+from drape_fleet.lab.settings import LabSettings
+from drape_fleet.paths import lab_prefix, lab_state_dir
 
 
 def lab_state_settings() -> LabSettings:
@@ -18,9 +17,7 @@ def lab_state_settings() -> LabSettings:
     ``$DRAPE_LAB_PREFIX`` runs a second lab beside the main one (a work tree of its own, say);
     its state then lives in ``.lab-<prefix>``.
     """
-    prefix = os.environ.get("DRAPE_LAB_PREFIX", DEFAULT_PREFIX)
-    state_dir = project_root() / (".lab" if prefix == DEFAULT_PREFIX else f".lab-{prefix}")
-    return LabSettings(state_dir=state_dir, prefix=prefix)
+    return LabSettings(state_dir=lab_state_dir(), prefix=lab_prefix())
 
 
 def load_lab_fleet() -> tuple[FleetConfig, Path]:

@@ -19,17 +19,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from drape_fleet.paths import project_root
+from drape_fleet.paths import lab_state_dir
 
 ENV_VAR = "DRAPE_PKI_DIR"
 PRODUCTION_DIR = Path("~/.config/drape-fleet/pki")
-LAB_DEFAULT_PREFIX = "drape-lab"  # the same rule as drape_fleet.lab.state (a test keeps the two in step)
 BACKEND_CLIENT = "backend"
-
-
-def lab_state_dir() -> Path:
-    prefix = os.environ.get("DRAPE_LAB_PREFIX", LAB_DEFAULT_PREFIX)
-    return project_root() / (".lab" if prefix == LAB_DEFAULT_PREFIX else f".lab-{prefix}")
 
 
 def pki_dir(environment_name: str) -> Path:

@@ -24,16 +24,16 @@ def _bench_module() -> ModuleType:
 @task(help={"count": "previews to start in each series (default 20)"})
 def runtime(c: Context, count: int = 20) -> None:
     """On the provisioned lab: start latency via the runtime vs raw docker, hot start, placement at 100 x 2,000."""
+    from drape_fleet.lab import previews
     from drape_fleet.lab.state import load_lab_fleet
     from drape_fleet.pki.paths import pki_dir
     from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
-    from drape_fleet.tasks import runtime_lab
 
     fleet, _ = load_lab_fleet()
-    runtime_lab.ensure_tiny_image(say)
+    previews.ensure_tiny_image(say)
     engines = Fleet.from_endpoints(tls_endpoints(fleet, TlsFiles.from_pki_dir(pki_dir("lab"))), fleet.runtime)
     try:
-        runtime_lab.ship_image(engines.engines(), runtime_lab.TINY_IMAGE, say)
+        previews.ship_image(engines.engines(), previews.TINY_IMAGE, say)
     finally:
         engines.close()
     bench = _bench_module()

@@ -158,11 +158,11 @@ def images(c: Context, env: str = "production", framework: str = "", base: str =
     runtime = connect(env)
     try:
         if env == "lab":
-            from drape_fleet.tasks import runtime_lab
+            from drape_fleet.lab import previews
 
             for name in wanted:
-                tag = runtime_lab.ensure_lab_template(name, fleet, say)
-                runtime_lab.ship_image(runtime.fleet.engines(), tag, say)
+                tag = previews.ensure_lab_template(name, fleet, say)
+                previews.ship_image(runtime.fleet.engines(), tag, say)
         else:
             for name in wanted:
                 image = fleet.runtime.frameworks[name].image
