@@ -7,8 +7,11 @@ from typing import NoReturn
 
 from rich.console import Console
 
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+# Piped or in CI, Rich would wrap tables at 80 columns; a log has room for wide tables.
+_LOG_WIDTH = None if sys.stdout.isatty() else 160
+
+console = Console(highlight=False, width=_LOG_WIDTH)
+errors = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
 def say(message: str) -> None:

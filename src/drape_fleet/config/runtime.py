@@ -69,6 +69,9 @@ class Framework(FrozenModel):
     port: Annotated[int, Field(ge=1024, le=65535)] = 3000
     ready_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~/-]*$")] = "/"
     ready_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 600.0
+    resources: PreviewResources | None = None
+    """This template's own default size, where its dev server needs other than ``preview`` (a Next.js
+    compile needs more memory than a Vite server)."""
 
     @model_validator(mode="after")
     def _image_is_a_reference(self) -> Self:
@@ -150,7 +153,17 @@ class RuntimeSettings(FrozenModel):
             if getattr(largest, field) < getattr(self.preview, field):
                 raise invalid("max_below_default", f"max_preview.{field} is below preview.{field}",
                               at=f"max_preview.{field}", fix="make max_preview at least as large as preview")
+            for name, framework in sorted(self.frameworks.items()):
+                if framework.resources is not None and getattr(framework.resources, field) > getattr(largest, field):
+                    raise invalid("framework_above_max", f"frameworks.{name}.resources.{field} is above the "
+                                  "largest preview allowed", at=f"frameworks.{name}.resources.{field}",
+                                  fix="lower it, or raise max_preview")
         return self
+
+    def default_resources(self, framework: str) -> PreviewResources:
+        """What a preview of ``framework`` gets when the backend asks for no particular size."""
+        own = self.frameworks[framework].resources
+        return self.preview if own is None else own
 
     @property
     def largest_preview(self) -> PreviewResources:

@@ -79,8 +79,11 @@ def lab_runtime_data() -> dict[str, Any]:
     frameworks: dict[str, Any] = {
         "tiny": {"image": "drape-lab/preview-tiny:1", "port": 3000, "ready_timeout_s": 60},
     }
-    for name in ("nextjs", "react", "vue"):
-        frameworks[name] = {"image": f"drape-lab/preview-{name}:1", "port": 3000, "ready_timeout_s": 600}
+    # A Next.js compile is killed by the OOM killer at 256 MiB (seen); Vite servers fit in 512 MiB.
+    for name, memory_mib in (("nextjs", 1024), ("react", 512), ("vue", 512)):
+        frameworks[name] = {"image": f"drape-lab/preview-{name}:1", "port": 3000, "ready_timeout_s": 600,
+                            "resources": {"cpus": 1, "memory_mib": memory_mib, "pids_limit": 1024, "disk_gib": 2,
+                                          "tmp_mib": 64}}
     return {
         "preview": {"cpus": 0.5, "memory_mib": LAB_PREVIEW_MIB, "pids_limit": 512, "disk_gib": 2, "tmp_mib": 64},
         "max_preview": {"cpus": 2, "memory_mib": 2048, "pids_limit": 2048, "disk_gib": 10, "tmp_mib": 256},

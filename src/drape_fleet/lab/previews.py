@@ -99,8 +99,10 @@ def ensure_lab_template(framework: str, fleet: FleetConfig, log: Log) -> str:
     from drape_fleet.lab.engine import engine_client
     from drape_fleet.runtime import templates
 
-    base = ensure_node_base(log)
     tag = fleet.runtime.frameworks[framework].image
+    if tag == TINY_IMAGE:  # the lab's own test "framework": a dev server in a few MB, no Node
+        return ensure_tiny_image(log)
+    base = ensure_node_base(log)
     log(f"building {tag} (template {framework}) on {base}")
     client = engine_client(timeout=1800)
     try:

@@ -73,7 +73,7 @@ def make_request(
     if not isinstance(framework, str) or framework not in settings.frameworks:
         known = ", ".join(sorted(settings.frameworks))
         raise UnknownFramework("framework", f"unknown framework {framework!r} (this fleet has {known})")
-    resources = settings.preview if resources is None else resources
+    resources = settings.default_resources(framework) if resources is None else resources
     _fits_limits(resources, settings, hosts)
     if repo is not None and not _REPO_RE.fullmatch(repo):
         raise BadRequest("repo", f"{repo!r} is not an https:// or git@host:path repository address")

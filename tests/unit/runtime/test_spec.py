@@ -132,3 +132,28 @@ def test_subnets_are_28s_inside_the_pool() -> None:
     seen = {pick_subnet("10.240.0.0/16", rng) for _ in range(200)}
     assert all(s.prefixlen == 28 and s.subnet_of(pool) for s in seen)
     assert len(seen) > 190
+
+
+def test_a_framework_may_bring_its_own_default_size(fleet_data) -> None:  # type: ignore[no-untyped-def]
+    from drape_fleet.config.loader import validate_fleet
+
+    own = {"cpus": 2, "memory_mib": 3072, "pids_limit": 2048, "disk_gib": 10, "tmp_mib": 256}
+    fleet = validate_fleet(fleet_data(frameworks={
+        "nextjs": {"image": "drape-nextjs:1", "resources": own},
+        "vue": {"image": "drape-vue:1"},
+    }), source="(test)")
+    assert request(fleet).resources.memory_mib == 3072
+    assert request(fleet, framework="vue").resources == fleet.runtime.preview
+    asked = PreviewResources(cpus=1, memory_mib=512)
+    assert request(fleet, resources=asked).resources == asked  # an explicit size still wins
+
+
+def test_a_framework_size_above_the_largest_preview_is_refused(fleet_data) -> None:  # type: ignore[no-untyped-def]
+    from drape_fleet.config import ConfigError
+    from drape_fleet.config.loader import validate_fleet
+
+    huge = {"cpus": 4, "memory_mib": 64 * 1024}
+    with pytest.raises(ConfigError, match=r"runtime\.frameworks\.nextjs\.resources\.memory_mib.*raise max_preview"):
+        validate_fleet(fleet_data(max_preview={"memory_mib": 16 * 1024},
+                                  frameworks={"nextjs": {"image": "drape-nextjs:1", "resources": huge}}),
+                       source="(test)")
