@@ -1,8 +1,9 @@
 """`invoke fleet.status | fleet.ps | fleet.cordon | fleet.drain | fleet.uncordon | fleet.images`.
 
 What ops use to see and steer the previews. Every task takes ``--env lab|production`` (default: production,
-from config/production.toml or $DRAPE_FLEET_FILE; ``lab``: the running lab) and talks to the engines the way
-the backend does (mutual TLS, the PKI directory of that environment; $DRAPE_PKI_DIR overrides).
+or $DRAPE_ENV; production is config/production.toml or $DRAPE_FLEET_FILE, ``lab`` the running lab) and
+talks to the engines the way the backend does (mutual TLS, the PKI directory of that environment;
+$DRAPE_PKI_DIR overrides).
 """
 
 from __future__ import annotations
@@ -14,28 +15,17 @@ from invoke.context import Context
 from invoke.tasks import task
 from rich.table import Table
 
-from drape_fleet.config import ConfigError, FleetConfig
+from drape_fleet.config import FleetConfig
 from drape_fleet.console import console, fail, say
 from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.runtime.service import PreviewRuntime
+from drape_fleet.tasks.common import ENV_HELP, target_of
 
 GIB = 1024**3
-ENV_HELP = "lab or production (default production)"
 
 
 def load_env_fleet(env: str) -> FleetConfig:
-    try:
-        if env == "lab":
-            from drape_fleet.lab.state import load_lab_fleet
-
-            return load_lab_fleet()[0]
-        if env == "production":
-            from drape_fleet.production import load_production_fleet
-
-            return load_production_fleet()[0]
-    except ConfigError as exc:
-        fail(str(exc))
-    return fail(f"--env {env!r}: use lab or production")
+    return target_of(env).fleet
 
 
 def connect(env: str, *, background: bool = False) -> PreviewRuntime:
@@ -52,7 +42,7 @@ def _gib(value: float) -> str:
 
 
 @task(help={"env": ENV_HELP})
-def status(c: Context, env: str = "production") -> None:
+def status(c: Context, env: str = "") -> None:
     """Hosts: reachable, cordoned, memory and nominal cores used/free, previews, foreign look-alikes."""
     runtime = connect(env)
     try:
@@ -82,7 +72,7 @@ def status(c: Context, env: str = "production") -> None:
 
 
 @task(help={"env": ENV_HELP})
-def ps(c: Context, env: str = "production") -> None:
+def ps(c: Context, env: str = "") -> None:
     """Every preview: workspace, user, framework, host, phase, address, age."""
     runtime = connect(env)
     try:
@@ -102,7 +92,7 @@ def ps(c: Context, env: str = "production") -> None:
 
 
 @task(help={"host": "host name (e.g. ax2)", "reason": "why (shown in fleet.status)", "env": ENV_HELP})
-def cordon(c: Context, host: str, reason: str = "maintenance", env: str = "production") -> None:
+def cordon(c: Context, host: str, reason: str = "maintenance", env: str = "") -> None:
     """Stop placing new previews on a host (existing ones keep running). Survives backend restarts."""
     runtime = connect(env)
     try:
@@ -115,7 +105,7 @@ def cordon(c: Context, host: str, reason: str = "maintenance", env: str = "produ
 
 
 @task(help={"host": "host name", "env": ENV_HELP})
-def uncordon(c: Context, host: str, env: str = "production") -> None:
+def uncordon(c: Context, host: str, env: str = "") -> None:
     """Let the host take new previews again."""
     runtime = connect(env)
     try:
@@ -130,7 +120,7 @@ def uncordon(c: Context, host: str, env: str = "production") -> None:
 @task(help={"host": "host name", "idle_minutes": "stop a preview once idle this long (default 5)",
             "deadline_minutes": "then move what is left to other hosts (default 30)", "env": ENV_HELP})
 def drain(c: Context, host: str, idle_minutes: float = 5, deadline_minutes: float = 30,
-          env: str = "production") -> None:
+          env: str = "") -> None:
     """Cordon a host and empty it: idle previews stop, the rest move after the deadline. Then reboot/reinstall."""
     runtime = connect(env, background=True)
     started = time.monotonic()
@@ -149,15 +139,16 @@ def drain(c: Context, host: str, idle_minutes: float = 5, deadline_minutes: floa
 
 @task(help={"env": ENV_HELP, "framework": "only this template (default: all configured)",
             "base": "base image for the templates (production default node:22-bookworm-slim)"})
-def images(c: Context, env: str = "production", framework: str = "", base: str = "") -> None:
+def images(c: Context, env: str = "", framework: str = "", base: str = "") -> None:
     """Build the preview templates (drape-nextjs/react/vue) and put them on every host."""
     from drape_fleet.runtime import templates
 
-    fleet = load_env_fleet(env)
+    target = target_of(env)
+    fleet = target.fleet
     wanted = [framework] if framework else sorted(fleet.runtime.frameworks)
     runtime = connect(env)
     try:
-        if env == "lab":
+        if target.environment == "lab":
             from drape_fleet.lab import previews
 
             for name in wanted:

@@ -5,23 +5,17 @@ from __future__ import annotations
 from invoke.context import Context
 from invoke.tasks import task
 
-from drape_fleet.config import ConfigError
 from drape_fleet.console import console, fail, say
 from drape_fleet.pki.authority import PkiError, init_ca, issue_client, issue_host
 from drape_fleet.pki.paths import client_tls_files, pki_dir
-from drape_fleet.provision.preflight import ProvisionRefused, resolve_hosts
-from drape_fleet.provision.service import default_environment, fleet_target
-
-_ENV_HELP = "production (default, or $DRAPE_ENV) or lab"
+from drape_fleet.tasks.common import ENV_HELP, chosen_environment, hosts_of
 
 
-@task(help={"env": _ENV_HELP})
+@task(help={"env": ENV_HELP})
 def init(c: Context, env: str = "") -> None:
     """Create the CA (once) and the backend's client certificate; keys stay private (mode 600)."""
-    environment = env or default_environment()
-    directory = pki_dir(environment) if environment in ("lab", "production") else None
-    if directory is None:
-        fail(f"unknown environment {environment!r}: use --env production or --env lab")
+    environment = chosen_environment(env)
+    directory = pki_dir(environment)
     try:
         ca, created = init_ca(directory, allow_in_repo=environment == "lab")
         client = issue_client(directory)
@@ -35,16 +29,12 @@ def init(c: Context, env: str = "") -> None:
 
 
 @task(help={"host": "host to issue a server certificate for (repeatable)", "all": "every host",
-            "renew": "issue a new certificate even if the current one is fine", "env": _ENV_HELP},
+            "renew": "issue a new certificate even if the current one is fine", "env": ENV_HELP},
       iterable=["host"])
 def issue(c: Context, host: list[str] | None = None, all: bool = False, renew: bool = False, env: str = "") -> None:
     """Issue a host's Docker API server certificate (SAN: private address, public address, host name)."""
-    environment = env or default_environment()
-    try:
-        target = fleet_target(environment)
-        hosts = resolve_hosts(target.fleet, host or [], all)
-    except (ConfigError, ProvisionRefused) as exc:
-        fail(str(exc))
+    target, hosts = hosts_of(env, host or [], all)
+    environment = target.environment
     directory = pki_dir(environment)
     for entry in hosts:
         try:

@@ -10,13 +10,11 @@ from rich.table import Table
 
 from drape_fleet.config import ConfigError
 from drape_fleet.console import console, errors, fail, say
-from drape_fleet.provision.preflight import ProvisionRefused, resolve_hosts
+from drape_fleet.provision.preflight import ProvisionRefused
 from drape_fleet.provision.runner import HostRun, Progress, summary_rows
-from drape_fleet.provision.service import default_environment, fleet_target
 from drape_fleet.provision.service import provision as run_provision
 from drape_fleet.provision.verify import run_verify
-
-_ENV_HELP = "production (default, or $DRAPE_ENV) or lab"
+from drape_fleet.tasks.common import ENV_HELP, hosts_of
 
 
 def _show(progress: Progress) -> None:
@@ -62,17 +60,13 @@ def _summary(runs: list[HostRun], dry: bool) -> None:
     "only": "comma-separated deploys to run, e.g. ssh,firewall (storage, base, ssh, firewall, docker, cache)",
     "dry": "show what would change, change nothing",
     "force": "go on despite a degraded RAID (loudly)",
-    "env": _ENV_HELP,
+    "env": ENV_HELP,
 }, iterable=["host"])
 def provision(c: Context, host: list[str] | None = None, all: bool = False, only: str = "", dry: bool = False,
               force: bool = False, env: str = "") -> None:
     """Provision hosts: storage, base system, SSH, firewall, Docker, pnpm store (checks first, then changes)."""
-    environment = env or default_environment()
-    try:
-        target = fleet_target(environment)
-        names = resolve_hosts(target.fleet, host or [], all)
-    except (ConfigError, ProvisionRefused) as exc:
-        fail(str(exc))
+    target, names = hosts_of(env, host or [], all)
+    environment = target.environment
     what = ", ".join(h.name for h in names)
     say(f"{'dry run: ' if dry else ''}provisioning {what} ({environment}, fleet {target.fleet_file})")
     if force:
@@ -96,17 +90,14 @@ def provision(c: Context, host: list[str] | None = None, all: bool = False, only
                   f"{time.monotonic() - started:.1f} s")
 
 
-@task(help={"host": "host to verify (repeatable)", "all": "verify every host", "env": _ENV_HELP},
+@task(help={"host": "host to verify (repeatable)", "all": "verify every host", "env": ENV_HELP},
       iterable=["host"])
 def verify(c: Context, host: list[str] | None = None, all: bool = False, env: str = "") -> None:
-    """Check hosts are as provisioned (testinfra over SSH, tests/host): packages, services, ports, sshd,
-    firewall, Docker, volumes, users, sysctls."""
-    environment = env or default_environment()
-    try:
-        target = fleet_target(environment)
-        names = resolve_hosts(target.fleet, host or [], all)
-    except (ConfigError, ProvisionRefused) as exc:
-        fail(str(exc))
+    """Check hosts are as provisioned: testinfra over SSH (tests/host), reading the host, not our templates.
+
+    Packages, services, ports, sshd, firewall, Docker, volumes, users, sysctls."""
+    target, names = hosts_of(env, host or [], all)
+    environment = target.environment
     say(f"verifying {', '.join(h.name for h in names)} ({environment})")
     result = run_verify(target, names)
     if not result.ok:
@@ -116,7 +107,7 @@ def verify(c: Context, host: list[str] | None = None, all: bool = False, env: st
 
 @task(help={"host": "host whose Robot firewall to generate", "out": "write the rules (JSON) to this file",
             "apply": "send them to the Robot webservice (needs robot_user/robot_password secrets)",
-            "env": _ENV_HELP})
+            "env": ENV_HELP})
 def robot_firewall(c: Context, host: str = "", out: str = "", apply: bool = False, env: str = "") -> None:
     """Hetzner Robot switch-port firewall rules for a host, from the same policy as its nftables."""
     import json
@@ -127,12 +118,10 @@ def robot_firewall(c: Context, host: str = "", out: str = "", apply: bool = Fals
     from drape_fleet.hetzner.robot_firewall import robot_firewall as build
     from drape_fleet.paths import project_root
 
-    environment = env or default_environment()
+    target, (entry,) = hosts_of(env, [host] if host else [], False)
     try:
-        target = fleet_target(environment)
-        (entry,) = resolve_hosts(target.fleet, [host] if host else [], False)
         firewall = build(target.fleet, entry.name)
-    except (ConfigError, ProvisionRefused, RobotFirewallError) as exc:
+    except RobotFirewallError as exc:
         fail(str(exc))
     table = Table(title=f"Robot firewall for {entry.name} (server #{firewall.server_number}): input, first match wins")
     for column in ("#", "name", "proto", "source", "src port", "destination", "dst port", "flags", "action"):
