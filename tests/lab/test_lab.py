@@ -105,13 +105,17 @@ def test_every_lab_host_runs_an_inner_docker_engine(provisioned_lab: object, lab
         assert nested.stdout.split() == ["nested-ok", str(64 * 1024 * 1024)], f"{host.name}: {nested.stdout}"
 
 
-def test_lab_status_command_reports_every_host_healthy(lab_fleet: FleetConfig) -> None:
+def test_lab_status_command_reports_every_host_healthy(provisioned_lab: object, lab_fleet: FleetConfig) -> None:
     result = subprocess.run([INVOKE, "lab.status"], capture_output=True, text=True, timeout=120, check=False,
                             cwd=project_root())
     assert result.returncode == 0, result.stdout + result.stderr
     for host in lab_fleet.hosts:
         line = next(line for line in result.stdout.splitlines() if f" {host.name} " in line)
-        assert str(host.public_address) in line and "running" in line and "ok (" in line
+        assert str(host.public_address) in line and "running" in line
+        cells = [cell.strip() for cell in line.split("│")]
+        ssh, over_ssh, over_tls = cells[5], cells[6], cells[7]
+        assert ssh.startswith("ok (") and over_ssh.startswith("ok (")
+        assert over_tls.startswith("ok (") and f"{host.private_address}:2376" in over_tls
 
 
 def test_up_twice_leaves_the_same_fleet(throwaway: LabSettings) -> None:

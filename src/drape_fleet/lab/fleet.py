@@ -269,11 +269,11 @@ def _ensure_host(client: docker.DockerClient, settings: LabSettings, index: int,
     return container
 
 
-def _exec(container: Container, script: str, *, timeout_hint: str = "") -> str:
+def _exec(container: Container, script: str) -> str:
     code, output = container.exec_run(["sh", "-c", script], demux=False)
     text = output.decode(errors="replace") if isinstance(output, bytes) else ""
     if code != 0:
-        raise LabError(f"{container.name}: `{script[:80]}` failed{timeout_hint} (exit {code}): {text.strip()[-500:]}")
+        raise LabError(f"{container.name}: `{script[:80]}` failed (exit {code}): {text.strip()[-500:]}")
     return text
 
 
@@ -358,6 +358,7 @@ class HostStatus:
     container: str
     ssh: str
     docker: str
+    docker_api: str = "-"
 
     @property
     def healthy(self) -> bool:
@@ -399,12 +400,33 @@ def status(settings: LabSettings) -> list[HostStatus]:
                          timeout=15, check=False)
         text = engine.stdout.strip().splitlines()[-1] if engine.stdout.strip() else "no answer"
         docker_text = f"ok ({text})" if engine.ok and text[:1].isdigit() else text[:60]
-        return HostStatus(name, public, private, state, ssh_text, docker_text)
+        return HostStatus(name, public, private, state, ssh_text, docker_text, _api_status(fleet, host.name))
 
     if not names:
         return []
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         return list(pool.map(one, names))
+
+
+def _api_status(fleet: FleetConfig | None, host: str) -> str:
+    """Whether the host's Docker API answers the way the backend reaches it: mutual TLS on the private address."""
+    from drape_fleet.pki.paths import pki_dir
+    from drape_fleet.runtime.engines import Engine, TlsFiles, tls_endpoints
+
+    if fleet is None:
+        return "-"
+    tls = TlsFiles.from_pki_dir(pki_dir("lab"))
+    if tls.missing():
+        return "no PKI yet (provision first)"
+    endpoint = next(e for e in tls_endpoints(fleet, tls) if e.host == host)
+    engine = Engine(endpoint, fleet.runtime)
+    try:
+        version = engine.api.version()["Version"]
+    except Exception as exc:  # any failure is the answer: show it, shortened
+        return f"no: {str(exc).splitlines()[0][:60]}"
+    finally:
+        engine.close()
+    return f"ok ({version}, {endpoint.base_url.removeprefix('tcp://')})"
 
 
 # ---------------------------------------------------------------------------------------------------

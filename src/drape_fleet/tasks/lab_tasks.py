@@ -71,7 +71,7 @@ def up(c: Context, hosts: int | None = None, public_subnet: str | None = None,
 
 @task
 def status(c: Context) -> None:
-    """Show each lab host, its addresses, and whether SSH and its inner Docker engine answer."""
+    """Show each lab host, its addresses, and whether SSH and its Docker engine (over SSH and over TLS) answer."""
     settings = lab_settings()
     try:
         rows = lab.status(settings)
@@ -81,10 +81,11 @@ def status(c: Context) -> None:
         console.print("the lab is down (no lab hosts); bring it up with `invoke lab.up`")
         return
     table = Table(title="lab hosts")
-    for column in ("host", "public", "private", "container", "ssh", "docker engine"):
+    for column in ("host", "public", "private", "container", "ssh", "docker (over ssh)", "docker API (mutual TLS)"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row.name, row.public_address, row.private_address, row.container, row.ssh, row.docker)
+        table.add_row(row.name, row.public_address, row.private_address, row.container, row.ssh, row.docker,
+                      row.docker_api)
     console.print(table)
     if not all(row.healthy for row in rows):
         fail("some lab hosts are not healthy (see above); `invoke lab.up` repairs a half-made lab")
