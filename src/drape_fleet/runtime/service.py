@@ -33,13 +33,15 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
+from docker.errors import APIError
+
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.runtime import PreviewResources, RuntimeSettings
 from drape_fleet.runtime import lifecycle, maintenance, reaper, reporting
 from drape_fleet.runtime.activity import ActivityBuffer
 from drape_fleet.runtime.background import Loops, flush_buffered_activity, watch_health
 from drape_fleet.runtime.engines import Endpoint, Fleet, TlsFiles, tls_endpoints
-from drape_fleet.runtime.errors import EngineError, HostUnavailable, QueueFull, WorkspaceConflict
+from drape_fleet.runtime.errors import EngineError, HostUnavailable, QueueFull, RuntimeFailure, WorkspaceConflict
 from drape_fleet.runtime.launcher import Launcher, request_of
 from drape_fleet.runtime.lifecycle import Reaped
 from drape_fleet.runtime.readiness import Phase
@@ -164,11 +166,20 @@ class PreviewRuntime:
         return removed
 
     def status(self, workspace: str) -> PreviewStatus | None:
-        """The workspace's preview, or None. Known previews answer from memory; others are looked up."""
+        """The workspace's preview, or None. Known previews answer from memory, but a ``ready`` one only once its
+        container is confirmed on its host (one inspect): another backend process may have stopped it, the reaper
+        removed it, its dev server exited. Such a preview is forgotten and the workspace looked up like an
+        unknown one: None, unless another process placed it anew. Others are looked up."""
         with self._trackers.lock:
             tracker = self._trackers.get(workspace)
-            if tracker is not None:
-                return self._trackers.status(tracker)
+            remembered = None if tracker is None else self._trackers.status(tracker)
+        if tracker is not None and remembered is not None:
+            if remembered.phase is not Phase.READY:
+                return remembered
+            if self._still_serving(remembered):
+                return self._trackers.status(tracker)  # again: a host that just failed the check is now lost
+            if self._trackers.forget_container(workspace, remembered.container_id or ""):
+                self._queue.wake()  # its capacity is free: the queue's head looks again
         found, _ = self.observer.find(workspace)
         serving = sorted((p for p in found if p.serving), key=lambda p: p.created, reverse=True)
         if not serving:
@@ -266,6 +277,16 @@ class PreviewRuntime:
                 self._trackers.put(tracker)
                 self._launcher.launch(tracker)
                 return self._trackers.status(tracker)
+
+    def _still_serving(self, status: PreviewStatus) -> bool:
+        """Does a preview this process remembers as ready still run on its host? When the host cannot tell now,
+        memory's answer stands (``tracking`` reports a ready preview on a host that stopped answering as lost)."""
+        if status.host is None or status.container_id is None:
+            return True
+        try:
+            return lifecycle.still_serving(self.fleet[status.host], status.container_id, status.workspace)
+        except (RuntimeFailure, APIError):
+            return True
 
     def _hot(self, tracker: Tracker) -> PreviewStatus | None:
         """The preview this process runs for the workspace, stamped and confirmed (see ``lifecycle.confirm``);
