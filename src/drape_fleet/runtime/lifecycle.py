@@ -266,12 +266,26 @@ def confirm(engine: Engine, record_id: str, workspace: str, now: datetime) -> di
         if exc.status_code == 409:
             return None
         raise
-    if inspected.get("Name", "").lstrip("/") != L.container_name(workspace):
-        return None
-    if (inspected.get("State") or {}).get("Status") != "running":
+    if not _serving(inspected, workspace):
         return None
     result: dict[str, Any] = inspected
     return result
+
+
+def still_serving(engine: Engine, record_id: str, workspace: str) -> bool:
+    """Is the container still the workspace's running preview? One inspect and nothing written: asking is not
+    activity (a hot start's ``confirm`` stamps first). False when it is gone, stopped or tombstoned."""
+    try:
+        inspected = engine.call(lambda api: api.inspect_container(record_id), "inspect")
+    except NotFound:
+        return False
+    return _serving(inspected, workspace)
+
+
+def _serving(inspected: dict[str, Any], workspace: str) -> bool:
+    """Running, and under the workspace's name (a reaper renames a container before it removes it)."""
+    return (inspected.get("Name", "").lstrip("/") == L.container_name(workspace)
+            and (inspected.get("State") or {}).get("Status") == "running")
 
 
 class Reaped(enum.Enum):

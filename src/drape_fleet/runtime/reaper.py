@@ -6,13 +6,13 @@
 * claims abandoned in ``created`` state after ``claim_timeout_s``, exited previews (a failed one is kept a
   minute for its logs), tombstones left by a reaper that died, and orphan networks are removed.
 
-It reads and updates the runtime's in-memory trackers through the runtime's private members (same package).
+It reads and updates the runtime's in-memory trackers (``tracking``), tombstone sightings (``tombstones``) and
+activity buffer through the runtime's private members (same package).
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -23,7 +23,6 @@ from drape_fleet.runtime import activity, lifecycle
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.runtime.lifecycle import Reaped
-from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.state import HostView, PreviewRecord
 from drape_fleet.runtime.status import ReapReport
 
@@ -40,13 +39,8 @@ def reap(runtime: PreviewRuntime) -> ReapReport:
     report = ReapReport()
     now = _now()
     views = runtime.observer.views()
-    with runtime._lock:  # failed previews are remembered for a while (their error), then forgotten
-        for workspace, tracker in list(runtime._trackers.items()):
-            if tracker.phase is Phase.FAILED and (now - tracker.since).total_seconds() > runtime.settings.persist_s:
-                del runtime._trackers[workspace]
-    present = {p.id for v in views.values() for p in v.previews if p.tombstone}
-    for gone in set(runtime._tombstones_seen) - present:
-        runtime._tombstones_seen.pop(gone, None)
+    runtime._trackers.forget_failed(older_than_s=runtime.settings.persist_s, now=now)
+    runtime._tombstones.keep_only(p.id for v in views.values() for p in v.previews if p.tombstone)
     serving: dict[str, list[PreviewRecord]] = defaultdict(list)
     for view in views.values():
         if not view.reachable:
@@ -56,8 +50,7 @@ def reap(runtime: PreviewRuntime) -> ReapReport:
             age = (now - record.created).total_seconds()
             try:
                 if record.tombstone:
-                    first = runtime._tombstones_seen.setdefault(record.id, time.monotonic())
-                    if time.monotonic() - first > lifecycle.TOMBSTONE_GRACE_S:
+                    if runtime._tombstones.stale(record):
                         lifecycle.discard(engine, record)
                         report.removed.append(f"{record.host}/{record.name} (left over by a stopped reaper)")
                 elif record.state == "created":
@@ -65,7 +58,7 @@ def reap(runtime: PreviewRuntime) -> ReapReport:
                         lifecycle.discard(engine, record)
                         report.removed.append(f"{record.host}/{record.name} (abandoned claim)")
                 elif not record.live:
-                    if not runtime._is_tracked_failure(record):
+                    if not runtime._trackers.kept_failure(record):
                         lifecycle.discard(engine, record)
                         report.removed.append(f"{record.host}/{record.name} ({record.state})")
                 elif record.serving:
@@ -107,12 +100,8 @@ def _reap_record(runtime: PreviewRuntime, record: PreviewRecord, report: ReapRep
     label = f"{record.host}/{record.workspace} ({why})"
     if result is Reaped.REMOVED:
         report.removed.append(label)
-        with runtime._lock:
-            tracker = runtime._trackers.get(record.workspace)
-            if tracker is not None and tracker.container_id == record.id:
-                del runtime._trackers[record.workspace]
-                tracker.generation += 1
-        runtime._wake_queue()
+        runtime._trackers.forget_container(record.workspace, record.id)
+        runtime._queue.wake()
     elif result is Reaped.KEPT:
         report.kept.append(label)
     else:
