@@ -8,11 +8,12 @@ import shutil
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from json_http import JsonHandler
 from runtime_lab_support import RuntimeLab
 
 from drape_fleet.config.loader import validate_fleet
@@ -69,40 +70,29 @@ def test_a_look_alike_container_is_ignored_reported_and_counted(lab: RuntimeLab,
     assert "drape-pv-la-fake" in lab.on_host("ax1", "docker ps --format '{{.Names}}'")
 
 
-class _BrokenEngine(BaseHTTPRequestHandler):
+class _BrokenEngine(JsonHandler):
     """Answers listings like an empty engine, and every change with a 500 (a disk full, a broken daemon)."""
-
-    def _reply(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path.endswith("/_ping"):
-            self._reply(200, "OK")
+            self.send_json(200, "OK")
         elif path.endswith("/containers/json") or path.endswith("/networks"):
-            self._reply(200, [])
+            self.send_json(200, [])
         elif path.endswith("/volumes"):
-            self._reply(200, {"Volumes": [], "Warnings": None})
+            self.send_json(200, {"Volumes": [], "Warnings": None})
         elif path.endswith("/info"):
-            self._reply(200, {"ServerVersion": "broken", "Driver": "overlay2", "DriverStatus": []})
+            self.send_json(200, {"ServerVersion": "broken", "Driver": "overlay2", "DriverStatus": []})
         else:
-            self._reply(500, {"message": "fake engine: i/o error"})
+            self.send_json(500, {"message": "fake engine: i/o error"})
 
     changes: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
         _BrokenEngine.changes.append(self.path)
-        self._reply(500, {"message": "fake engine: no space left on device"})
+        self.send_json(500, {"message": "fake engine: no space left on device"})
 
     do_DELETE = do_PUT = do_HEAD = do_POST
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture

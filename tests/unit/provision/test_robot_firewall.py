@@ -4,14 +4,14 @@ Robot webservice documents (form bodies, Basic auth, JSON, error objects, 'in pr
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
+from json_http import JsonHandler
 from provision_testdata import make_fleet
 
 from drape_fleet.config import FleetConfig
@@ -52,27 +52,17 @@ def test_more_than_ten_rules_is_refused() -> None:
         robot_firewall(fleet, "ax1")
 
 
-class FakeRobot(BaseHTTPRequestHandler):
+class FakeRobot(JsonHandler):
     state: ClassVar[dict[str, Any]] = {}
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _authorised(self) -> bool:
         expected = "Basic " + base64.b64encode(b"robot-user:secret").decode()
         if self.headers.get("Authorization") != expected:
-            self._send(401, {"error": {"status": 401, "code": "UNAUTHORIZED", "message": "Unauthorized"}})
+            self.send_json(401, {"error": {"status": 401, "code": "UNAUTHORIZED", "message": "Unauthorized"}})
             return False
         if self.state.get("rate_limited"):
-            self._send(403, {"error": {"status": 403, "code": "RATE_LIMIT_EXCEEDED", "message": "Rate limit exceeded"}})
+            self.send_json(403, {"error": {"status": 403, "code": "RATE_LIMIT_EXCEEDED",
+                                           "message": "Rate limit exceeded"}})
             return False
         return True
 
@@ -81,7 +71,7 @@ class FakeRobot(BaseHTTPRequestHandler):
             return
         self.state["gets"] = self.state.get("gets", 0) + 1
         status = "active" if self.state["gets"] >= 2 else "in process"
-        self._send(200, {"firewall": {"server_number": 2100001, "status": status,
+        self.send_json(200, {"firewall": {"server_number": 2100001, "status": status,
                                       "rules": self.state.get("rules", {})}})
 
     def do_POST(self) -> None:
@@ -91,7 +81,7 @@ class FakeRobot(BaseHTTPRequestHandler):
         self.state["content_type"] = self.headers["Content-Type"]
         self.state["form"] = urllib.parse.parse_qsl(self.rfile.read(length).decode())
         self.state["path"] = self.path
-        self._send(202, {"firewall": {"server_number": 2100001, "status": "in process"}})
+        self.send_json(202, {"firewall": {"server_number": 2100001, "status": "in process"}})
 
 
 @pytest.fixture
