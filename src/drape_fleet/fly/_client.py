@@ -115,12 +115,12 @@ def _message(response: requests.Response) -> str:
 
 
 class FlyHttp:
-    """Sends ``Call``s. ``clock``/``sleep`` are injectable so tests need not wait out real backoffs."""
+    """Sends ``Call``s. ``sleep`` is what backoffs and ``Retry-After`` waits call (tests record them instead);
+    the rate limiter always waits in real time, as the API's own limits do."""
 
     def __init__(self, token: str, *, base_url: str = DEFAULT_BASE_URL, connect_timeout_s: float = 5.0,
                  read_timeout_s: float = 30.0, retry: RetryPolicy | None = None, limits: RateLimits | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 user_agent: str = "drape-fleet") -> None:
+                 sleep: Callable[[float], None] = time.sleep, user_agent: str = "drape-fleet") -> None:
         if not token or not token.strip():
             raise ValueError("the Fly API token is empty: set DRAPE_FLY_API_TOKEN or fly_api_token in the "
                              "secrets file")
@@ -128,7 +128,7 @@ class FlyHttp:
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.retry = retry or RetryPolicy()
-        self.limiter = RateLimiter(limits, clock=clock, sleep=sleep)
+        self.limiter = RateLimiter(limits)
         self._sleep = sleep
         self._session = requests.Session()
         self._session.headers.update({"Authorization": _authorization(token), "Accept": "application/json",

@@ -3,7 +3,9 @@
 "Working with the Machines API", Rate Limits: 1 request per second per action (Create, Start, ...) per
 identifier (machine ID or app), with short bursts up to 3 per second; Get Machine 5 per second, bursts up
 to 10. One token bucket per (action, identifier): a call takes a token or waits until one is back.
-Reservations may go negative, so concurrent callers queue in order instead of racing.
+Reservations may go negative, so concurrent callers queue in order instead of racing. The client refills
+at 90% of the documented rate: its clock and Fly's differ by the network latency, and a request that
+arrives a millisecond early is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def _documented_exceptions() -> dict[str, Rate]:
 class RateLimits:
     default: Rate = Rate(1.0, 3)
     per_action: Mapping[str, Rate] = field(default_factory=_documented_exceptions)
+    headroom: float = 0.9
+    """Fraction of the documented refill rate the client uses."""
 
     def for_action(self, action: str) -> Rate:
         return self.per_action.get(action, self.default)
@@ -62,10 +66,11 @@ class RateLimiter:
             bucket = self._buckets.get((action, scope))
             if bucket is None:
                 bucket = self._buckets[(action, scope)] = _Bucket(float(rate.burst), now)
-            bucket.tokens = min(float(rate.burst), bucket.tokens + (now - bucket.updated) * rate.per_second)
+            per_second = rate.per_second * self.limits.headroom
+            bucket.tokens = min(float(rate.burst), bucket.tokens + (now - bucket.updated) * per_second)
             bucket.updated = now
             bucket.tokens -= 1.0
-            return 0.0 if bucket.tokens >= 0 else -bucket.tokens / rate.per_second
+            return 0.0 if bucket.tokens >= 0 else -bucket.tokens / per_second
 
     def acquire(self, action: str, scope: str) -> float:
         """Wait for a token; return the time waited."""
