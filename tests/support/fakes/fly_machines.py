@@ -23,15 +23,12 @@ import re
 import secrets
 import signal
 import sys
-import threading
 from collections.abc import Mapping
-from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from json_http import JsonHandler
-
 from fakes.fly_state import ApiError, FlyWorld, Grant
+from fakes.loopback import FakeHandler, LoopbackServer
 
 DEFAULT_TOKEN = "fly-test-token"
 _ROUTE = re.compile(r"^/v1/apps/(?P<app>[^/]+)/machines(?:/(?P<id>[^/]+)(?:/(?P<tail>[a-z_]+)(?:/(?P<key>[^/]+))?)?)?$")
@@ -45,26 +42,11 @@ _ACTIONS: dict[tuple[str, str | None], str] = {
 }
 
 
-class FlyHandler(JsonHandler):
+class FlyHandler(FakeHandler):
     world: ClassVar[FlyWorld]
-    protocol_version = "HTTP/1.1"
 
     def _reply(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
-        data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("fly-request-id", f"01J{secrets.token_hex(10).upper()}-cdg")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if data:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _read(self) -> bytes:
-        """Read the whole body first: on a kept-alive connection an unread body would corrupt the next request."""
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        self.reply(status, body, {"fly-request-id": f"01J{secrets.token_hex(10).upper()}-cdg", **(headers or {})})
 
     @staticmethod
     def _body(raw: bytes) -> Any:
@@ -76,12 +58,12 @@ class FlyHandler(JsonHandler):
             raise ApiError(400, "invalid JSON body") from None
 
     def _handle(self, method: str) -> None:
-        raw = self._read()
+        raw = self.read_body()
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query))
         nonce = self.headers.get("fly-machine-lease-nonce")
         self.world.requests.append({"method": method, "path": url.path, "query": query, "nonce": nonce})
-        fault = self.world.take_fault(method, url.path)
+        fault = self.world.faults.take(method, url.path)
         if fault is not None:
             self._reply(fault.status, fault.body, fault.headers)
             return
@@ -151,34 +133,16 @@ class FlyHandler(JsonHandler):
         self._handle("DELETE")
 
 
-class FakeFly:
-    """The fake on a free loopback port; ``url`` is the base URL to give the client (``…/v1``)."""
+class FakeFly(LoopbackServer):
+    """The fake on a loopback port; ``url`` is the base URL to give the client (``…/v1``); ``world`` its state."""
 
     def __init__(self, tokens: Mapping[str, Grant] | None = None, *, port: int = 0, **world_options: Any) -> None:
         self.world = FlyWorld(tokens or {DEFAULT_TOKEN: Grant()}, **world_options)
-        handler = type("BoundFlyHandler", (FlyHandler,), {"world": self.world})
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self.serve_forever, name="fake-fly", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
-
-    def start(self) -> FakeFly:
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.05)
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(type("BoundFlyHandler", (FlyHandler,), {"world": self.world}), port=port, name="fake-fly")
 
     def __enter__(self) -> FakeFly:
-        return self.start()
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

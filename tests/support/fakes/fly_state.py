@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from fakes.loopback import Faults
+
 SIGNALS = frozenset({"SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM"})
 WAIT_STATES = frozenset({"started", "stopped", "suspended", "destroyed"})
 # What each transient state settles into.
@@ -111,16 +113,6 @@ class _Bucket:
     updated: float
 
 
-@dataclass
-class Fault:
-    status: int
-    body: Any
-    times: int
-    method: str | None
-    path_contains: str | None
-    headers: dict[str, str]
-
-
 class FlyWorld:
     """Everything the fake knows. All methods take the lock; ``wait`` blocks on it like the real API."""
 
@@ -133,7 +125,7 @@ class FlyWorld:
         self.clock = clock
         self.apps: dict[str, dict[str, FakeMachine]] = {}
         self.requests: list[dict[str, Any]] = []
-        self.faults: list[Fault] = []
+        self.faults = Faults()
         self.cond = threading.Condition()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
 
@@ -161,17 +153,7 @@ class FlyWorld:
     def inject(self, status: int, body: Any = None, *, times: int = 1, method: str | None = None,
                path_contains: str | None = None, headers: Mapping[str, str] | None = None) -> None:
         """Answer the next ``times`` matching requests with ``status``/``body`` (proxy or server failures)."""
-        with self.cond:
-            self.faults.append(Fault(status, body, times, method, path_contains, dict(headers or {})))
-
-    def take_fault(self, method: str, path: str) -> Fault | None:
-        with self.cond:
-            for fault in self.faults:
-                if fault.times > 0 and fault.method in (None, method) and (
-                        fault.path_contains is None or fault.path_contains in path):
-                    fault.times -= 1
-                    return fault
-            return None
+        self.faults.inject(status, body, times=times, method=method, path_contains=path_contains, headers=headers)
 
     # -- the checks every request goes through -----------------------------------------------------------
 
