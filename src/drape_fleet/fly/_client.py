@@ -11,11 +11,9 @@ Nothing else in the package touches HTTP. Retry rules:
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import random
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -23,6 +21,7 @@ from typing import Any
 
 import requests
 
+from drape_fleet.endpoints import require_secure_endpoint
 from drape_fleet.fly.errors import FlyError, FlyUnavailable, error_for
 from drape_fleet.fly.ratelimit import RateLimiter, RateLimits
 
@@ -72,21 +71,6 @@ def _authorization(token: str) -> str:
     return token if token.startswith("FlyV1 ") else f"Bearer {token}"
 
 
-def _check_base_url(base_url: str) -> str:
-    parsed = urllib.parse.urlsplit(base_url)
-    if parsed.scheme == "https" and parsed.hostname:
-        return base_url.rstrip("/")
-    if parsed.scheme == "http" and parsed.hostname:
-        try:
-            loopback = ipaddress.ip_address(parsed.hostname).is_loopback
-        except ValueError:
-            loopback = parsed.hostname == "localhost"
-        if loopback:
-            return base_url.rstrip("/")
-    raise ValueError(f"base URL {base_url!r} is not usable: the token may only travel over https "
-                     f"(plain http is allowed for a local test server on loopback); the default is {DEFAULT_BASE_URL}")
-
-
 def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -124,7 +108,7 @@ class FlyHttp:
         if not token or not token.strip():
             raise ValueError("the Fly API token is empty: set DRAPE_FLY_API_TOKEN or fly_api_token in the "
                              "secrets file")
-        self.base_url = _check_base_url(base_url)
+        self.base_url = require_secure_endpoint(base_url, default=DEFAULT_BASE_URL)
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.retry = retry or RetryPolicy()
