@@ -36,8 +36,7 @@ _FIXES: dict[str, str] = {
     "unauthorized": f"the token was rejected: {_NEW_CREDENTIAL}",
     "forbidden": f"the token lacks permissions for DNS: {_NEW_CREDENTIAL}",
     "token_readonly": f"the token is read-only and DNS changes need Read & Write: {_NEW_CREDENTIAL}",
-    "not_found": "the zone is not in the token's project: create it (Console → DNS → Add zone) or correct the "
-                 "zone name, and check the token belongs to that project",
+    "not_found": "it vanished meanwhile (someone else is changing the zone): run again",
     "incorrect_zone_mode": "the zone is in secondary mode (its records come from another primary nameserver): "
                            "change the records there, or switch the zone to primary",
     "protected": "the RRSet is change-protected: turn its protection off in the Console, then run again",
@@ -53,9 +52,13 @@ _TRANSIENT = ("maintenance", "service_error", "server_error", "timeout", "bad_ga
               "resource_unavailable", "unavailable", "robot_unavailable")
 
 
-def _explain(exc: APIException, doing: str) -> DnsError:
+_ZONE_MISSING = ("the zone is not in the token's project: create it (Console → DNS → Add zone) or correct the zone "
+                 "name, and check the token belongs to that project")
+
+
+def _explain(exc: APIException, doing: str, *, not_found: str | None = None) -> DnsError:
     code = str(exc.code)
-    fix = _FIXES.get(code)
+    fix = not_found if code == "not_found" and not_found else _FIXES.get(code)
     if fix is None:
         fix = ("Hetzner's API is failing or busy: run again in a few minutes (https://status.hetzner.com)"
                if code in _TRANSIENT or code.isdigit() else "see Hetzner's message")
@@ -87,11 +90,11 @@ class CloudDns:
         return cls.connect(secrets.value("hcloud_token"), **options)
 
     @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
+    def _errors(self, doing: str, *, not_found: str | None = None) -> Iterator[None]:
         try:
             yield
         except APIException as exc:
-            raise _explain(exc, doing) from None
+            raise _explain(exc, doing, not_found=not_found) from None
         except ActionFailedException as exc:
             raise DnsError(f"Hetzner Cloud DNS: {doing}: Hetzner reported the change failed ({exc}). Fix: check the "
                            "zone in the Console and run again") from None
@@ -106,7 +109,7 @@ class CloudDns:
 
     def zone(self, zone: str) -> BoundZone:
         """The zone, checked to be one whose RRSets the API may change."""
-        with self._errors(f"reading zone {zone}"):
+        with self._errors(f"reading zone {zone}", not_found=_ZONE_MISSING):
             found = self._client.zones.get(zone)
         if found.mode != "primary":
             raise DnsError(f"Hetzner Cloud DNS: zone {zone} is in {found.mode} mode. "
@@ -123,7 +126,7 @@ class CloudDns:
 
     def rrsets(self, zone: str) -> list[tuple[str, RRSetState]]:
         """Every RRSet of the zone (all pages), as (name, state)."""
-        with self._errors(f"listing the records of {zone}"):
+        with self._errors(f"listing the records of {zone}", not_found=_ZONE_MISSING):
             rrsets = self._client.zones.get_rrset_all(Zone(name=zone))
         return [(str(r.name), RRSetState(str(r.type), tuple(rec.value for rec in r.records or []), r.ttl))
                 for r in rrsets]

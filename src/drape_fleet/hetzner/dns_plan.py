@@ -117,7 +117,7 @@ class DnsPlan:
 
     def lines(self) -> list[str]:
         if not self.changes:
-            return [f"{self.name}.{self.zone}: no change ({', '.join(self.unchanged) or 'nothing to remove'})"]
+            return [f"{self.name}.{self.zone}: no change ({'; '.join(self.unchanged) or 'nothing to remove'})"]
         return [change.describe(f"{self.name}.{self.zone}") for change in self.changes]
 
 
