@@ -54,7 +54,8 @@ class DnsTarget:
                 raise DnsError(f"{value!r} is not an IP address: list the hosts' public addresses") from None
         if not parsed:
             raise DnsError(f"no addresses for {name}.{zone}: name at least one host's public address")
-        bad = [str(a) for a in parsed if not a.is_global and not a.is_private]
+        bad = [str(a) for a in parsed
+               if a.is_loopback or a.is_link_local or a.is_multicast or a.is_unspecified or a.is_reserved]
         if bad:
             raise DnsError(f"{', '.join(bad)} cannot be published (loopback, link-local, multicast or reserved)")
         if ttl is not None and not TTL_RANGE[0] <= ttl <= TTL_RANGE[1]:

@@ -150,6 +150,11 @@ class DnsWorld:
             zone.rrsets[(name, type_)] = FakeRRSet(zone.id, name, type_, ttl,
                                                    [{"value": v, "comment": ""} for v in values])
 
+    def inject(self, status: int, body: Any = None, *, times: int = 1, method: str | None = None,
+               path_contains: str | None = None, headers: Mapping[str, str] | None = None) -> None:
+        """Answer the next ``times`` matching requests with ``status``/``body`` (proxy or server failures)."""
+        self.faults.inject(status, body, times=times, method=method, path_contains=path_contains, headers=headers)
+
     # -- checks every request goes through ---------------------------------------------------------------
 
     def authorise(self, header: str | None, *, write: bool) -> None:

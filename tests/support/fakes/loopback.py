@@ -15,6 +15,7 @@ from json_http import JsonHandler
 
 class FakeHandler(JsonHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
     def read_body(self) -> bytes:
         """Read the whole body first: on a kept-alive connection an unread body corrupts the next request."""
