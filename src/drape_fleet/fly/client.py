@@ -14,6 +14,8 @@ from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import quote
 
+from drape_fleet.config.errors import ConfigError, Problem
+from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.secrets import Secrets
 from drape_fleet.fly._client import DEFAULT_BASE_URL, Call, FlyHttp
 from drape_fleet.fly.domain import (
@@ -235,6 +237,14 @@ class FlyClient:
     def from_secrets(cls, secrets: Secrets, **options: Any) -> FlyClient:
         """The token is ``fly_api_token`` (env DRAPE_FLY_API_TOKEN or the secrets file)."""
         return cls(secrets.value("fly_api_token"), **options)
+
+    @classmethod
+    def for_fleet(cls, fleet: FleetConfig, secrets: Secrets, **options: Any) -> FlyClient:
+        """A client for the fleet file's ``[fly]`` section (its ``api_url``; the lab points it at the fake)."""
+        if fleet.fly is None:
+            raise ConfigError(f"{fleet.environment.name} fleet", [Problem(
+                "fly", "this section is missing", 'add [fly] with apps = ["your-fly-app"] to the fleet file')])
+        return cls(secrets.value("fly_api_token"), base_url=fleet.fly.api_url, **options)
 
     @property
     def base_url(self) -> str:

@@ -24,6 +24,8 @@ from hcloud import APIException, Client
 from hcloud.actions import ActionFailedException, ActionTimeoutException, BoundAction
 from hcloud.zones import BoundZone, Zone, ZoneRecord, ZoneRRSet
 
+from drape_fleet.config.errors import ConfigError, Problem
+from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.secrets import Secrets
 from drape_fleet.endpoints import require_secure_endpoint
 from drape_fleet.hetzner.dns_plan import DnsError, DnsPlan, DnsTarget, RRSetState, plan_changes, plan_removal
@@ -88,6 +90,14 @@ class CloudDns:
     def from_secrets(cls, secrets: Secrets, **options: Any) -> CloudDns:
         """The token is ``hcloud_token`` (env DRAPE_HCLOUD_TOKEN or the secrets file)."""
         return cls.connect(secrets.value("hcloud_token"), **options)
+
+    @classmethod
+    def for_fleet(cls, fleet: FleetConfig, secrets: Secrets, **options: Any) -> CloudDns:
+        """A client for the fleet file's ``[preview_dns]`` section (its ``api_endpoint``)."""
+        if fleet.preview_dns is None:
+            raise ConfigError(f"{fleet.environment.name} fleet", [Problem(
+                "preview_dns", "this section is missing", 'add [preview_dns] with zone = "your-domain.example"')])
+        return cls.from_secrets(secrets, api_endpoint=fleet.preview_dns.api_endpoint, **options)
 
     @contextmanager
     def _errors(self, doing: str, *, not_found: str | None = None) -> Iterator[None]:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Literal
 
+from drape_fleet.config.errors import ConfigError, Problem
+from drape_fleet.config.models import FleetConfig
+
 DEFAULT_TTL = 300
 TTL_RANGE = (60, 2_147_483_647)
 RecordType = Literal["A", "AAAA"]
@@ -150,3 +153,15 @@ def plan_removal(zone: str, name: str, current: Mapping[str, RRSetState]) -> Dns
     changes = tuple(DnsChange("delete", kind, before=current[kind].values, ttl_before=current[kind].ttl)
                     for kind in kinds if kind in current)
     return DnsPlan(zone, name, changes)
+
+
+def preview_target(fleet: FleetConfig, addresses: Iterable[str] | None = None) -> DnsTarget:
+    """The fleet file's ``[preview_dns]`` name pointed at ``addresses`` (default: the preview hosts' public
+    addresses)."""
+    settings = fleet.preview_dns
+    if settings is None:
+        raise ConfigError(f"{fleet.environment.name} fleet", [Problem(
+            "preview_dns", "this section is missing", 'add [preview_dns] with zone = "your-domain.example"')])
+    chosen = list(addresses) if addresses is not None else [
+        str(host.public_address) for host in fleet.hosts if "preview" in host.roles]
+    return DnsTarget.build(settings.zone, settings.name, chosen, ttl=settings.ttl)
