@@ -1,8 +1,9 @@
 """Where the migration plan's own tables agree with the model, and where they do not (pure).
 
 Every check puts the seed's claim beside the model's figure and a verdict: ``agrees``, ``rounded`` (the
-same within the seed's rounding), ``tight`` (true on paper, but with no room to spare) or ``disagrees``. ``scenario_warnings`` adds what ops should know about
-the chosen number of containers (memory nearly full, no room for a server failure).
+same within the seed's rounding), ``tight`` (true on paper, with no room to spare) or ``disagrees``.
+``scenario_warnings`` adds what ops should know about the chosen number of containers (memory nearly
+full, no room for a server failure).
 """
 
 from __future__ import annotations
