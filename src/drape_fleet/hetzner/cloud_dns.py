@@ -127,12 +127,12 @@ class CloudDns:
         return found
 
     def current(self, zone: str, name: str) -> dict[str, RRSetState]:
-        """The name's A and AAAA RRSets as they are now."""
+        """The name's A, AAAA and CNAME RRSets as they are now (a CNAME there forbids the others)."""
         self.zone(zone)
         with self._errors(f"reading {name} in {zone}"):
-            rrsets = self._client.zones.get_rrset_all(Zone(name=zone), name=name, type=["A", "AAAA"])
+            rrsets = self._client.zones.get_rrset_all(Zone(name=zone), name=name, type=["A", "AAAA", "CNAME"])
         return {str(r.type): RRSetState(str(r.type), tuple(sorted(rec.value for rec in r.records or [])), r.ttl)
-                for r in rrsets if r.name == name and r.type in ("A", "AAAA")}
+                for r in rrsets if r.name == name and r.type in ("A", "AAAA", "CNAME")}
 
     def rrsets(self, zone: str) -> list[tuple[str, RRSetState]]:
         """Every RRSet of the zone (all pages), as (name, state)."""
@@ -141,8 +141,8 @@ class CloudDns:
         return [(str(r.name), RRSetState(str(r.type), tuple(rec.value for rec in r.records or []), r.ttl))
                 for r in rrsets]
 
-    def plan(self, target: DnsTarget) -> DnsPlan:
-        return plan_changes(target, self.current(target.zone, target.name))
+    def plan(self, target: DnsTarget, *, replace_cname: bool = False) -> DnsPlan:
+        return plan_changes(target, self.current(target.zone, target.name), replace_cname=replace_cname)
 
     # -- changing ----------------------------------------------------------------------------------------
 
@@ -167,9 +167,9 @@ class CloudDns:
                 action.wait_until_finished()
         return plan
 
-    def point(self, target: DnsTarget, *, apply: bool = False) -> DnsPlan:
+    def point(self, target: DnsTarget, *, apply: bool = False, replace_cname: bool = False) -> DnsPlan:
         """Plan (and with ``apply``, make) the changes that point ``target.name`` at its addresses only."""
-        plan = self.plan(target)
+        plan = self.plan(target, replace_cname=replace_cname)
         return self.apply(plan) if apply else plan
 
     def remove(self, zone: str, name: str, *, apply: bool = False) -> DnsPlan:

@@ -19,7 +19,7 @@ from drape_fleet.config.models import FleetConfig
 
 DEFAULT_TTL = 300
 TTL_RANGE = (60, 2_147_483_647)
-RecordType = Literal["A", "AAAA"]
+RecordType = Literal["A", "AAAA", "CNAME"]
 _LABEL = r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
 _NAME_RE = re.compile(rf"^(?:@|(?:\*\.)?{_LABEL}(?:\.{_LABEL})*|\*)$")
 _ZONE_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
@@ -125,11 +125,23 @@ class DnsPlan:
         return [change.describe(f"{self.name}.{self.zone}") for change in self.changes]
 
 
-def plan_changes(target: DnsTarget, current: Mapping[str, RRSetState]) -> DnsPlan:
-    """What must change so ``target.name`` resolves to exactly ``target.addresses`` (pure)."""
+def plan_changes(target: DnsTarget, current: Mapping[str, RRSetState], *, replace_cname: bool = False) -> DnsPlan:
+    """What must change so ``target.name`` resolves to exactly ``target.addresses`` (pure).
+
+    A CNAME on the name (previews pointed at Fly, say) forbids other records: it is replaced only when
+    asked (``replace_cname``), deleted first, so the name resolves to nothing for the seconds in between."""
     changes: list[DnsChange] = []
+    if "CNAME" in current:
+        cname = current["CNAME"]
+        if not replace_cname:
+            raise DnsError(f"{target.fqdn} is a CNAME to {', '.join(cname.values)}: a name with a CNAME can have no "
+                           "other records. Fix: pass replace_cname (the cutover's --replace-cname) to replace it, or "
+                           "delete it in the Console, then run again")
+        changes.append(DnsChange("delete", "CNAME", before=cname.values, ttl_before=cname.ttl))
+        current = {kind: state for kind, state in current.items() if kind != "CNAME"}
     unchanged: list[str] = []
-    for kind, values in target.wanted().items():
+    wanted: dict[RecordType, tuple[str, ...]] = dict(target.wanted())
+    for kind, values in wanted.items():
         now = current.get(kind)
         if not values:
             if now is not None:

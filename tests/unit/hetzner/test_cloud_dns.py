@@ -67,6 +67,16 @@ def test_remove_deletes_the_name_and_leaves_the_rest(api: FakeCloudDns, dns: Clo
     assert not dns.remove(ZONE, "*.preview").changed
 
 
+def test_an_existing_cname_is_replaced_only_when_asked(api: FakeCloudDns, dns: CloudDns) -> None:
+    api.world.add_rrset(api.world.zone(ZONE), "*.preview", "CNAME", ["previews.fly.dev."])
+    with pytest.raises(DnsError, match=r"\*.preview.drape.dev is a CNAME to previews.fly.dev."):
+        dns.point(target(), apply=True)
+    assert writes(api) == []
+    dns.point(target(), apply=True, replace_cname=True)  # the cutover moving previews off Fly
+    assert records(api) == {"A": (["203.0.113.11", "203.0.113.12"], 300), "AAAA": (["2001:db8::11"], 300)}
+    assert writes(api)[0] == "DELETE /v1/zones/drape.dev/rrsets/*.preview/CNAME"
+
+
 def test_listing_reads_every_page(api: FakeCloudDns, dns: CloudDns) -> None:
     zone = api.world.zone(ZONE)
     for index in range(120):

@@ -68,3 +68,12 @@ def test_removal_deletes_a_and_aaaa_only() -> None:
                                                    "AAAA": RRSetState("AAAA", ("2001:db8::1",), 300)})
     assert [c.action + " " + c.type for c in plan.changes] == ["delete A", "delete AAAA"]
     assert plan_removal("drape.dev", "*.preview", {}).lines() == ["*.preview.drape.dev: no change (nothing to remove)"]
+
+
+def test_a_cname_on_the_name_is_refused_with_the_fix() -> None:
+    cname = {"CNAME": RRSetState("CNAME", ("edge.example.net.",), 300)}
+    with pytest.raises(DnsError, match=r"is a CNAME to edge.example.net.*pass replace_cname"):
+        plan_changes(target(), cname)
+    assert plan_changes(target(), cname, replace_cname=True).lines() == [
+        "delete *.preview.drape.dev CNAME (edge.example.net.)",
+        "create *.preview.drape.dev A -> 203.0.113.11, 203.0.113.12 (TTL 300s)"]
