@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke.collection import Collection
 
-from drape_fleet.tasks import bench_tasks, fleet_tasks, lab_tasks, pki_tasks, provision_tasks
+from drape_fleet.tasks import bench_tasks, fleet_tasks, lab_tasks, pki_tasks, plan_tasks, provision_tasks
 
 namespace = Collection()
 namespace.add_collection(Collection.from_module(lab_tasks, name="lab"))
@@ -14,3 +14,4 @@ namespace.add_task(provision_tasks.verify)
 namespace.add_collection(Collection("robot", firewall=provision_tasks.robot_firewall))
 namespace.add_collection(Collection.from_module(fleet_tasks, name="fleet"))
 namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
+namespace.add_task(plan_tasks.plan)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringConstraints, model_validator
 
 from drape_fleet.config.base import FrozenModel, invalid
+from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.provisioning import ProvisioningSettings
 from drape_fleet.config.runtime import RuntimeSettings
 
@@ -71,6 +72,8 @@ class FleetConfig(FrozenModel):
     network: NetworkSettings
     provisioning: ProvisioningSettings = ProvisioningSettings()
     runtime: RuntimeSettings = RuntimeSettings()
+    fly: FlySettings | None = None
+    preview_dns: PreviewDnsSettings | None = None
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
 
     @model_validator(mode="after")

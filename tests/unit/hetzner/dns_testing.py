@@ -1,0 +1,3 @@
+"""What the DNS tests share."""
+
+ZONE = "drape.dev"
