@@ -20,7 +20,7 @@ from pyinfra.operations.util import any_changed
 from drape_fleet.facts.storage import BlockFilesystem, LvmLogicalVolumes, LvmVolumeGroups, MdStat
 from drape_fleet.provision import storage as builders
 from drape_fleet.provision.context import deploy_context
-from drape_fleet.provision.ops import put_text
+from drape_fleet.provision.ops import put_file, put_text
 
 
 @deploy("storage")
@@ -69,7 +69,7 @@ def storage() -> None:
     if settings.disk_monitoring:
         apt.packages(name="mdadm and smartmontools", packages=["mdadm", "smartmontools"], update=True,
                      cache_time=3600, no_recommends=True)
-        script = put_text("Disk alert script", builders.alert_script(), builders.ALERT_SCRIPT, mode="755")
+        script = put_file("Disk alert script", builders.ALERT_SCRIPT_FILE, builders.ALERT_SCRIPT, mode="755")
         changed = [script]
         for pattern, line in builders.mdadm_monitor_lines(settings).items():
             changed.append(files.line(name=f"mdadm.conf: {line.split()[0]}", path=builders.MDADM_CONF,

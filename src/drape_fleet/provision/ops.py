@@ -1,4 +1,5 @@
-"""Small helpers the deploys share: text files from builders, and facts about the host's kind."""
+"""How the deploys put files on a host: rendered templates and plain files from files/, owned by root unless
+said otherwise. pyinfra compares checksums, so an unchanged file is no change."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ from typing import Any
 
 from pyinfra.operations import files
 
+from drape_fleet.provision.render import files_path
+
 
 def put_text(name: str, text: str, dest: str, *, mode: str = "644", user: str = "root", group: str = "root",
              **kwargs: Any) -> Any:
-    """Upload builder output; pyinfra compares checksums, so an unchanged file is no change."""
+    """Upload a rendered template (a builder's output)."""
     return files.put(name=name, src=StringIO(text), dest=dest, mode=mode, user=user, group=group,
+                     create_remote_dir=True, **kwargs)
+
+
+def put_file(name: str, plain_file: str, dest: str, *, mode: str = "644", **kwargs: Any) -> Any:
+    """Upload a plain file from files/ as it is."""
+    return files.put(name=name, src=str(files_path(plain_file)), dest=dest, mode=mode, user="root", group="root",
                      create_remote_dir=True, **kwargs)

@@ -90,7 +90,6 @@ def test_unattended_upgrades_security_only_no_reboot(fleet: FleetConfig) -> None
     text = base.unattended_upgrades_conf(fleet, load_profile("debian-12"))
     assert '"origin=Debian,codename=${distro_codename}-security,label=Debian-Security";' in text
     assert 'Unattended-Upgrade::Automatic-Reboot "false";' in text
-    assert "OnCalendar=*-*-* 02:30" in base.upgrade_timer_drop_in()
 
 
 def test_cache_contract(fleet: FleetConfig) -> None:
