@@ -5,6 +5,7 @@ The order of the tests in this module matters only where said; each restores wha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -22,11 +23,10 @@ from docker.errors import DockerException
 from docker.tls import TLSConfig
 
 from drape_fleet.config import FleetConfig
-from drape_fleet.lab.fleet import ssh_target
-from drape_fleet.lab.state import lab_state_settings
+from drape_fleet.environments import FleetTarget
 from drape_fleet.paths import project_root
 from drape_fleet.pki.paths import client_tls_files, pki_dir
-from drape_fleet.provision.service import FleetTarget, provision
+from drape_fleet.provision.service import provision
 from drape_fleet.provision.verify import run_verify
 from drape_fleet.ssh import ssh_run
 
@@ -34,17 +34,16 @@ pytestmark = pytest.mark.lab
 
 
 def _ssh(name: str, command: str, *, user: str = "deploy", check: bool = True, timeout: float = 60) -> str:
-    settings = lab_state_settings()
-    fleet_host = {h.name: h for h in _fleet().hosts}[name]
-    result = ssh_run(ssh_target(settings, str(fleet_host.public_address), user=user), command,
+    target = _target()
+    result = ssh_run(target.ssh_target(target.fleet.host(name), user=user), command,
                      timeout=timeout, check=check)
     return result.stdout.strip() if result.ok else f"__failed__ {result.returncode} {result.stderr.strip()}"
 
 
-def _fleet():  # type: ignore[no-untyped-def]
-    from drape_fleet.lab.state import load_lab_fleet
+def _target() -> FleetTarget:
+    from drape_fleet.environments import LAB, load
 
-    return load_lab_fleet()[0]
+    return load(LAB)
 
 
 def _reach_from(name: str, address: str, port: int) -> bool:
@@ -233,7 +232,7 @@ def test_allowlist_without_the_ops_address_is_refused_before_touching_the_host(p
     elsewhere = ip_network(f"{ops_address + 199}/32")
     locked = fleet.model_copy(update={"network": fleet.network.model_copy(
         update={"admin_allowlist": (elsewhere,)})})
-    target = FleetTarget(**{**provisioned_lab.__dict__, "fleet": locked})
+    target = dataclasses.replace(provisioned_lab, fleet=locked)
     with pytest.raises(ProvisionRefused, match=rf"you connect from {re.escape(str(ops_address))}.*lock you out"):
         provision(target, ["ax1"])
     assert _ssh("ax1", "sudo nft list table inet drape_filter | sha256sum") == before

@@ -170,6 +170,8 @@ def parse_mdadm_detail(text: str) -> MdDetail:
 class RaidVerdict:
     ok: bool
     message: str
+    forced: bool = False
+    """Not redundant, and --force said to go on anyway (ops must hear about it)."""
 
 
 def raid_verdict(arrays: list[MdArray], settings: StorageSettings, *, force: bool = False) -> RaidVerdict:
@@ -185,7 +187,7 @@ def raid_verdict(arrays: list[MdArray], settings: StorageSettings, *, force: boo
             return RaidVerdict(True, "RAID healthy: " + "; ".join(a.describe() for a in arrays))
         problem = "RAID not redundant: " + "; ".join(a.describe() for a in bad)
     if force:
-        return RaidVerdict(True, f"FORCED despite: {problem}")
+        return RaidVerdict(True, f"FORCED despite: {problem}", forced=True)
     return RaidVerdict(False, f"{problem}. Replace or re-add the failed disk and wait for the recovery to "
                               "finish (cat /proc/mdstat), or pass --force to provision anyway")
 
