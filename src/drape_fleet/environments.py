@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,9 +85,18 @@ def fleet_file(name: str) -> Path:
     return project_root() / "config" / f"{name}.toml"
 
 
+def _declares_itself(path: Path) -> bool:
+    """A fleet file for environment ``<name>`` says so: ``[environment] name = "<name>"``."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return bool(_NAME.match(path.stem)) and data.get("environment", {}).get("name") == path.stem
+
+
 def names() -> list[str]:
     """The environments there are: production, lab, and every fleet file ops added under config/."""
-    found = {PRODUCTION, LAB} | {p.stem for p in (project_root() / "config").glob("*.toml") if _NAME.match(p.stem)}
+    found = {PRODUCTION, LAB} | {p.stem for p in (project_root() / "config").glob("*.toml") if _declares_itself(p)}
     return sorted(found, key=lambda n: (n != PRODUCTION, n != LAB, n))
 
 

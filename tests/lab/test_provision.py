@@ -41,9 +41,21 @@ def _ssh(name: str, command: str, *, user: str = "deploy", check: bool = True, t
 
 
 def _target() -> FleetTarget:
+    return _lab()
+
+
+def _lab() -> FleetTarget:
     from drape_fleet.environments import LAB, load
 
     return load(LAB)
+
+
+def _lab_pinned_key(name: str = "ax1") -> str:
+    """The key lab.up pinned for lab host ``name`` (read from the host over the engine)."""
+    from drape_fleet import hostkeys
+
+    [key] = hostkeys.pinned(hostkeys.read(_lab().env.known_hosts), name)
+    return key.key
 
 
 def _reach_from(name: str, address: str, port: int) -> bool:
@@ -215,7 +227,9 @@ def test_unreachable_host_fails_clearly(tmp_path: Path, lab_fleet: FleetConfig) 
         f'[[hosts]]\nname = "ax9"\npublic_address = "{unused_public}"\nprivate_address = "{unused_private}"\n'
         'robot_server_number = 1\ncapacity = { cpus = 1, memory_gib = 1, disk_gib = 1 }\n')
     pki = tmp_path / "pki"
-    env = {"DRAPE_FLEET_FILE": str(fleet), "DRAPE_PKI_DIR": str(pki)}
+    # Its key pinned (any key: the host never answers) and the lab's key offered, so preflight gets to try.
+    (tmp_path / "fleet.known_hosts").write_text(f"{unused_public} ssh-ed25519 {_lab_pinned_key()}\n")
+    env = {"DRAPE_FLEET_FILE": str(fleet), "DRAPE_PKI_DIR": str(pki), "DRAPE_SSH_KEY": str(_lab().env.ssh_key)}
     assert _invoke("pki.init", "--env", "production", env=env).returncode == 0
     run = _invoke("provision", "--host", "ax9", "--env", "production", env=env)
     assert run.returncode != 0

@@ -71,6 +71,7 @@ def test_the_lab_lives_in_its_state_directory(checkout: Path) -> None:
 
 
 def test_staging_is_added_as_data(checkout: Path, tmp_path: Path) -> None:
+    (checkout / "config" / "robot.toml").write_text("# some other configuration, not a fleet\n")
     assert names() == ["production", "lab", "staging"]
     staging = environment("staging")
     assert staging.fleet_file == checkout / "config" / "staging.toml"
