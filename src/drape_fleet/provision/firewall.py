@@ -114,7 +114,8 @@ class InputRule:
 
     name: str
     ports: tuple[int, ...]
-    daddr: str
+    daddr: tuple[str, str] | None
+    """(``ip``/``ip6``, the host's address) when only that address of the host is open."""
     source_sets: tuple[tuple[str, str], ...] | None
 
 
@@ -146,9 +147,9 @@ def _source_sets(name: str, networks: tuple[Network, ...],
 
 
 def _input_rule(rule: Allow) -> InputRule:
-    daddr = ""
+    daddr = None
     if rule.destination is not None:
-        daddr = f"{'ip' if rule.destination.version == 4 else 'ip6'} daddr {rule.destination} "
+        daddr = ("ip" if rule.destination.version == 4 else "ip6", str(rule.destination))
     sources = None if rule.sources is None else _source_sets(
         rule.name, rule.sources, rule.destination.version if rule.destination is not None else None)
     return InputRule(rule.name, rule.ports, daddr, sources)
