@@ -15,6 +15,7 @@ from typing import Literal
 from drape_fleet import hostkeys
 from drape_fleet.config import Host
 from drape_fleet.environments import FleetTarget
+from drape_fleet.shell import CommandFailed
 from drape_fleet.ssh import scan_host_keys
 
 KEY_TYPE = "ssh-ed25519"
@@ -36,7 +37,10 @@ class Trusted:
 
 
 def _scan(address: str, port: int) -> Sequence[str]:
-    return scan_host_keys(address, port, key_type="ed25519")
+    try:
+        return scan_host_keys(address, port, key_type="ed25519")
+    except CommandFailed as exc:
+        raise TrustRefused(f"cannot read {address}'s host key: {exc}. Fix: install openssh-client") from None
 
 
 def trust_host(target: FleetTarget, host: Host, *, expected: str | None, confirm: Confirm,
@@ -64,7 +68,8 @@ def trust_host(target: FleetTarget, host: Host, *, expected: str | None, confirm
                            "in the middle. Fix: get the new fingerprint from a trusted path (the rescue "
                            f"activation, the server's console) and pass it: --fingerprint {key.fingerprint}")
     if expected is None and not confirm(host, key):
-        raise TrustRefused(f"{host.name}'s key was not confirmed; nothing was written")
+        raise TrustRefused(f"{host.name}'s key was not confirmed; nothing was written (answer yes on a "
+                           "terminal, or pass --fingerprint)")
     known_hosts.parent.mkdir(parents=True, exist_ok=True)
     text = known_hosts.read_text() if known_hosts.exists() else ""
     known_hosts.write_text(hostkeys.with_key(text, key))

@@ -43,4 +43,4 @@ def trust(c: Context, host: list[str] | None = None, all: bool = False, fingerpr
         console.print(f"[green]{trusted.host}[/green] {trusted.outcome}: {trusted.fingerprint} "
                       f"({target.env.known_hosts})")
     if refused:
-        fail("\n".join(refused) + ("\n(pass --yes, or answer on a terminal)" if not yes else ""))
+        fail("\n".join(refused))

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from drape_fleet.config import ConfigError
 from drape_fleet.console import console, errors, fail, say
-from drape_fleet.provision.preflight import ProvisionRefused
+from drape_fleet.provision.preflight import ProvisionRefused, check_ssh_files
 from drape_fleet.provision.runner import HostRun, Progress, summary_rows
 from drape_fleet.provision.service import provision as run_provision
 from drape_fleet.provision.verify import run_verify
@@ -93,6 +93,10 @@ def verify(c: Context, host: list[str] | None = None, all: bool = False, env: st
 
     Packages, services, ports, sshd, firewall, Docker, volumes, users, sysctls."""
     target, names = hosts_of(env, host or [], all)
+    try:
+        check_ssh_files(target, names)
+    except ProvisionRefused as exc:
+        fail(str(exc))
     say(f"verifying {', '.join(h.name for h in names)} ({target.environment})")
     result = run_verify(target, names)
     if not result.ok:
