@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from invoke.collection import Collection
 
-from drape_fleet.tasks import bench_tasks, fleet_tasks, lab_tasks, pki_tasks, plan_tasks, provision_tasks
+from drape_fleet.tasks import (
+    bench_tasks,
+    fleet_tasks,
+    hosts_tasks,
+    lab_tasks,
+    pki_tasks,
+    plan_tasks,
+    provision_tasks,
+)
 
 namespace = Collection()
 namespace.add_collection(Collection.from_module(lab_tasks, name="lab"))
 namespace.add_collection(Collection.from_module(pki_tasks, name="pki"))
+namespace.add_collection(Collection.from_module(hosts_tasks, name="hosts"))
 namespace.add_task(provision_tasks.provision)
 namespace.add_task(provision_tasks.verify)
 namespace.add_collection(Collection("robot", firewall=provision_tasks.robot_firewall))

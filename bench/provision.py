@@ -30,23 +30,21 @@ def main() -> int:
     os.environ["DRAPE_LAB_PREFIX"] = args.prefix
     os.environ.pop("DRAPE_PKI_DIR", None)
 
-    from drape_fleet.lab import fleet as lab
-    from drape_fleet.lab.settings import LabSettings
+    from drape_fleet.environments import LAB, load
+    from drape_fleet.lab.down import down
     from drape_fleet.lab.state import lab_state_settings
-    from drape_fleet.provision.service import fleet_target, provision
+    from drape_fleet.lab.up import up
+    from drape_fleet.provision.service import provision
 
-    base = lab_state_settings()
-    settings = LabSettings(state_dir=base.state_dir, prefix=args.prefix, hosts=3,
-                           public_subnet=IPv4Network(args.public_subnet),
-                           private_subnet=IPv4Network(args.private_subnet))
+    settings = lab_state_settings(3, IPv4Network(args.public_subnet), IPv4Network(args.private_subnet))
     quiet = lambda message: None  # noqa: E731
 
-    lab.down(settings, quiet)
+    down(settings, quiet)
     started = time.monotonic()
-    lab.up(settings, quiet)
+    up(settings, quiet)
     lab_up = time.monotonic() - started
     try:
-        target = fleet_target("lab")
+        target = load(LAB)
         started = time.monotonic()
         fresh = provision(target, every=True)
         fresh_s = time.monotonic() - started
@@ -66,7 +64,7 @@ def main() -> int:
         return 0 if again.ok and all(r.changes == 0 for r in again.runs) else 1
     finally:
         if not args.keep:
-            lab.down(settings, quiet)
+            down(settings, quiet)
 
 
 def ssh_audit(address: str) -> str:

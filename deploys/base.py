@@ -4,6 +4,8 @@ packages, journald retention, sysctls for many dev servers, and the non-root dep
 Alone: `pyinfra inventories/lab.py deploys/base.py`.
 """
 
+import shlex
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.server import Hostname, Sysctl
@@ -19,7 +21,7 @@ from drape_fleet.provision.access import (
     desired_authorized_keys,
 )
 from drape_fleet.provision.context import deploy_context
-from drape_fleet.provision.ops import put_text
+from drape_fleet.provision.ops import put_file, put_text
 
 
 @deploy("base")
@@ -47,8 +49,8 @@ def base_system() -> None:
     # Unattended security upgrades, at night, without automatic reboots.
     unattended = put_text("Unattended upgrades: security only, no reboot by day",
                           builders.unattended_upgrades_conf(ctx.fleet, ctx.profile), builders.UNATTENDED_PATH)
-    periodic = put_text("Unattended upgrades: daily", builders.auto_upgrades_conf(), builders.AUTO_UPGRADES_PATH)
-    timer = put_text("Upgrades run at night", builders.upgrade_timer_drop_in(), builders.UPGRADE_TIMER_PATH)
+    periodic = put_file("Unattended upgrades: daily", builders.AUTO_UPGRADES_FILE, builders.AUTO_UPGRADES_PATH)
+    timer = put_file("Upgrades run at night", builders.UPGRADE_TIMER_FILE, builders.UPGRADE_TIMER_PATH)
     systemd.daemon_reload(name="systemd reads the upgrade timer", _if=timer.did_change)
     systemd.service(name="Upgrade timer on", service="apt-daily-upgrade.timer", enabled=True, running=True)
     server.shell(name="Upgrade timer restarted for its schedule",
@@ -74,11 +76,11 @@ def base_system() -> None:
                                    host.get_fact(FileText, path=ROOT_AUTHORIZED_KEYS))
     if keys is not None:
         put_text(f"{user}'s authorized keys", keys, authorized_keys_path(user), mode="600", user=user, group=user)
-    sudoers = "/etc/sudoers.d/90-drape-deploy"
+    sudoers = builders.SUDOERS_PATH
     rule = builders.sudoers_rule(user)
     if host.get_fact(FileText, path=sudoers) != rule.rstrip("\n"):
         server.shell(name=f"sudo rule for {user} (checked with visudo first)", commands=[
-            f"printf '%s' '{rule}' > {sudoers}.new && chmod 440 {sudoers}.new && visudo -cqf {sudoers}.new "
+            f"printf '%s' {shlex.quote(rule)} > {sudoers}.new && chmod 440 {sudoers}.new && visudo -cqf {sudoers}.new "
             f"&& mv -f {sudoers}.new {sudoers} || {{ rm -f {sudoers}.new; exit 1; }}",
         ])
 

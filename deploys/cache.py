@@ -11,7 +11,7 @@ from pyinfra.operations.util import any_changed
 
 from drape_fleet.provision import cache as builders
 from drape_fleet.provision.context import deploy_context
-from drape_fleet.provision.ops import put_text
+from drape_fleet.provision.ops import put_file, put_text
 
 
 @deploy("cache")
@@ -29,9 +29,9 @@ def pnpm_store() -> None:
 
     conf = put_text("Store location and limit", builders.store_conf(cache), builders.CONF_FILE)
     script = put_text("Size guard script", builders.guard_script(), builders.GUARD_SCRIPT, mode="755")
-    service, timer = builders.guard_units()
-    unit = put_text("Size guard service", service, f"/etc/systemd/system/{builders.GUARD_SERVICE}")
-    timer_unit = put_text("Size guard timer (hourly)", timer, f"/etc/systemd/system/{builders.GUARD_TIMER}")
+    units = "/etc/systemd/system"
+    unit = put_text("Size guard service", builders.guard_service(), f"{units}/{builders.GUARD_SERVICE}")
+    timer_unit = put_file("Size guard timer (hourly)", builders.TIMER_FILE, f"{units}/{builders.GUARD_TIMER}")
     systemd.daemon_reload(name="systemd reads the guard units", _if=any_changed(unit, timer_unit))
     systemd.service(name="Size guard timer on", service=builders.GUARD_TIMER, running=True, enabled=True)
     server.shell(name="Store measured now", commands=[f"systemctl start {builders.GUARD_SERVICE}"],

@@ -9,7 +9,7 @@ ssh.service runs, so sshd_config alone decides (per-distro data: data/distros/*.
 Alone: `pyinfra inventories/lab.py deploys/ssh.py`.
 """
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 
@@ -22,20 +22,18 @@ from drape_fleet.provision.access import (
     prove_deploy_user,
 )
 from drape_fleet.provision.context import deploy_context
-from drape_fleet.provision.ops import put_text
+from drape_fleet.provision.inventory import ssh_target
+from drape_fleet.provision.notes import NoteKind
+from drape_fleet.provision.ops import put_text, warn
 from drape_fleet.provision.sshd import CONFIG_PATH, access_decision, sshd_config
-from drape_fleet.ssh import SshTarget, ssh_run
+from drape_fleet.ssh import ssh_run
 
 CANDIDATE = "/etc/ssh/sshd_config.drape-candidate"
 
 
 def _probe_deploy_login(user: str) -> Proof:
     """Log in as the deploy user from this machine, the way ops will, and ask sudo for nothing."""
-    data = host.data
-    target = SshTarget(
-        hostname=str(data.get("ssh_hostname") or host.name), user=user, port=int(data.get("ssh_port") or 22),
-        key=data.get("ssh_key"), known_hosts=data.get("ssh_known_hosts_file"),
-    )
+    target = ssh_target(host.data, host.name).as_user(user)
     result = ssh_run(target, "sudo -n true", timeout=20, check=False)
     if result.ok:
         return Proof(True, f"{user} logged in with a key and ran sudo")
@@ -56,7 +54,7 @@ def ssh_hardening() -> None:
     access = access_decision(port=ctx.fleet.environment.ssh_port, deploy_user=user,
                              deploy_user_proven=proof.proven, why_unproven=proof.why)
     if access.root_login:
-        logger.warning(f"{host.print_prefix}ssh: {access.reason}")
+        warn(host, "ssh", NoteKind.ROOT_LOGIN_KEPT, access.reason)
 
     wanted = sshd_config(ctx.profile, access)
     candidate = put_text("sshd_config candidate", wanted, CANDIDATE, mode="600")

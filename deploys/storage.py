@@ -9,7 +9,7 @@ RAID and LVM logic is tested from outputs in real formats (tests/fixtures/storag
 Alone: `pyinfra inventories/lab.py deploys/storage.py`.
 """
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import Directory
@@ -20,7 +20,8 @@ from pyinfra.operations.util import any_changed
 from drape_fleet.facts.storage import BlockFilesystem, LvmLogicalVolumes, LvmVolumeGroups, MdStat
 from drape_fleet.provision import storage as builders
 from drape_fleet.provision.context import deploy_context
-from drape_fleet.provision.ops import put_text
+from drape_fleet.provision.notes import NoteKind
+from drape_fleet.provision.ops import put_file, put_text, warn
 
 
 @deploy("storage")
@@ -31,8 +32,8 @@ def storage() -> None:
     verdict = builders.raid_verdict(host.get_fact(MdStat), settings, force=ctx.force)
     if not verdict.ok:
         raise DeployError(f"{host.name}: {verdict.message}")
-    if verdict.message.startswith("FORCED"):
-        logger.warning(f"{host.print_prefix}storage: {verdict.message}")
+    if verdict.forced:
+        warn(host, "storage", NoteKind.RAID_FORCED, verdict.message)
 
     if settings.manage_volumes:
         apt.packages(name="LVM tools", packages=["lvm2"], update=True, cache_time=3600, no_recommends=True)
@@ -69,7 +70,7 @@ def storage() -> None:
     if settings.disk_monitoring:
         apt.packages(name="mdadm and smartmontools", packages=["mdadm", "smartmontools"], update=True,
                      cache_time=3600, no_recommends=True)
-        script = put_text("Disk alert script", builders.alert_script(), builders.ALERT_SCRIPT, mode="755")
+        script = put_file("Disk alert script", builders.ALERT_SCRIPT_FILE, builders.ALERT_SCRIPT, mode="755")
         changed = [script]
         for pattern, line in builders.mdadm_monitor_lines(settings).items():
             changed.append(files.line(name=f"mdadm.conf: {line.split()[0]}", path=builders.MDADM_CONF,

@@ -23,15 +23,12 @@ def pytest_ignore_collect(collection_path: Path) -> bool | None:
 def lab_fleet() -> Iterator[FleetConfig]:
     """The main lab (3 hosts), brought up if needed. Left running afterwards: later runs reuse it."""
     from drape_fleet.lab import LabError
-    from drape_fleet.lab import fleet as lab
     from drape_fleet.lab.state import lab_state_settings
+    from drape_fleet.lab.up import up
 
     settings = lab_state_settings()
-    saved = lab.saved_settings(settings.state_dir)
-    if saved is not None:
-        settings = saved
     try:
-        fleet = lab.up(settings, lambda message: print(f"[lab] {message}"))
+        fleet = up(settings, lambda message: print(f"[lab] {message}"))
     except (LabError, Exception) as exc:  # any failure to start the lab is a test failure
         pytest.fail(f"the lab could not be brought up: {exc}", pytrace=False)
     yield fleet
@@ -41,10 +38,11 @@ def lab_fleet() -> Iterator[FleetConfig]:
 def provisioned_lab(lab_fleet: FleetConfig) -> Iterator[object]:
     """Every lab host provisioned once (deploys/site.py through `invoke provision`'s library call).
     Fails, never skips, when provisioning fails."""
+    from drape_fleet.environments import LAB, load
     from drape_fleet.provision.preflight import ProvisionRefused
-    from drape_fleet.provision.service import fleet_target, provision
+    from drape_fleet.provision.service import provision
 
-    target = fleet_target("lab")
+    target = load(LAB)
     try:
         result = provision(target, every=True, note=lambda line: print(f"[provision] {line}"))
     except ProvisionRefused as exc:

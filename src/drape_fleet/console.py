@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from rich.console import Console
@@ -12,6 +13,9 @@ _LOG_WIDTH = None if sys.stdout.isatty() else 160
 
 console = Console(highlight=False, width=_LOG_WIDTH)
 errors = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+Log = Callable[[str], None]
+"""Where long work reports its steps (``say`` for ops; a list's ``append`` in tests)."""
 
 
 def say(message: str) -> None:

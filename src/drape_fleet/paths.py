@@ -30,3 +30,9 @@ def lab_state_dir() -> Path:
     """Where the lab keeps its files (fleet file, SSH key, PKI): ``.lab``, or ``.lab-<prefix>``."""
     prefix = lab_prefix()
     return project_root() / (".lab" if prefix == DEFAULT_LAB_PREFIX else f".lab-{prefix}")
+
+
+# The lab's files, relative to its state directory (drape_fleet.lab.settings and drape_fleet.environments).
+LAB_FLEET_FILE = "fleet.toml"
+LAB_SSH_KEY = "ssh/id_ed25519"
+LAB_KNOWN_HOSTS = "ssh/known_hosts"

@@ -18,9 +18,9 @@ import pytest
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.lab import LabError, LabSettings
-from drape_fleet.lab import fleet as lab
-from drape_fleet.lab.fleet import ssh_target
+from drape_fleet.lab.down import down, planned_removal
 from drape_fleet.lab.state import lab_state_settings
+from drape_fleet.lab.up import up
 from drape_fleet.paths import project_root
 from drape_fleet.ssh import ssh_run
 
@@ -30,8 +30,7 @@ INVOKE = str(project_root() / ".venv" / "bin" / "invoke")
 
 
 def main_settings() -> LabSettings:
-    settings = lab_state_settings()
-    return lab.saved_settings(settings.state_dir) or settings
+    return lab_state_settings()
 
 
 @pytest.fixture
@@ -41,7 +40,7 @@ def throwaway(tmp_path: Path, lab_fleet: FleetConfig) -> Iterator[LabSettings]:
                            public_subnet=IPv4Network("172.29.110.0/24"),
                            private_subnet=IPv4Network("172.29.120.0/24"))
     yield settings
-    lab.down(settings, lambda _: None)
+    down(settings, lambda _: None)
 
 
 def owned(settings: LabSettings) -> dict[str, list[str]]:
@@ -57,18 +56,17 @@ def owned(settings: LabSettings) -> dict[str, list[str]]:
 
 def test_every_lab_host_answers_ssh_as_deploy(lab_fleet: FleetConfig) -> None:
     settings = main_settings()
-    for host in lab_fleet.hosts:
-        target = ssh_target(settings, str(host.public_address))
-        result = ssh_run(target, "hostname && sudo -n true && echo sudo-ok", timeout=20, check=False)
+    for index, host in enumerate(lab_fleet.hosts, start=1):
+        result = ssh_run(settings.ssh_target(index), "hostname && sudo -n true && echo sudo-ok", timeout=20,
+                         check=False)
         assert result.ok, f"{host.name}: {result.stderr}"
         assert result.stdout.split() == [host.name, "sudo-ok"]
 
 
 def test_a_fresh_lab_host_takes_keys_for_root_and_deploy_as_after_installimage(throwaway: LabSettings) -> None:
-    fleet = lab.up(throwaway, lambda _: None)
-    address = str(fleet.hosts[0].public_address)
+    up(throwaway, lambda _: None)
     for user in ("root", "deploy"):
-        result = ssh_run(ssh_target(throwaway, address, user=user), "id -un", timeout=20, check=False)
+        result = ssh_run(throwaway.ssh_target(1, user=user), "id -un", timeout=20, check=False)
         assert result.ok, f"{user}: {result.stderr}"
         assert result.stdout.strip() == user
 
@@ -93,8 +91,8 @@ PROBE = (
 
 def test_every_lab_host_runs_an_inner_docker_engine(provisioned_lab: object, lab_fleet: FleetConfig) -> None:
     settings = main_settings()
-    for host in lab_fleet.hosts:
-        target = ssh_target(settings, str(host.public_address))
+    for index, host in enumerate(lab_fleet.hosts, start=1):
+        target = settings.ssh_target(index)
         info = ssh_run(target, "sudo -n docker info --format '{{.Driver}}'", timeout=60)
         assert info.stdout.strip() == "overlay2", f"{host.name}: inner engine uses {info.stdout.strip()}"
         ssh_run(target, PROBE, timeout=60)
@@ -120,13 +118,13 @@ def test_lab_status_command_reports_every_host_healthy(provisioned_lab: object, 
 
 def test_up_twice_leaves_the_same_fleet(throwaway: LabSettings) -> None:
     messages: list[str] = []
-    first = lab.up(throwaway, messages.append)
+    first = up(throwaway, messages.append)
     made = owned(throwaway)
     ids = {c.name: c.id for c in docker.from_env().containers.list(filters={"label": throwaway.label_filter})}
     fleet_text = throwaway.fleet_file.read_text()
     messages.clear()
 
-    second = lab.up(throwaway, messages.append)
+    second = up(throwaway, messages.append)
 
     assert second == first
     assert owned(throwaway) == made
@@ -142,7 +140,7 @@ def test_up_twice_leaves_the_same_fleet(throwaway: LabSettings) -> None:
 
 
 def test_up_completes_a_half_made_lab(throwaway: LabSettings) -> None:
-    lab.up(throwaway, lambda _: None)
+    up(throwaway, lambda _: None)
     client = docker.from_env()
     container = client.containers.get("drape-labt-ax1")
     # Break it the ways an interrupted run leaves it: host stopped, private link missing, files lost.
@@ -151,13 +149,12 @@ def test_up_completes_a_half_made_lab(throwaway: LabSettings) -> None:
     throwaway.known_hosts.unlink()
     throwaway.fleet_file.unlink()
 
-    fleet = lab.up(throwaway, lambda _: None)
+    up(throwaway, lambda _: None)
 
     container.reload()
     assert container.status == "running"
     assert set(container.attrs["NetworkSettings"]["Networks"]) == {"drape-labt-public", "drape-labt-private"}
-    target = ssh_target(throwaway, str(fleet.hosts[0].public_address))
-    assert ssh_run(target, "ip -4 -o addr", timeout=20).stdout.count("172.29.120.11/24") == 1
+    assert ssh_run(throwaway.ssh_target(1), "ip -4 -o addr", timeout=20).stdout.count("172.29.120.11/24") == 1
 
 
 def test_down_removes_a_half_made_lab(throwaway: LabSettings) -> None:
@@ -170,17 +167,17 @@ def test_down_removes_a_half_made_lab(throwaway: LabSettings) -> None:
     throwaway.ssh_dir.mkdir(parents=True)
     (throwaway.ssh_dir / "id_ed25519").write_text("half-made")
 
-    report = lab.down(throwaway, lambda _: None)
+    report = down(throwaway, lambda _: None)
 
     assert report.networks == ["drape-labt-public"] and report.volumes == ["drape-labt-ax1-docker"]
     assert owned(throwaway) == {"containers": [], "volumes": [], "networks": []}
     assert not throwaway.state_dir.exists()
-    assert lab.planned_removal(throwaway).nothing
+    assert planned_removal(throwaway).nothing
 
 
 def test_down_removes_everything_a_full_lab_made(throwaway: LabSettings) -> None:
-    lab.up(throwaway, lambda _: None)
-    lab.down(throwaway, lambda _: None)
+    up(throwaway, lambda _: None)
+    down(throwaway, lambda _: None)
     assert owned(throwaway) == {"containers": [], "volumes": [], "networks": []}
     assert not throwaway.state_dir.exists()
 
@@ -191,7 +188,7 @@ def test_an_address_range_already_taken_is_refused_before_anything_is_made(throw
         pool_configs=[docker.types.IPAMPool(subnet="172.29.110.0/25")]))
     try:
         with pytest.raises(LabError) as caught:
-            lab.up(throwaway, lambda _: None)
+            up(throwaway, lambda _: None)
     finally:
         squatter.remove()
     message = str(caught.value)
@@ -203,7 +200,7 @@ def test_an_address_range_already_taken_is_refused_before_anything_is_made(throw
 def test_a_shrink_request_is_refused_not_destroying_hosts(lab_fleet: FleetConfig) -> None:
     settings = main_settings().model_copy(update={"hosts": 1})
     with pytest.raises(LabError, match=r"already runs 3 hosts.*lab\.down"):
-        lab.up(settings, lambda _: None)
+        up(settings, lambda _: None)
 
 
 @pytest.mark.parametrize(("args", "expected"), [

@@ -5,6 +5,7 @@ The order of the tests in this module matters only where said; each restores wha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -22,11 +23,10 @@ from docker.errors import DockerException
 from docker.tls import TLSConfig
 
 from drape_fleet.config import FleetConfig
-from drape_fleet.lab.fleet import ssh_target
-from drape_fleet.lab.state import lab_state_settings
+from drape_fleet.environments import FleetTarget
 from drape_fleet.paths import project_root
 from drape_fleet.pki.paths import client_tls_files, pki_dir
-from drape_fleet.provision.service import FleetTarget, provision
+from drape_fleet.provision.service import provision
 from drape_fleet.provision.verify import run_verify
 from drape_fleet.ssh import ssh_run
 
@@ -34,17 +34,28 @@ pytestmark = pytest.mark.lab
 
 
 def _ssh(name: str, command: str, *, user: str = "deploy", check: bool = True, timeout: float = 60) -> str:
-    settings = lab_state_settings()
-    fleet_host = {h.name: h for h in _fleet().hosts}[name]
-    result = ssh_run(ssh_target(settings, str(fleet_host.public_address), user=user), command,
+    target = _target()
+    result = ssh_run(target.ssh_target(target.fleet.host(name), user=user), command,
                      timeout=timeout, check=check)
     return result.stdout.strip() if result.ok else f"__failed__ {result.returncode} {result.stderr.strip()}"
 
 
-def _fleet():  # type: ignore[no-untyped-def]
-    from drape_fleet.lab.state import load_lab_fleet
+def _target() -> FleetTarget:
+    return _lab()
 
-    return load_lab_fleet()[0]
+
+def _lab() -> FleetTarget:
+    from drape_fleet.environments import LAB, load
+
+    return load(LAB)
+
+
+def _lab_pinned_key(name: str = "ax1") -> str:
+    """The key lab.up pinned for lab host ``name`` (read from the host over the engine)."""
+    from drape_fleet import hostkeys
+
+    [key] = hostkeys.pinned(hostkeys.read(_lab().env.known_hosts), name)
+    return key.key
 
 
 def _reach_from(name: str, address: str, port: int) -> bool:
@@ -216,7 +227,9 @@ def test_unreachable_host_fails_clearly(tmp_path: Path, lab_fleet: FleetConfig) 
         f'[[hosts]]\nname = "ax9"\npublic_address = "{unused_public}"\nprivate_address = "{unused_private}"\n'
         'robot_server_number = 1\ncapacity = { cpus = 1, memory_gib = 1, disk_gib = 1 }\n')
     pki = tmp_path / "pki"
-    env = {"DRAPE_FLEET_FILE": str(fleet), "DRAPE_PKI_DIR": str(pki)}
+    # Its key pinned (any key: the host never answers) and the lab's key offered, so preflight gets to try.
+    (tmp_path / "fleet.known_hosts").write_text(f"{unused_public} ssh-ed25519 {_lab_pinned_key()}\n")
+    env = {"DRAPE_FLEET_FILE": str(fleet), "DRAPE_PKI_DIR": str(pki), "DRAPE_SSH_KEY": str(_lab().env.ssh_key)}
     assert _invoke("pki.init", "--env", "production", env=env).returncode == 0
     run = _invoke("provision", "--host", "ax9", "--env", "production", env=env)
     assert run.returncode != 0
@@ -233,7 +246,7 @@ def test_allowlist_without_the_ops_address_is_refused_before_touching_the_host(p
     elsewhere = ip_network(f"{ops_address + 199}/32")
     locked = fleet.model_copy(update={"network": fleet.network.model_copy(
         update={"admin_allowlist": (elsewhere,)})})
-    target = FleetTarget(**{**provisioned_lab.__dict__, "fleet": locked})
+    target = dataclasses.replace(provisioned_lab, fleet=locked)
     with pytest.raises(ProvisionRefused, match=rf"you connect from {re.escape(str(ops_address))}.*lock you out"):
         provision(target, ["ax1"])
     assert _ssh("ax1", "sudo nft list table inet drape_filter | sha256sum") == before

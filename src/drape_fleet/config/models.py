@@ -24,7 +24,7 @@ HostName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0
 Role = Literal["preview", "canary"]
 """``preview`` hosts run user previews; ``canary`` hosts also take beta users during the cutover."""
 
-EnvironmentName = Literal["production", "lab"]
+EnvironmentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,30}$")]  # drape_fleet.environments
 
 
 class Capacity(FrozenModel):

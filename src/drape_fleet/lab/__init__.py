@@ -1,7 +1,9 @@
 """The lab: stand-ins for AX102 servers on this machine (systemd + sshd containers on lab bridges).
 
-The very same deploys, checks and runtime run against these hosts in CI. See ``LabSettings`` for
-what a lab is made of and ``fleet.up`` / ``fleet.down`` / ``fleet.status`` for its lifecycle.
+The very same deploys, checks and runtime run against these hosts in CI. One module per concern:
+``settings`` (what a lab is), ``state`` (the one resolver of a lab's settings, and its files), ``fleet``
+(the fleet it stands for), ``spec`` (what it asks the engine for), ``engine``, ``images``, ``ranges``
+(address ranges), ``hosts`` (the stand-ins), and its lifecycle: ``up``, ``status``, ``down``.
 """
 
 from drape_fleet.lab.errors import LabError

@@ -11,20 +11,18 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import docker
 from docker.errors import DockerException
 
 from drape_fleet import shell
+from drape_fleet.console import Log
 from drape_fleet.lab.errors import LabError
 
 ENGINE_ROOT = Path("/var/lib/drape-lab")
 SOCKET = "unix:///var/run/docker.sock"
 START_TIMEOUT_S = 60.0
-
-Log = Callable[[str], None]
 
 
 def engine_client(timeout: int = 60) -> docker.DockerClient:

@@ -1,7 +1,8 @@
 """Base images for the lab, made without a registry: a debootstrap rootfs, then the lab-host image.
 
 Each image carries a ``drape.lab.recipe`` label: the hash of what it was made from. An image whose
-label matches is reused, so a second ``lab.up`` builds nothing.
+label matches is reused, so a second ``lab.up`` builds nothing. Every lab on this machine shares these
+images, so ``lab.down`` leaves them (removing them would only slow down the next ``up`` of any lab).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 import docker
 from docker.errors import BuildError, ImageNotFound
 
-from drape_fleet.lab.engine import ENGINE_ROOT, Log, ensure_tools
+from drape_fleet.console import Log
+from drape_fleet.lab.engine import ENGINE_ROOT, ensure_tools
 from drape_fleet.lab.errors import LabError
 from drape_fleet.lab.settings import LABEL
 from drape_fleet.paths import project_root
@@ -110,14 +112,4 @@ def ensure_image(client: docker.DockerClient, log: Log, *, context: Path, tag: s
 def ensure_host_image(client: docker.DockerClient, log: Log) -> str:
     base = ensure_rootfs_image(client, log)
     return ensure_image(client, log, context=project_root() / "images" / "lab-host", tag=HOST_IMAGE, base=base)
-
-
-def remove_lab_images(client: docker.DockerClient) -> list[str]:
-    removed = []
-    for image in client.images.list(filters={"label": f"{IMAGE_LABEL}=true"}):
-        for tag in image.tags:
-            client.images.remove(tag, force=True)
-            removed.append(tag)
-    return removed
-
 

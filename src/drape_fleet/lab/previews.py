@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
@@ -20,24 +20,20 @@ from typing import Any, cast
 from docker.errors import NotFound
 
 from drape_fleet.config import FleetConfig
+from drape_fleet.console import Log
 from drape_fleet.lab.images import IMAGE_LABEL
+from drape_fleet.lab.images import ROOTFS_IMAGE as ROOTFS
 from drape_fleet.lab.settings import LabSettings
 from drape_fleet.lab.state import lab_state_settings
 from drape_fleet.paths import project_root
 from drape_fleet.runtime.engines import Engine
 
-Log = Callable[[str], None]
-
 TINY_IMAGE = "drape-lab/preview-tiny:1"
 NODE_BASE = "drape-lab/node:bookworm"
-ROOTFS = "drape-lab/rootfs:bookworm"
 
 
 def lab_settings() -> LabSettings:
-    from drape_fleet.lab import fleet as lab
-
-    settings = lab_state_settings()
-    return lab.saved_settings(settings.state_dir) or settings
+    return lab_state_settings()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -107,7 +103,7 @@ def ensure_lab_template(framework: str, fleet: FleetConfig, log: Log) -> str:
     client = engine_client(timeout=1800)
     try:
         return templates.build_with(client.api, framework, tag, base=base, network_mode="host",
-                                    labels={IMAGE_LABEL: "true"})  # `invoke lab.down` removes it
+                                    labels={IMAGE_LABEL: "true"})  # shared by every lab: lab.down keeps it
     finally:
         client.close()
 

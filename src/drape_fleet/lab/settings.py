@@ -9,7 +9,8 @@ from typing import Annotated, Self
 from pydantic import Field, StringConstraints, model_validator
 
 from drape_fleet.config.base import FrozenModel, invalid
-from drape_fleet.paths import DEFAULT_LAB_PREFIX
+from drape_fleet.paths import DEFAULT_LAB_PREFIX, LAB_FLEET_FILE, LAB_KNOWN_HOSTS, LAB_SSH_KEY
+from drape_fleet.ssh import SshTarget
 
 MAX_LAB_HOSTS = 9
 """Each lab host is a full systemd + Docker host; more than this does not fit one 2-core machine."""
@@ -21,6 +22,8 @@ FIRST_HOST_OFFSET = 11
 LABEL = "drape.lab"
 """Every Docker object a lab makes carries ``drape.lab=<prefix>``, so ``down`` finds all of it (and only
 that lab's: tests run throwaway labs beside the main one under another prefix)."""
+
+SSH_USER = "deploy"
 
 
 class LabSettings(FrozenModel):
@@ -93,15 +96,15 @@ class LabSettings(FrozenModel):
     # Files the lab keeps, all under state_dir (git-ignored).
     @property
     def ssh_dir(self) -> Path:
-        return self.state_dir / "ssh"
+        return self.ssh_key.parent
 
     @property
     def ssh_key(self) -> Path:
-        return self.ssh_dir / "id_ed25519"
+        return self.state_dir / LAB_SSH_KEY
 
     @property
     def known_hosts(self) -> Path:
-        return self.ssh_dir / "known_hosts"
+        return self.state_dir / LAB_KNOWN_HOSTS
 
     @property
     def ssh_config(self) -> Path:
@@ -109,4 +112,14 @@ class LabSettings(FrozenModel):
 
     @property
     def fleet_file(self) -> Path:
-        return self.state_dir / "fleet.toml"
+        return self.state_dir / LAB_FLEET_FILE
+
+    @property
+    def saved_file(self) -> Path:
+        """What ``up`` was asked for, so later commands find the same lab (``drape_fleet.lab.state``)."""
+        return self.state_dir / "lab.json"
+
+    def ssh_target(self, index: int, user: str = SSH_USER) -> SshTarget:
+        """How this machine reaches lab host ``index`` (1-based): the lab's key, the keys lab.up pinned."""
+        return SshTarget(hostname=str(self.public_address(index)), user=user, key=self.ssh_key.resolve(),
+                         known_hosts=self.known_hosts.resolve(), alias=self.host_name(index))

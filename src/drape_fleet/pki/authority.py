@@ -40,10 +40,6 @@ class Issued:
     reason: str
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _private_dirs(directory: Path) -> None:
     """Every directory from the filesystem root's last existing one down to ``directory``: 0700 when we make it."""
     missing = []
@@ -83,7 +79,12 @@ def _refuse_repository(directory: Path, allow_in_repo: bool) -> None:
                        "default (~/.config/drape-fleet/pki) or set DRAPE_PKI_DIR to a directory outside it")
 
 
-def init_ca(directory: Path, *, allow_in_repo: bool = False) -> tuple[Path, bool]:
+def _utc(now: dt.datetime | None) -> dt.datetime:
+    """The clock: the caller's (tests pass one), else the real one."""
+    return now if now is not None else dt.datetime.now(dt.UTC)
+
+
+def init_ca(directory: Path, *, allow_in_repo: bool = False, now: dt.datetime | None = None) -> tuple[Path, bool]:
     """Create the CA unless one exists; return (ca.pem, created)."""
     _refuse_repository(directory, allow_in_repo)
     cert_path, key_path = ca_files(directory)
@@ -98,7 +99,7 @@ def init_ca(directory: Path, *, allow_in_repo: bool = False) -> tuple[Path, bool
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
                       x509.NameAttribute(NameOID.COMMON_NAME, f"{ORGANISATION} Docker API CA")])
-    now = _now()
+    now = _utc(now)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(key.public_key())
@@ -130,9 +131,8 @@ def load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateK
 
 
 def _leaf(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, common_name: str,
-          sans: Sequence[x509.GeneralName], usage: x509.ObjectIdentifier) -> tuple[bytes, bytes]:
+          sans: Sequence[x509.GeneralName], usage: x509.ObjectIdentifier, now: dt.datetime) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
@@ -163,13 +163,13 @@ def host_sans(name: str, addresses: Sequence[str]) -> list[x509.GeneralName]:
 
 
 def _needs_new(cert_path: Path, key_path: Path, ca_cert: x509.Certificate,
-               sans: Sequence[x509.GeneralName] | None) -> str:
+               sans: Sequence[x509.GeneralName] | None, now: dt.datetime) -> str:
     if not cert_path.exists() or not key_path.exists():
         return "missing"
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     if cert.issuer != ca_cert.subject:
         return "issued by another CA"
-    if cert.not_valid_after_utc - _now() < dt.timedelta(days=RENEW_BEFORE_DAYS):
+    if cert.not_valid_after_utc - now < dt.timedelta(days=RENEW_BEFORE_DAYS):
         return f"expires {cert.not_valid_after_utc:%Y-%m-%d}"
     if sans is not None:
         try:
@@ -181,29 +181,33 @@ def _needs_new(cert_path: Path, key_path: Path, ca_cert: x509.Certificate,
     return ""
 
 
-def issue_host(directory: Path, host: str, addresses: Sequence[str], *, renew: bool = False) -> Issued:
+def issue_host(directory: Path, host: str, addresses: Sequence[str], *, renew: bool = False,
+               now: dt.datetime | None = None) -> Issued:
     """The server certificate of ``host`` (SAN: its addresses and name); reissued when missing, expiring,
     from another CA, for other addresses, or when ``renew``."""
     ca_cert, ca_key = load_ca(directory)
     cert_path, key_path = host_tls_files(directory, host)
     sans = host_sans(host, addresses)
-    reason = "renewal asked" if renew else _needs_new(cert_path, key_path, ca_cert, sans)
+    now = _utc(now)
+    reason = "renewal asked" if renew else _needs_new(cert_path, key_path, ca_cert, sans, now)
     if not reason:
         return Issued(cert_path, key_path, False, "up to date")
-    cert, key = _leaf(ca_cert, ca_key, host, sans, ExtendedKeyUsageOID.SERVER_AUTH)
+    cert, key = _leaf(ca_cert, ca_key, host, sans, ExtendedKeyUsageOID.SERVER_AUTH, now)
     _write_private(key_path, key)
     _write_public(cert_path, cert)
     return Issued(cert_path, key_path, True, reason)
 
 
-def issue_client(directory: Path, client: str = BACKEND_CLIENT, *, renew: bool = False) -> Issued:
+def issue_client(directory: Path, client: str = BACKEND_CLIENT, *, renew: bool = False,
+                 now: dt.datetime | None = None) -> Issued:
     """The client certificate the backend presents to every host's Docker API."""
     ca_cert, ca_key = load_ca(directory)
     _, cert_path, key_path = client_tls_files(directory, client)
-    reason = "renewal asked" if renew else _needs_new(cert_path, key_path, ca_cert, None)
+    now = _utc(now)
+    reason = "renewal asked" if renew else _needs_new(cert_path, key_path, ca_cert, None, now)
     if not reason:
         return Issued(cert_path, key_path, False, "up to date")
-    cert, key = _leaf(ca_cert, ca_key, client, [], ExtendedKeyUsageOID.CLIENT_AUTH)
+    cert, key = _leaf(ca_cert, ca_key, client, [], ExtendedKeyUsageOID.CLIENT_AUTH, now)
     _write_private(key_path, key)
     _write_public(cert_path, cert)
     return Issued(cert_path, key_path, True, reason)

@@ -9,32 +9,20 @@ Layout of one PKI directory::
     clients/backend/cert.pem     the client certificate the backend/runtime presents
     clients/backend/key.pem      its key (0600)
 
-The directory: ``$DRAPE_PKI_DIR`` if set; else for the lab ``<lab state dir>/pki`` (``.lab/pki``, or
-``.lab-<prefix>/pki`` with ``$DRAPE_LAB_PREFIX``); else for production ``~/.config/drape-fleet/pki``,
-outside the repository.
+The directory is the environment's (``drape_fleet.environments.pki_dir``): ``$DRAPE_PKI_DIR`` if set; else
+``<state dir>/pki``: ``.lab/pki`` (``.lab-<prefix>/pki``) for the lab, ``~/.config/drape-fleet/pki`` for
+production (outside the repository), ``~/.config/drape-fleet/<name>/pki`` for another environment.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from drape_fleet.paths import lab_state_dir
+from drape_fleet.environments import pki_dir
 
-ENV_VAR = "DRAPE_PKI_DIR"
-PRODUCTION_DIR = Path("~/.config/drape-fleet/pki")
 BACKEND_CLIENT = "backend"
 
-
-def pki_dir(environment_name: str) -> Path:
-    """The PKI directory for ``production`` or ``lab`` (``$DRAPE_PKI_DIR`` wins for both)."""
-    if env := os.environ.get(ENV_VAR):
-        return Path(env).expanduser()
-    if environment_name == "lab":
-        return lab_state_dir() / "pki"
-    if environment_name == "production":
-        return PRODUCTION_DIR.expanduser()
-    raise ValueError(f"unknown environment {environment_name!r}: use 'production' or 'lab'")
+__all__ = ["BACKEND_CLIENT", "ca_files", "client_tls_files", "host_tls_files", "pki_dir"]
 
 
 def ca_files(directory: Path) -> tuple[Path, Path]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drape_fleet.config.provisioning import SshSettings
+from drape_fleet.provision.render import render
 
 
 def deploy_home(user: str) -> str:
@@ -31,11 +32,11 @@ def desired_authorized_keys(settings: SshSettings, current: str | None, root_key
     Configured keys are the whole file. Without configured keys the user keeps what it has; a user with none
     is seeded once from root's keys (the key ops gave installimage)."""
     if settings.authorized_keys:
-        return "\n".join(settings.authorized_keys) + "\n"
+        return render("base/authorized_keys.j2", keys=settings.authorized_keys)
     if _normalise(current):
         return None
     if _normalise(root_keys):
-        return _normalise(root_keys) + "\n"
+        return render("base/authorized_keys.j2", keys=_normalise(root_keys).splitlines())
     return None
 
 

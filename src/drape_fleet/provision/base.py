@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.provisioning import DistroProfile
+from drape_fleet.provision.render import render
 
 SYSCTL_PATH = "/etc/sysctl.d/60-drape.conf"
 JOURNALD_PATH = "/etc/systemd/journald.conf.d/60-drape.conf"
 UNATTENDED_PATH = "/etc/apt/apt.conf.d/52drape-unattended-upgrades"
 AUTO_UPGRADES_PATH = "/etc/apt/apt.conf.d/20auto-upgrades"
 UPGRADE_TIMER_PATH = "/etc/systemd/system/apt-daily-upgrade.timer.d/60-drape.conf"
+SUDOERS_PATH = "/etc/sudoers.d/90-drape-deploy"
 
 # Dozens of Next.js/Vite dev servers per host: each watches thousands of files and maps many regions.
 # (fs.file-max is left alone: recent kernels default it to the maximum already.)
@@ -62,64 +64,25 @@ def sysctls(fleet: FleetConfig) -> dict[str, int]:
 
 
 def sysctl_file(values: dict[str, int]) -> str:
-    lines = ["# Managed by drape-fleet (deploys/base.py)."]
-    lines += [f"{key} = {value}" for key, value in sorted(values.items())]
-    return "\n".join(lines) + "\n"
+    return render("base/60-drape-sysctl.conf.j2", values=values)
 
 
 def journald_conf(fleet: FleetConfig) -> str:
-    base = fleet.provisioning.base
-    return "\n".join([
-        "# Managed by drape-fleet (deploys/base.py).",
-        "[Journal]",
-        "Storage=persistent",
-        "Compress=yes",
-        f"SystemMaxUse={base.journal_max_use}",
-        f"MaxRetentionSec={base.journal_retention_days}day",
-        "",
-    ])
+    return render("base/60-drape-journald.conf.j2", base=fleet.provisioning.base)
 
 
 def unattended_upgrades_conf(fleet: FleetConfig, profile: DistroProfile) -> str:
-    base = fleet.provisioning.base
-    origins = "\n".join(f'    "{origin}";' for origin in profile.upgrades.origins)
-    return "\n".join([
-        "// Managed by drape-fleet (deploys/base.py): security updates only.",
-        "Unattended-Upgrade::Origins-Pattern {",
-        origins,
-        "};",
-        'Unattended-Upgrade::Remove-Unused-Kernel-Packages "true";',
-        'Unattended-Upgrade::Remove-Unused-Dependencies "true";',
-        # Reboots are for ops to schedule (drain first); `invoke verify` reports a pending one.
-        f'Unattended-Upgrade::Automatic-Reboot "{"true" if base.automatic_reboot else "false"}";',
-        f'Unattended-Upgrade::Automatic-Reboot-Time "{base.reboot_time}";',
-        'Unattended-Upgrade::Automatic-Reboot-WithUsers "true";',
-        'Dpkg::Options { "--force-confdef"; "--force-confold"; };',
-        "",
-    ])
+    """Security origins of this distribution only; never an automatic reboot by day."""
+    return render("base/52drape-unattended-upgrades.j2", base=fleet.provisioning.base,
+                  origins=profile.upgrades.origins)
 
 
-def auto_upgrades_conf() -> str:
-    return "\n".join([
-        "// Managed by drape-fleet (deploys/base.py).",
-        'APT::Periodic::Update-Package-Lists "1";',
-        'APT::Periodic::Unattended-Upgrade "1";',
-        'APT::Periodic::AutocleanInterval "7";',
-        "",
-    ])
+AUTO_UPGRADES_FILE = "base/20auto-upgrades"
+"""Plain file: apt's periodic jobs on (package lists, unattended upgrade, autoclean)."""
 
-
-def upgrade_timer_drop_in() -> str:
-    """Upgrades run at night (UTC), when previews are idle; never in working hours."""
-    return "\n".join([
-        "# Managed by drape-fleet (deploys/base.py).",
-        "[Timer]",
-        "OnCalendar=",
-        "OnCalendar=*-*-* 02:30",
-        "RandomizedDelaySec=30m",
-        "",
-    ])
+UPGRADE_TIMER_FILE = "base/apt-daily-upgrade-timer.conf"
+"""Plain file: upgrades run at night (UTC), when previews are idle; never in working hours."""
 
 
 def sudoers_rule(user: str) -> str:
-    return f"# Managed by drape-fleet (deploys/base.py).\n{user} ALL=(ALL:ALL) NOPASSWD: ALL\n"
+    return render("base/90-drape-deploy.j2", user=user)

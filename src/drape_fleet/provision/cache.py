@@ -14,7 +14,10 @@ Contract with the runtime:
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from drape_fleet.config.provisioning import CacheSettings
+from drape_fleet.provision.render import render
 
 GUARD_SCRIPT = "/usr/local/sbin/drape-pnpm-store-guard"
 GUARD_SERVICE = "drape-pnpm-store-guard.service"
@@ -23,60 +26,19 @@ USAGE_FILE = "/var/lib/drape/pnpm-store-usage"
 CONF_FILE = "/etc/drape/pnpm-store.conf"
 
 
+TIMER_FILE = "cache/drape-pnpm-store-guard.timer"
+"""Plain file: the guard runs hourly (and 10 minutes after boot)."""
+
+
 def store_conf(settings: CacheSettings) -> str:
     """Where the store is and its limit, for the guard and for people (shell-sourceable)."""
-    return "\n".join([
-        "# Managed by drape-fleet (deploys/cache.py).",
-        f"STORE={settings.store_path}",
-        f"OWNER={settings.owner}",
-        f"UID={settings.uid}",
-        f"MAX_BYTES={settings.max_size_gib * 1024**3}",
-        "",
-    ])
+    return render("cache/pnpm-store.conf.j2", cache=settings, max_bytes=settings.max_size_gib * 1024**3)
 
 
 def guard_script() -> str:
-    return "\n".join([
-        "#!/bin/sh",
-        "# Managed by drape-fleet (deploys/cache.py): measure the pnpm store against its limit.",
-        "set -eu",
-        f". {CONF_FILE}",
-        'used=$(du -sb "$STORE" | cut -f1)',
-        f"mkdir -p {USAGE_FILE.rsplit('/', 1)[0]}",
-        f'printf "used=%s\\nlimit=%s\\nchecked=%s\\n" "$used" "$MAX_BYTES" "$(date -u +%FT%TZ)" > {USAGE_FILE}',
-        'if [ "$used" -gt "$MAX_BYTES" ]; then',
-        '  logger -p daemon.warning -t drape-pnpm-store -- "pnpm store $STORE uses $used bytes, limit $MAX_BYTES: '
-        'prune it (pnpm store prune) when no install runs"',
-        "  exit 1",
-        "fi",
-        "",
-    ])
+    return render("cache/drape-pnpm-store-guard.j2", conf_file=CONF_FILE, usage_file=USAGE_FILE,
+                  usage_dir=str(PurePosixPath(USAGE_FILE).parent))
 
 
-def guard_units() -> tuple[str, str]:
-    service = "\n".join([
-        "# Managed by drape-fleet (deploys/cache.py).",
-        "[Unit]",
-        "Description=Measure the shared pnpm store against its size limit",
-        "",
-        "[Service]",
-        "Type=oneshot",
-        f"ExecStart={GUARD_SCRIPT}",
-        "Nice=19",
-        "IOSchedulingClass=idle",
-        "",
-    ])
-    timer = "\n".join([
-        "# Managed by drape-fleet (deploys/cache.py).",
-        "[Unit]",
-        "Description=Measure the shared pnpm store hourly",
-        "",
-        "[Timer]",
-        "OnBootSec=10min",
-        "OnUnitActiveSec=1h",
-        "",
-        "[Install]",
-        "WantedBy=timers.target",
-        "",
-    ])
-    return service, timer
+def guard_service() -> str:
+    return render("cache/drape-pnpm-store-guard.service.j2", guard_script=GUARD_SCRIPT)

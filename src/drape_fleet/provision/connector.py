@@ -6,9 +6,9 @@ so paramiko could no longer reach a host once the ssh deploy has run. OpenSSH ca
 already use: their agent, ``~/.ssh/config`` (ProxyJump, ...), pinned known_hosts.
 
 One multiplexed master connection per host (ControlMaster), so each command costs one round trip.
-It reads the same host data keys as pyinfra's ssh connector (``ssh_hostname``, ``ssh_user``, ``ssh_port``,
-``ssh_key``, ``ssh_known_hosts_file``, ``ssh_strict_host_key_checking``), so inventories stay the same
-apart from the host names' ``@openssh/`` prefix (the host is still called by its bare name).
+The ``ssh`` options come from ``drape_fleet.ssh.SshTarget``, rebuilt from the host data the inventory wrote
+(``drape_fleet.provision.inventory``): the same pinned host keys, single key and timeouts as every other SSH
+use of the project. pyinfra's ``--user`` still works (it sets ``ssh_user``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from pyinfra.connectors.util import (
     write_stdin,
 )
 
+from drape_fleet.provision.inventory import ssh_target
+from drape_fleet.ssh import SshTarget
+
 CONNECTOR_NAME = "openssh"
 
 
@@ -44,35 +47,7 @@ class OpenSshData(TypedDict, total=False):
     ssh_user: str
     ssh_key: str
     ssh_known_hosts_file: str
-    ssh_strict_host_key_checking: str
-    ssh_config_file: str
-    ssh_connect_timeout: int
-
-
-def ssh_options(data: dict[str, Any], control_path: str | None = None) -> list[str]:
-    """The ``ssh`` options for one host's data (pure: tested exactly)."""
-    options = [
-        "-o", "BatchMode=yes",
-        "-o", f"ConnectTimeout={int(data.get('ssh_connect_timeout') or 10)}",
-        "-o", "ServerAliveInterval=15",
-        "-o", "ServerAliveCountMax=4",
-        "-o", "LogLevel=ERROR",
-    ]
-    if data.get("ssh_config_file"):
-        options[:0] = ["-F", str(data["ssh_config_file"])]
-    if data.get("ssh_port"):
-        options += ["-p", str(data["ssh_port"])]
-    if data.get("ssh_user"):
-        options += ["-l", str(data["ssh_user"])]
-    if data.get("ssh_key"):
-        options += ["-i", str(data["ssh_key"]), "-o", "IdentitiesOnly=yes"]
-    if data.get("ssh_known_hosts_file"):
-        options += ["-o", f"UserKnownHostsFile={data['ssh_known_hosts_file']}"]
-    if data.get("ssh_strict_host_key_checking"):
-        options += ["-o", f"StrictHostKeyChecking={data['ssh_strict_host_key_checking']}"]
-    if control_path:
-        options += ["-o", f"ControlPath={control_path}"]
-    return options
+    fleet_host: str
 
 
 class OpenSshConnector(BaseConnector):
@@ -82,11 +57,9 @@ class OpenSshConnector(BaseConnector):
         "ssh_hostname": DataMeta("address or name to connect to (default: the host's name)"),
         "ssh_port": DataMeta("SSH port"),
         "ssh_user": DataMeta("SSH user"),
-        "ssh_key": DataMeta("private key file"),
-        "ssh_known_hosts_file": DataMeta("known_hosts file to pin host keys"),
-        "ssh_strict_host_key_checking": DataMeta("StrictHostKeyChecking value (yes, accept-new)"),
-        "ssh_config_file": DataMeta("ssh_config file (default: the user's)"),
-        "ssh_connect_timeout": DataMeta("seconds to wait for the connection", 10),
+        "ssh_key": DataMeta("the one key offered (private key, or the public half of an agent's key)"),
+        "ssh_known_hosts_file": DataMeta("known_hosts file that pins the host's key"),
+        "fleet_host": DataMeta("the host's name in the fleet"),
     }
 
     _control_dir: str | None = None
@@ -100,15 +73,16 @@ class OpenSshConnector(BaseConnector):
     # -- connection ------------------------------------------------------------------------------
 
     @property
-    def _target(self) -> str:
-        return str(self.data.get("ssh_hostname") or self.host.name)
+    def _ssh(self) -> SshTarget:
+        return ssh_target(self.data, self.host.name)
 
     @property
-    def _control_path(self) -> str | None:
-        return f"{self._control_dir}/cm" if self._control_dir else None
+    def _target(self) -> str:
+        return self._ssh.hostname
 
     def _argv(self, *extra: str) -> list[str]:
-        return ["ssh", *ssh_options(dict(self.data), self._control_path), *extra]
+        control = [("ControlPath", f"{self._control_dir}/cm")] if self._control_dir else []
+        return [*self._ssh.ssh_args(control), *extra]
 
     def connect(self) -> None:
         if shutil.which("ssh") is None:

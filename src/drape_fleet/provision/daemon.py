@@ -9,12 +9,11 @@ default (``ip``), so a container published without an address is not on the publ
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.provisioning import DistroProfile
+from drape_fleet.provision.render import render
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 TLS_DIR = "/etc/docker/tls"
@@ -29,40 +28,18 @@ def docker_api_url(fleet: FleetConfig, host_name: str) -> str:
     return f"tcp://{fleet.host(host_name).private_address}:{fleet.network.docker_api_port}"
 
 
-def daemon_config(fleet: FleetConfig, host_name: str) -> dict[str, Any]:
-    host = fleet.host(host_name)
-    docker = fleet.provisioning.docker
-    config: dict[str, Any] = {
-        # fd:// keeps systemd's docker.socket for the local CLI; the TCP socket is for the backend only.
-        "hosts": ["fd://", docker_api_url(fleet, host_name)],
-        "tls": True,
-        "tlsverify": True,
-        "tlscacert": TLS_CA,
-        "tlscert": TLS_CERT,
-        "tlskey": TLS_KEY,
-        "live-restore": True,
-        "icc": False,
-        "userland-proxy": False,
-        "no-new-privileges": True,
-        "ip": str(host.private_address),
-        "bip": str(docker.bridge_address),
-        "default-address-pools": [{"base": str(docker.address_pool), "size": docker.address_pool_size}],
-        "default-ulimits": {
-            "nofile": {"Name": "nofile", "Soft": docker.nofile_soft, "Hard": docker.nofile_hard},
-            "nproc": {"Name": "nproc", "Soft": docker.nproc, "Hard": docker.nproc},
-        },
-        "log-driver": "local",
-        "log-opts": {"max-size": docker.log_max_size, "max-file": str(docker.log_max_files)},
-        "log-level": "info",
-        "storage-driver": "overlay2",
-    }
-    if docker.userns_remap:
-        config["userns-remap"] = "default"
-    return config
+@dataclass(frozen=True)
+class TlsPaths:
+    ca: str = TLS_CA
+    cert: str = TLS_CERT
+    key: str = TLS_KEY
 
 
 def daemon_json(fleet: FleetConfig, host_name: str) -> str:
-    return json.dumps(daemon_config(fleet, host_name), indent=2, sort_keys=True) + "\n"
+    """/etc/docker/daemon.json for one host (files/docker/daemon.json.j2). ``hosts``: fd:// keeps systemd's
+    docker.socket for the local CLI; the TCP socket is for the backend only."""
+    return render("docker/daemon.json.j2", docker=fleet.provisioning.docker, tls=TlsPaths(),
+                  api_url=docker_api_url(fleet, host_name), listen_address=str(fleet.host(host_name).private_address))
 
 
 @dataclass(frozen=True)
@@ -82,28 +59,9 @@ def engine_packages(fleet: FleetConfig, profile: DistroProfile) -> EnginePackage
 def systemd_drop_in(engine: EnginePackages) -> str:
     """The packaged unit passes ``-H fd://``; with ``hosts`` in daemon.json dockerd refuses a flag that is
     also in the file, so the drop-in restarts ExecStart without it."""
-    return "\n".join([
-        "# Managed by drape-fleet (deploys/docker.py): listen addresses come from /etc/docker/daemon.json.",
-        "[Unit]",
-        "After=network-online.target drape-firewall.service",
-        "Wants=network-online.target",
-        "",
-        "[Service]",
-        "ExecStart=",
-        f"ExecStart={engine.dockerd} --containerd=/run/containerd/containerd.sock",
-        "",
-    ])
+    return render("docker/10-drape.conf.j2", dockerd=engine.dockerd)
 
 
 def apt_source(profile: DistroProfile, keyring: str, architecture: str = "amd64") -> str:
     """Docker's repository in deb822 form, trusted only with its own keyring (signed-by)."""
-    return "\n".join([
-        "# Managed by drape-fleet (deploys/docker.py).",
-        "Types: deb",
-        f"URIs: {profile.docker.ce_repository}",
-        f"Suites: {profile.docker.ce_suite}",
-        "Components: stable",
-        f"Architectures: {architecture}",
-        f"Signed-By: {keyring}",
-        "",
-    ])
+    return render("docker/docker.sources.j2", docker=profile.docker, keyring=keyring, architecture=architecture)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
 from drape_fleet.config.models import FleetConfig
+from drape_fleet.provision.render import render
 
 TABLE = "drape_filter"
 FAMILY = "inet"
@@ -95,138 +96,77 @@ def check_ops_address(policy: FirewallPolicy, ops_address: Address) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# nftables rendering
+# The values files/firewall/*.j2 shape into text
 # ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AddressSet:
+    """A pair of named nftables sets, ``<name>_v4`` and ``<name>_v6`` (an empty one matches nothing)."""
+
+    name: str
+    v4: tuple[str, ...]
+    v6: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InputRule:
+    """One ``accept`` in the input chain: from each source set (None: from anywhere), to ``daddr`` if set."""
+
+    name: str
+    ports: tuple[int, ...]
+    daddr: tuple[str, str] | None
+    """(``ip``/``ip6``, the host's address) when only that address of the host is open."""
+    source_sets: tuple[tuple[str, str], ...] | None
+
 
 def _set_name(rule: str, version: int) -> str:
     return f"{rule.replace('-', '_')}_v{version}"
 
 
-def _split(networks: tuple[Network, ...]) -> tuple[list[str], list[str]]:
+def _split(networks: tuple[Network, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     v4 = sorted((n for n in networks if n.version == 4), key=lambda n: (int(n.network_address), n.prefixlen))
     v6 = sorted((n for n in networks if n.version == 6), key=lambda n: (int(n.network_address), n.prefixlen))
-    return [str(n) for n in v4], [str(n) for n in v6]
+    return tuple(str(n) for n in v4), tuple(str(n) for n in v6)
 
 
-def _port_expr(ports: tuple[int, ...]) -> str:
-    return str(ports[0]) if len(ports) == 1 else "{ " + ", ".join(str(p) for p in ports) + " }"
-
-
-def _sets(name: str, networks: tuple[Network, ...]) -> list[str]:
-    lines: list[str] = []
+def _address_set(name: str, networks: tuple[Network, ...]) -> AddressSet:
     v4, v6 = _split(networks)
-    for version, items, kind in ((4, v4, "ipv4_addr"), (6, v6, "ipv6_addr")):
-        lines.append(f"  set {_set_name(name, version)} {{")
-        lines.append(f"    type {kind}; flags interval;")
-        if items:
-            lines.append(f"    elements = {{ {', '.join(items)} }}")
-        lines.append("  }")
-    return lines
+    return AddressSet(name.replace("-", "_"), v4, v6)
+
+
+def _source_sets(name: str, networks: tuple[Network, ...],
+                 only_version: int | None = None) -> tuple[tuple[str, str], ...]:
+    """(``ip``/``ip6``, set name) for each address family that has sources (and that ``only_version`` allows)."""
+    v4, v6 = _split(networks)
+    found = []
+    if v4 and only_version in (None, 4):
+        found.append(("ip", _set_name(name, 4)))
+    if v6 and only_version in (None, 6):
+        found.append(("ip6", _set_name(name, 6)))
+    return tuple(found)
+
+
+def _input_rule(rule: Allow) -> InputRule:
+    daddr = None
+    if rule.destination is not None:
+        daddr = ("ip" if rule.destination.version == 4 else "ip6", str(rule.destination))
+    sources = None if rule.sources is None else _source_sets(
+        rule.name, rule.sources, rule.destination.version if rule.destination is not None else None)
+    return InputRule(rule.name, rule.ports, daddr, sources)
 
 
 def nftables_ruleset(policy: FirewallPolicy) -> str:
-    """The complete file loaded with ``nft -f``: replaces our table, touches nothing else."""
-    out = [
-        "#!/usr/sbin/nft -f",
-        "# Managed by drape-fleet (deploys/firewall.py). Replaces only table inet drape_filter:",
-        "# Docker's tables and anything else stay as they are (never `flush ruleset`).",
-        f"table {FAMILY} {TABLE} {{}}",
-        f"delete table {FAMILY} {TABLE}",
-        "",
-        f"table {FAMILY} {TABLE} {{",
-    ]
-    for rule in policy.inbound:
-        if rule.sources is not None:
-            out += _sets(rule.name, rule.sources)
-    out += _sets("published", policy.published_sources)
-    out += _sets("private", policy.private_networks)
-    previews = f'iifname "{policy.preview_interfaces}"'
-    into_previews = f'oifname "{policy.preview_interfaces}"'
-    out += [
-        "",
-        "  chain input {",
-        "    type filter hook input priority filter - 10; policy drop;",
-        '    iif "lo" accept',
-        "    ct state established,related accept",
-        "    ct state invalid drop",
-        f'    {previews} drop comment "previews open nothing on the host"',
-        "    # ICMP that IPv4 and IPv6 need to work (path MTU, neighbour discovery), and rate-limited pings.",
-        "    icmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
-        "    icmp type echo-request limit rate 20/second accept",
-        "    icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, "
-        "nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
-        "    icmpv6 type echo-request limit rate 20/second accept",
-    ]
-    for rule in policy.inbound:
-        ports = _port_expr(rule.ports)
-        target = ""
-        if rule.destination is not None:
-            target = f"{'ip' if rule.destination.version == 4 else 'ip6'} daddr {rule.destination} "
-        if rule.sources is None:
-            out.append(f"    {target}tcp dport {ports} accept comment \"{rule.name}\"")
-            continue
-        v4, v6 = _split(rule.sources)
-        if v4 and (rule.destination is None or rule.destination.version == 4):
-            out.append(f"    {target}ip saddr @{_set_name(rule.name, 4)} tcp dport {ports} accept "
-                       f"comment \"{rule.name}\"")
-        if v6 and (rule.destination is None or rule.destination.version == 6):
-            out.append(f"    {target}ip6 saddr @{_set_name(rule.name, 6)} tcp dport {ports} accept "
-                       f"comment \"{rule.name}\"")
-    out += [
-        '    limit rate 10/minute log prefix "drape-drop: " level info',
-        "  }",
-        "",
-        "  # Published container ports: Docker DNATs them before the input hook, so they are filtered here.",
-        "  chain forward {",
-        "    type filter hook forward priority filter - 10; policy accept;",
-        "    ct state established,related accept",
-        f'    {previews} {into_previews} drop comment "preview to preview"',
-        f'    {previews} ip daddr @private_v4 drop comment "preview to the private network"',
-        f'    {previews} ip6 daddr @private_v6 drop comment "preview to the private network"',
-        f'    {into_previews} ip saddr @published_v4 accept comment "the backend into previews"',
-        f'    {into_previews} ip6 saddr @published_v6 accept comment "the backend into previews"',
-        f'    {into_previews} drop comment "nobody else into previews"',
-        "    ct status dnat jump published",
-        "  }",
-        "",
-        "  chain published {",
-    ]
-    if policy.published_public_ports:
-        out.append(f"    meta l4proto tcp ct original proto-dst {_port_expr(policy.published_public_ports)} accept "
-                   "comment \"previews\"")
-    v4, v6 = _split(policy.published_sources)
-    if v4:
-        out.append(f"    ip saddr @{_set_name('published', 4)} accept comment \"backend\"")
-    if v6:
-        out.append(f"    ip6 saddr @{_set_name('published', 6)} accept comment \"backend\"")
-    out += [
-        '    limit rate 10/minute log prefix "drape-drop-published: " level info',
-        "    drop",
-        "  }",
-        "}",
-    ]
-    return "\n".join(out) + "\n"
+    """The complete file loaded with ``nft -f`` (files/firewall/drape-firewall.nft.j2): replaces our table,
+    touches nothing else."""
+    address_sets = [_address_set(rule.name, rule.sources) for rule in policy.inbound if rule.sources is not None]
+    address_sets += [_address_set("published", policy.published_sources),
+                     _address_set("private", policy.private_networks)]
+    return render("firewall/drape-firewall.nft.j2", family=FAMILY, table=TABLE, address_sets=address_sets,
+                  previews=policy.preview_interfaces, input_rules=[_input_rule(r) for r in policy.inbound],
+                  published_public_ports=policy.published_public_ports,
+                  published_source_sets=_source_sets("published", policy.published_sources))
 
 
 def systemd_unit() -> str:
     """Loads our table at boot, before the network and before Docker; reload re-reads the file."""
-    return "\n".join([
-        "# Managed by drape-fleet (deploys/firewall.py).",
-        "[Unit]",
-        "Description=drape-fleet host firewall (nftables table inet drape_filter)",
-        "DefaultDependencies=no",
-        "Before=network-pre.target docker.service",
-        "Wants=network-pre.target",
-        "After=local-fs.target",
-        "",
-        "[Service]",
-        "Type=oneshot",
-        "RemainAfterExit=yes",
-        f"ExecStart=/usr/sbin/nft -f {RULESET_PATH}",
-        f"ExecReload=/usr/sbin/nft -f {RULESET_PATH}",
-        f"ExecStop=/usr/sbin/nft delete table {FAMILY} {TABLE}",
-        "",
-        "[Install]",
-        "WantedBy=sysinit.target",
-        "",
-    ])
+    return render("firewall/drape-firewall.service.j2", family=FAMILY, table=TABLE, ruleset_path=RULESET_PATH)

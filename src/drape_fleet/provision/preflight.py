@@ -1,5 +1,6 @@
 """Checks made before any host is touched: unknown hosts, address pools that collide with the fleet's
-networks, a missing TLS CA, an unreachable host, an admin allowlist that would lock ops out, a degraded RAID.
+networks, a missing TLS CA, a missing SSH key or unpinned host key, an unreachable host, an admin allowlist
+that would lock ops out, a degraded RAID.
 
 Each refusal says what is wrong and how to fix it. The SSH side goes through one seam (``RemoteShell``),
 so tests can hand in a host's answers (a degraded /proc/mdstat, say) without a host.
@@ -12,9 +13,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
-from drape_fleet import shell
+from drape_fleet import hostkeys, shell
 from drape_fleet.config import FleetConfig, Host
 from drape_fleet.config.provisioning import LAB_RANGE
+from drape_fleet.environments import FleetTarget
 from drape_fleet.pki.authority import PkiError, init_ca, issue_client, issue_host
 from drape_fleet.pki.paths import ca_files, pki_dir
 from drape_fleet.provision.firewall import FirewallRefused, check_ops_address, firewall_policy
@@ -62,6 +64,25 @@ def check_address_pools(fleet: FleetConfig) -> None:
             if network.version == wanted.version and wanted.overlaps(network):
                 raise ProvisionRefused(f"Docker's address range {wanted} overlaps {what} ({network}). Fix: move "
                                        "provisioning.docker.address_pool / bridge_address to a free range")
+
+
+def check_ssh_files(target: FleetTarget, hosts: Sequence[Host]) -> None:
+    """The one key ops offer exists, and every host's key is pinned: first contact is `invoke hosts.trust`,
+    never a connection that accepts whatever key it is shown."""
+    env = target.env
+    if not env.ssh_key.exists():
+        fix = ("run `invoke lab.up`" if env.is_lab else "set $DRAPE_SSH_KEY to the private key (or the .pub of "
+               "an agent's key) that the hosts' authorized_keys hold")
+        raise ProvisionRefused(f"the SSH key {env.ssh_key} does not exist. Fix: {fix}")
+    pinned = hostkeys.read(env.known_hosts)
+    port = target.fleet.environment.ssh_port
+    unpinned = [h.name for h in hosts
+                if not hostkeys.pinned(pinned, hostkeys.lookup_name(str(h.public_address), port))]
+    if unpinned:
+        fix = ("run `invoke lab.up`, which pins them" if env.is_lab else
+               f"`invoke hosts.trust --host {unpinned[0]} [--fingerprint SHA256:...]` for each, which shows the "
+               "key and pins it once you (or the expected fingerprint) confirm it")
+        raise ProvisionRefused(f"no pinned host key for {', '.join(unpinned)} in {env.known_hosts}. Fix: {fix}")
 
 
 @dataclass(frozen=True)
@@ -130,8 +151,7 @@ def probe_host(target: SshTarget, host: Host, remote: RemoteShell, *, fallback_u
         return parse_probe(host.name, target.user, result.stdout)
     first_error = (result.stderr.strip() or f"ssh exited {result.returncode}").splitlines()[-1]
     if fallback_user and fallback_user != target.user and "Permission denied" in result.stderr:
-        as_root = SshTarget(target.hostname, fallback_user, target.port, target.key, target.known_hosts)
-        retry = remote(as_root, PROBE)
+        retry = remote(target.as_user(fallback_user), PROBE)
         if retry.ok:
             return parse_probe(host.name, fallback_user, retry.stdout)
     raise ProvisionRefused(
@@ -154,6 +174,6 @@ def check_probe(fleet: FleetConfig, probe: HostProbe, *, check_firewall: bool, f
     verdict = raid_verdict(parse_mdstat(probe.mdstat), fleet.provisioning.storage, force=force)
     if not verdict.ok:
         raise ProvisionRefused(f"{probe.host}: {verdict.message}")
-    if verdict.message.startswith("FORCED"):
+    if verdict.forced:
         notes.append(f"{probe.host}: {verdict.message}")
     return notes

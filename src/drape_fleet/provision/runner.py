@@ -1,5 +1,6 @@
-"""Run pyinfra for one host and read what it did: the argv (pure), the JSON it prints (parsed purely), and
-a thin executor that streams its progress. `invoke provision` is built on this; tests call it directly."""
+"""Run pyinfra for one host and read what it did: the argv (pure), the JSON it prints (parsed purely), the
+deploys' structured notes (drape_fleet.provision.notes), and a thin executor that streams its progress.
+`invoke provision` is built on this; tests call it directly."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from drape_fleet.paths import project_root
+from drape_fleet.provision.notes import NOTES_VAR, DeployNote, NoteKind, read_notes
 
 DEPLOY_ORDER = ("storage", "base", "ssh", "firewall", "docker", "cache")
-"""The order deploys/site.py applies them in; ``--only`` keeps this order."""
+"""The deploys, in the order deploys/site.py applies them; ``--only`` keeps this order."""
 
 
 class UnknownDeploy(ValueError):
@@ -87,11 +90,14 @@ class HostRun:
     deploys: dict[str, DeployResult]
     error: str = ""
     seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
+    notes: list[DeployNote] = field(default_factory=list)
 
     @property
     def changes(self) -> int:
         return sum(len(d.changed) for d in self.deploys.values())
+
+    def noted(self, kind: NoteKind) -> bool:
+        return any(note.kind is kind for note in self.notes)
 
 
 def parse_run_json(text: str, host: str, *, dry: bool) -> HostRun:
@@ -145,7 +151,7 @@ class Progress:
     host: str
     deploy: str
     operation: str
-    status: str  # started (a deploy begins), warning
+    """The first operation of the deploy that just started."""
 
 
 ProgressFn = Callable[[Progress], None]
@@ -154,14 +160,23 @@ _STARTING = re.compile(r"^--> Starting operation: (?P<name>.+?)\s*$")
 
 def run_pyinfra(argv: Sequence[str], host: str, *, dry: bool, on_progress: ProgressFn | None = None,
                 env: Mapping[str, str] | None = None, timeout: float = 1800.0) -> HostRun:
-    """Run one pyinfra process; report each deploy as it starts (and warnings as they come); read what changed
-    from its JSON, which is exact (its per-operation log lines are not reliably ordered)."""
+    """Run one pyinfra process; report each deploy as it starts; read what changed from its JSON, which is
+    exact (its per-operation log lines are not reliably ordered), and what the deploys noted from their file."""
+    with tempfile.TemporaryDirectory(prefix="drape-notes-") as tmp:
+        notes_file = Path(tmp) / "notes.jsonl"
+        run = _run(argv, host, dry=dry, on_progress=on_progress, timeout=timeout,
+                   env={**os.environ, **(env or {}), NOTES_VAR: str(notes_file)})
+        run.notes = read_notes(notes_file, host)
+    return run
+
+
+def _run(argv: Sequence[str], host: str, *, dry: bool, on_progress: ProgressFn | None, env: Mapping[str, str],
+         timeout: float) -> HostRun:
     started = time.monotonic()
     process = subprocess.Popen(list(argv), cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})})
+                               stdin=subprocess.DEVNULL, text=True, env=dict(env))
     assert process.stdout is not None and process.stderr is not None
     stderr_lines: list[str] = []
-    warnings: list[str] = []
 
     def read_stderr() -> None:
         assert process.stderr is not None
@@ -172,12 +187,8 @@ def run_pyinfra(argv: Sequence[str], host: str, *, dry: bool, on_progress: Progr
             if match := _STARTING.match(line):
                 current, operation = split_op_name(match["name"])
                 if current != deploy and on_progress:
-                    on_progress(Progress(host, current, operation, "started"))
+                    on_progress(Progress(host, current, operation))
                 deploy = current
-            elif "KEPT" in line or "FORCED" in line:
-                warnings.append(line.strip())
-                if on_progress:
-                    on_progress(Progress(host, deploy, line.strip(), "warning"))
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
@@ -198,9 +209,8 @@ def run_pyinfra(argv: Sequence[str], host: str, *, dry: bool, on_progress: Progr
         run = None
     if run is None:
         return HostRun(host, dry, False, {}, error=error_from_stderr(stderr) or f"pyinfra exited {process.returncode}",
-                       seconds=seconds, warnings=warnings)
+                       seconds=seconds)
     run.seconds = seconds
-    run.warnings = warnings
     if process.returncode != 0 or not run.ok:
         run.ok = False
         run.error = error_from_stderr(stderr) or f"pyinfra exited {process.returncode}"

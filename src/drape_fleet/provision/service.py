@@ -4,72 +4,41 @@ once its deploy user is proven."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drape_fleet.config import FleetConfig, Host
+from drape_fleet.config import Host
+from drape_fleet.console import Log
+from drape_fleet.environments import ENV_VAR, FleetTarget
 from drape_fleet.paths import project_root
 from drape_fleet.provision.context import FORCE_KEY
+from drape_fleet.provision.notes import NoteKind
 from drape_fleet.provision.preflight import (
     HostProbe,
     ProvisionRefused,
     RemoteShell,
     check_address_pools,
     check_probe,
+    check_ssh_files,
     default_remote,
     ensure_pki,
     probe_host,
     resolve_hosts,
 )
 from drape_fleet.provision.runner import HostRun, ProgressFn, pyinfra_argv, run_pyinfra, select_deploys
-from drape_fleet.ssh import SshTarget
+
+INVENTORY = Path("inventories") / "fleet.py"
+"""The inventory the runner gives pyinfra: the fleet of $DRAPE_ENV, which ``_pyinfra_env`` sets."""
 
 
-@dataclass(frozen=True)
-class FleetTarget:
-    """A fleet and how to reach it: what the inventories in inventories/ are built from."""
-
-    environment: str
-    fleet: FleetConfig
-    fleet_file: Path
-    inventory: Path
-    ssh_user: str
-    ssh_key: Path | None = None
-    known_hosts: Path | None = None
-
-    def ssh_target(self, host: Host, user: str | None = None) -> SshTarget:
-        return SshTarget(hostname=str(host.public_address), user=user or self.ssh_user,
-                         port=self.fleet.environment.ssh_port, key=self.ssh_key, known_hosts=self.known_hosts)
-
-    @property
-    def pyinfra_env(self) -> dict[str, str]:
-        return {} if self.environment == "lab" else {"DRAPE_FLEET_FILE": str(self.fleet_file)}
+def _inventory() -> Path:
+    return project_root() / INVENTORY
 
 
-def fleet_target(environment: str) -> FleetTarget:
-    """The lab (as `invoke lab.up` left it) or production (config/production.toml, or $DRAPE_FLEET_FILE)."""
-    if environment == "lab":
-        from drape_fleet.lab.state import lab_connection, load_lab_fleet
-
-        fleet, fleet_file = load_lab_fleet()
-        conn = lab_connection()
-        return FleetTarget("lab", fleet, fleet_file, project_root() / "inventories" / "lab.py",
-                           ssh_user=conn["ssh_user"], ssh_key=conn["ssh_key"], known_hosts=conn["known_hosts"])
-    if environment == "production":
-        from drape_fleet.production import load_production_fleet, production_connection
-
-        fleet, fleet_file = load_production_fleet()
-        conn = production_connection(fleet)
-        return FleetTarget("production", fleet, fleet_file, project_root() / "inventories" / "production.py",
-                           ssh_user=conn["ssh_user"], known_hosts=conn["known_hosts"])
-    raise ProvisionRefused(f"unknown environment {environment!r}: use --env production or --env lab")
-
-
-def default_environment() -> str:
-    return os.environ.get("DRAPE_ENV", "production")
+def _pyinfra_env(target: FleetTarget) -> dict[str, str]:
+    return {ENV_VAR: target.environment}
 
 
 @dataclass
@@ -82,17 +51,15 @@ class ProvisionResult:
         return all(run.ok for run in self.runs)
 
 
-NoteFn = Callable[[str], None]
-
-
 def preflight(target: FleetTarget, hosts: Sequence[Host], deploys: Sequence[str], *, force: bool,
-              remote: RemoteShell = default_remote, note: NoteFn = lambda _: None) -> dict[str, HostProbe]:
+              remote: RemoteShell = default_remote, note: Log = lambda _: None) -> dict[str, HostProbe]:
     """Everything that can refuse, for every host, before any host is changed."""
     check_address_pools(target.fleet)
     if "docker" in deploys:
-        report = ensure_pki(target.fleet, hosts, create_ca=target.environment == "lab")
+        report = ensure_pki(target.fleet, hosts, create_ca=target.env.is_lab)
         for line in report.notes:
             note(f"pki: {line}")
+    check_ssh_files(target, hosts)
 
     def one(host: Host) -> HostProbe | ProvisionRefused:
         try:
@@ -113,7 +80,7 @@ def preflight(target: FleetTarget, hosts: Sequence[Host], deploys: Sequence[str]
 
 def provision(target: FleetTarget, names: Sequence[str] = (), *, every: bool = False, only: str = "",
               dry: bool = False, force: bool = False, on_progress: ProgressFn | None = None,
-              note: NoteFn = lambda _: None, remote: RemoteShell = default_remote) -> ProvisionResult:
+              note: Log = lambda _: None, remote: RemoteShell = default_remote) -> ProvisionResult:
     hosts = resolve_hosts(target.fleet, names, every)
     try:
         deploys = select_deploys(only)
@@ -127,10 +94,10 @@ def provision(target: FleetTarget, names: Sequence[str] = (), *, every: bool = F
         user = probe.user if probe.user != target.ssh_user else None
         if user:
             note(f"{host.name}: {target.ssh_user} cannot log in yet; provisioning as {user}")
-        argv = pyinfra_argv(inventory=target.inventory, host=host.name, deploys=deploys, dry=dry, data=data,
+        argv = pyinfra_argv(inventory=_inventory(), host=host.name, deploys=deploys, dry=dry, data=data,
                             ssh_user=user)
-        result = run_pyinfra(argv, host.name, dry=dry, on_progress=on_progress, env=target.pyinfra_env)
-        if result.ok and not dry and user and "ssh" in deploys and any("KEPT" in w for w in result.warnings):
+        result = run_pyinfra(argv, host.name, dry=dry, on_progress=on_progress, env=_pyinfra_env(target))
+        if result.ok and not dry and user and "ssh" in deploys and result.noted(NoteKind.ROOT_LOGIN_KEPT):
             result = _finish_ssh(target, host, result, on_progress, note, remote)
         return result
 
@@ -139,7 +106,7 @@ def provision(target: FleetTarget, names: Sequence[str] = (), *, every: bool = F
     return ProvisionResult(runs)
 
 
-def _finish_ssh(target: FleetTarget, host: Host, first: HostRun, on_progress: ProgressFn | None, note: NoteFn,
+def _finish_ssh(target: FleetTarget, host: Host, first: HostRun, on_progress: ProgressFn | None, note: Log,
                 remote: RemoteShell) -> HostRun:
     """A fresh host provisioned as root: once the deploy user works, run the ssh deploy as that user, which
     then disables root login."""
@@ -150,8 +117,8 @@ def _finish_ssh(target: FleetTarget, host: Host, first: HostRun, on_progress: Pr
         return first
     note(f"{host.name}: {target.ssh_user} works now; running the ssh deploy as {target.ssh_user} "
          "to turn root login off")
-    argv = pyinfra_argv(inventory=target.inventory, host=host.name, deploys=("ssh",))
-    second = run_pyinfra(argv, host.name, dry=False, on_progress=on_progress, env=target.pyinfra_env)
+    argv = pyinfra_argv(inventory=_inventory(), host=host.name, deploys=("ssh",))
+    second = run_pyinfra(argv, host.name, dry=False, on_progress=on_progress, env=_pyinfra_env(target))
     merged = dict(first.deploys)
     if "ssh" in second.deploys:
         base = merged.get("ssh")
@@ -160,4 +127,4 @@ def _finish_ssh(target: FleetTarget, host: Host, first: HostRun, on_progress: Pr
             extra.changed = base.changed + extra.changed
         merged["ssh"] = extra
     return HostRun(host.name, False, second.ok, merged, error=second.error,
-                   seconds=first.seconds + second.seconds, warnings=second.warnings)
+                   seconds=first.seconds + second.seconds, notes=second.notes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drape_fleet.config.provisioning import DistroProfile
+from drape_fleet.provision.render import render
 
 CONFIG_PATH = "/etc/ssh/sshd_config"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
@@ -37,60 +38,6 @@ def access_decision(*, port: int, deploy_user: str, deploy_user_proven: bool, wh
 
 
 def sshd_config(profile: DistroProfile, access: SshAccess) -> str:
-    ssh = profile.ssh
+    """The whole file (files/ssh/sshd_config.j2): the distribution's algorithms, and who may log in."""
     users = [access.deploy_user] + (["root"] if access.root_login else [])
-    lines = [
-        "# Managed by drape-fleet (deploys/ssh.py). Local changes are overwritten on the next provision.",
-        f"Port {access.port}",
-        "AddressFamily any",
-        f"HostKey {HOST_KEY}",
-        "",
-        "# Modern algorithms only: ssh-audit reports no failure and no warning.",
-        f"KexAlgorithms {','.join(ssh.kex)}",
-        f"Ciphers {','.join(ssh.ciphers)}",
-        f"MACs {','.join(ssh.macs)}",
-        f"HostKeyAlgorithms {','.join(ssh.host_key_algorithms)}",
-        f"PubkeyAcceptedAlgorithms {','.join(ssh.pubkey_algorithms)}",
-        "",
-        "# Keys only.",
-        f"PermitRootLogin {'prohibit-password' if access.root_login else 'no'}",
-        f"AllowUsers {' '.join(users)}",
-        "PubkeyAuthentication yes",
-        "AuthenticationMethods publickey",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "PermitEmptyPasswords no",
-        "HostbasedAuthentication no",
-        "IgnoreRhosts yes",
-        "UsePAM yes",
-        "",
-        "# Less to attack.",
-        "X11Forwarding no",
-        "AllowAgentForwarding no",
-        "AllowTcpForwarding no",
-        "AllowStreamLocalForwarding no",
-        "GatewayPorts no",
-        "PermitTunnel no",
-        "PermitUserEnvironment no",
-        "MaxAuthTries 3",
-        "MaxSessions 16",
-        "MaxStartups 10:30:60",
-        "PerSourceMaxStartups 10",
-        "LoginGraceTime 30",
-        "ClientAliveInterval 300",
-        "ClientAliveCountMax 2",
-        "UseDNS no",
-        "Compression no",
-        "PrintMotd no",
-        "LogLevel VERBOSE",
-    ]
-    if ssh.debian_banner:
-        lines.append("DebianBanner no")
-    lines += [
-        "AcceptEnv LANG LC_*",
-        f"Subsystem sftp {ssh.sftp_server}",
-        "",
-        "# Distribution drop-ins come last, so they cannot override anything above.",
-        "Include /etc/ssh/sshd_config.d/*.conf",
-    ]
-    return "\n".join(lines) + "\n"
+    return render("ssh/sshd_config.j2", access=access, ssh=profile.ssh, host_key=HOST_KEY, allow_users=users)

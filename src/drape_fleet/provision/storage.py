@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from drape_fleet.config.provisioning import LogicalVolume, StorageSettings
+from drape_fleet.provision.render import render
 
 ArrayHealth = Literal["healthy", "degraded", "resyncing", "recovering", "inactive"]
 
@@ -169,6 +170,8 @@ def parse_mdadm_detail(text: str) -> MdDetail:
 class RaidVerdict:
     ok: bool
     message: str
+    forced: bool = False
+    """Not redundant, and --force said to go on anyway (ops must hear about it)."""
 
 
 def raid_verdict(arrays: list[MdArray], settings: StorageSettings, *, force: bool = False) -> RaidVerdict:
@@ -184,7 +187,7 @@ def raid_verdict(arrays: list[MdArray], settings: StorageSettings, *, force: boo
             return RaidVerdict(True, "RAID healthy: " + "; ".join(a.describe() for a in arrays))
         problem = "RAID not redundant: " + "; ".join(a.describe() for a in bad)
     if force:
-        return RaidVerdict(True, f"FORCED despite: {problem}")
+        return RaidVerdict(True, f"FORCED despite: {problem}", forced=True)
     return RaidVerdict(False, f"{problem}. Replace or re-add the failed disk and wait for the recovery to "
                               "finish (cat /proc/mdstat), or pass --force to provision anyway")
 
@@ -288,44 +291,20 @@ MDADM_CONF = "/etc/mdadm/mdadm.conf"
 SMARTD_CONF = "/etc/smartd.conf"
 
 
-def alert_script() -> str:
-    """Called by mdadm's monitor (event, device[, member]) and by smartd (-M exec, details in SMARTD_*):
-    logs at priority crit, where journald, `invoke verify` and any log shipper see it, and mails root."""
-    return "\n".join([
-        "#!/bin/sh",
-        "# Managed by drape-fleet (deploys/storage.py): disk and RAID alerts.",
-        'if [ -n "${SMARTD_DEVICE:-}" ]; then',
-        '  message="SMART ${SMARTD_FAILTYPE:-event} on ${SMARTD_DEVICE}: ${SMARTD_MESSAGE:-}"',
-        "else",
-        '  message="mdadm $1 on ${2:-?}${3:+ (member $3)}"',
-        "fi",
-        'logger -p daemon.crit -t drape-disk-alert -- "$message"',
-        'mkdir -p /var/lib/drape/alerts && printf "%s %s\\n" "$(date -u +%FT%TZ)" "$message" '
-        ">> /var/lib/drape/alerts/disk.log",
-        'if command -v mail >/dev/null 2>&1 && [ -n "${DRAPE_ALERT_EMAIL:-}" ]; then',
-        '  echo "$message" | mail -s "[$(hostname)] $message" "$DRAPE_ALERT_EMAIL"',
-        "fi",
-        "",
-    ])
+ALERT_SCRIPT_FILE = "storage/drape-disk-alert"
+"""Plain file, called by mdadm's monitor (event, device[, member]) and by smartd (-M exec, details in
+SMARTD_*): logs at priority crit, where journald, `invoke verify` and any log shipper see it, and mails root."""
 
 
 def mdadm_monitor_lines(settings: StorageSettings) -> dict[str, str]:
-    """mdadm.conf keywords (regex of the line to replace -> the line)."""
-    return {
-        r"^MAILADDR\s": f"MAILADDR {settings.alert_email}",
-        r"^PROGRAM\s": f"PROGRAM {ALERT_SCRIPT}",
-    }
+    """mdadm.conf lines to set (regex of the line each replaces -> the line), from
+    files/storage/mdadm-monitor.conf.j2: the distribution owns the rest of that file."""
+    lines = render("storage/mdadm-monitor.conf.j2", storage=settings, alert_script=ALERT_SCRIPT).splitlines()
+    return {rf"^{line.split()[0]}\s": line for line in lines}
 
 
 def smartd_conf(settings: StorageSettings) -> str:
-    """Every disk: all attributes, offline tests and autosave on, short self-test daily at 02:00 and long
-    on Saturdays at 03:00, temperature changes of 4 degrees logged, 70 C critical for NVMe."""
-    return "\n".join([
-        "# Managed by drape-fleet (deploys/storage.py).",
-        f"DEVICESCAN -a -o on -S on -n standby,q -s (S/../.././02|L/../../6/03) -W 4,60,70 "
-        f"-m {settings.alert_email} -M exec {ALERT_SCRIPT}",
-        "",
-    ])
+    return render("storage/smartd.conf.j2", storage=settings, alert_script=ALERT_SCRIPT)
 
 
 def fstab_line(step: VolumeStep) -> str:

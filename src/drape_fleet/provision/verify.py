@@ -6,6 +6,7 @@ it never imports the deploys or the builders, so it checks the host and not our 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -14,28 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drape_fleet.config import Host
+from drape_fleet.environments import FleetTarget
 from drape_fleet.paths import project_root
-from drape_fleet.provision.service import FleetTarget
+from drape_fleet.ssh import ssh_config
 
 SUITE = "tests/host"
 FLEET_ENV = "DRAPE_VERIFY_FLEET_FILE"
-ENVIRONMENT_ENV = "DRAPE_VERIFY_ENVIRONMENT"
 
 
-def ssh_config_text(target: FleetTarget, hosts: Sequence[Host]) -> str:
-    """An ssh_config naming each host as the fleet does, for testinfra's ssh:// backend (system ssh, so the
-    post-quantum-only key exchange of a hardened host works)."""
-    blocks = []
-    for host in hosts:
-        lines = [f"Host {host.name}", f"  HostName {host.public_address}", f"  User {target.ssh_user}",
-                 f"  Port {target.fleet.environment.ssh_port}", "  BatchMode yes", "  ConnectTimeout 10",
-                 "  ControlMaster auto", "  ControlPersist 60s", "  ControlPath /tmp/drape-verify-%C"]
-        if target.ssh_key is not None:
-            lines += [f"  IdentityFile {target.ssh_key}", "  IdentitiesOnly yes"]
-        if target.known_hosts is not None:
-            lines += [f"  UserKnownHostsFile {target.known_hosts}", "  StrictHostKeyChecking yes"]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n"
+def ssh_config_text(target: FleetTarget, hosts: Sequence[Host], control_dir: Path) -> str:
+    """An ssh_config naming each host as the fleet does (``Host ax1``), for testinfra's ssh:// backend (system
+    ssh, so the post-quantum-only key exchange of a hardened host works), from the one SSH target type.
+    testinfra opens many short sessions per host: one shared connection each (in ``control_dir``) makes
+    them cheap."""
+    multiplexing = [("ControlMaster", "auto"), ("ControlPersist", "60s"), ("ControlPath", f"{control_dir}/%C")]
+    return ssh_config([target.ssh_target(host) for host in hosts], multiplexing)
 
 
 def pytest_argv(hosts: Sequence[Host], ssh_config: Path, *, workers: int = 0,
@@ -59,11 +53,9 @@ def run_verify(target: FleetTarget, hosts: Sequence[Host], *, stream: bool = Tru
                extra: Sequence[str] = ()) -> VerifyResult:
     with tempfile.TemporaryDirectory(prefix="drape-verify-") as tmp:
         config = Path(tmp) / "ssh_config"
-        config.write_text(ssh_config_text(target, hosts))
+        config.write_text(ssh_config_text(target, hosts, Path(tmp)))
         argv = pytest_argv(hosts, config, workers=min(len(hosts), 3), extra=extra)
-        env = {FLEET_ENV: str(target.fleet_file), ENVIRONMENT_ENV: target.environment}
-        import os
-
+        env = {FLEET_ENV: str(target.env.fleet_file)}
         process = subprocess.run(argv, cwd=project_root(), env={**os.environ, **env}, text=True,
                                  capture_output=not stream, check=False)
         output = "" if stream else (process.stdout or "") + (process.stderr or "")

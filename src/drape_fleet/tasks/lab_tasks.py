@@ -13,32 +13,25 @@ from rich.table import Table
 from drape_fleet.config import ConfigError
 from drape_fleet.console import console, fail, say
 from drape_fleet.lab import LabError, LabSettings
-from drape_fleet.lab import fleet as lab
-from drape_fleet.lab.engine import engine_answers, engine_client
+from drape_fleet.lab.down import down as lab_down
+from drape_fleet.lab.down import planned_removal
 from drape_fleet.lab.state import lab_state_settings
+from drape_fleet.lab.status import status as lab_status
+from drape_fleet.lab.up import up as lab_up
 
 
 def lab_settings(hosts: int | None = None, public_subnet: str | None = None,
                  private_subnet: str | None = None) -> LabSettings:
-    """Settings from the options, falling back to what the running lab was made with, then defaults."""
-    base = lab_state_settings()
-    values: dict[str, object] = {"state_dir": base.state_dir, "prefix": base.prefix}
-    saved = lab.saved_settings(base.state_dir)
-    if saved is not None:
-        values.update(hosts=saved.hosts, public_subnet=saved.public_subnet, private_subnet=saved.private_subnet)
-    elif engine_answers():
-        current = lab.current_subnets(engine_client(), base)
-        values.update({f"{which}_subnet": subnet for which, subnet in current.items()})
-    if hosts is not None:
-        values["hosts"] = hosts
+    """The lab the options name (drape_fleet.lab.state resolves the rest); bad options end the task."""
+    subnets: dict[str, IPv4Network] = {}
     for which, given in (("public", public_subnet), ("private", private_subnet)):
         if given is not None:
             try:
-                values[f"{which}_subnet"] = IPv4Network(given)
+                subnets[f"{which}_subnet"] = IPv4Network(given)
             except ValueError as exc:
                 fail(f"--{which}-subnet {given!r} is not an IPv4 network ({exc}); write it like 172.29.10.0/24")
     try:
-        return LabSettings.model_validate(values)
+        return lab_state_settings(hosts, **subnets)
     except ValidationError as exc:
         messages = []
         for error in exc.errors(include_url=False):
@@ -62,7 +55,7 @@ def up(c: Context, hosts: int | None = None, public_subnet: str | None = None,
     settings = lab_settings(hosts, public_subnet, private_subnet)
     started = time.monotonic()
     try:
-        fleet = lab.up(settings, say)
+        fleet = lab_up(settings, say)
     except (LabError, ConfigError) as exc:
         fail(str(exc))
     console.print(f"[green]lab up[/green]: {len(fleet.hosts)} hosts in {time.monotonic() - started:.1f} s "
@@ -74,7 +67,7 @@ def status(c: Context) -> None:
     """Show each lab host, its addresses, and whether SSH and its Docker engine (over SSH and over TLS) answer."""
     settings = lab_settings()
     try:
-        rows = lab.status(settings)
+        rows = lab_status(settings)
     except LabError as exc:
         fail(str(exc))
     if not rows:
@@ -95,7 +88,7 @@ def status(c: Context) -> None:
 def down(c: Context, yes: bool = False, dry: bool = False) -> None:
     """Remove everything the lab made: host containers, networks, volumes, keys and fleet file."""
     settings = lab_settings()
-    plan = lab.planned_removal(settings)
+    plan = planned_removal(settings)
     if plan.nothing:
         console.print("nothing to remove: the lab is already down")
         return
@@ -112,7 +105,8 @@ def down(c: Context, yes: bool = False, dry: bool = False) -> None:
         if answer.strip() != "down":
             fail("not confirmed; nothing removed (pass --yes to skip the question)")
     try:
-        lab.down(settings, say)
+        lab_down(settings, say)
     except LabError as exc:
         fail(str(exc))
-    console.print("[green]lab down[/green]: everything it made is removed (base images kept for the next up)")
+    console.print("[green]lab down[/green]: everything it made is removed (the images stay: every lab on this "
+                  "machine shares them)")

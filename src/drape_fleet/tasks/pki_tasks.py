@@ -7,17 +7,17 @@ from invoke.tasks import task
 
 from drape_fleet.console import console, fail, say
 from drape_fleet.pki.authority import PkiError, init_ca, issue_client, issue_host
-from drape_fleet.pki.paths import client_tls_files, pki_dir
-from drape_fleet.tasks.common import ENV_HELP, chosen_environment, hosts_of
+from drape_fleet.pki.paths import client_tls_files
+from drape_fleet.tasks.common import ENV_HELP, environment_of, hosts_of
 
 
 @task(help={"env": ENV_HELP})
 def init(c: Context, env: str = "") -> None:
     """Create the CA (once) and the backend's client certificate; keys stay private (mode 600)."""
-    environment = chosen_environment(env)
-    directory = pki_dir(environment)
+    chosen = environment_of(env)
+    directory = chosen.pki_dir
     try:
-        ca, created = init_ca(directory, allow_in_repo=environment == "lab")
+        ca, created = init_ca(directory, allow_in_repo=chosen.is_lab)
         client = issue_client(directory)
     except PkiError as exc:
         fail(str(exc))
@@ -34,8 +34,7 @@ def init(c: Context, env: str = "") -> None:
 def issue(c: Context, host: list[str] | None = None, all: bool = False, renew: bool = False, env: str = "") -> None:
     """Issue a host's Docker API server certificate (SAN: private address, public address, host name)."""
     target, hosts = hosts_of(env, host or [], all)
-    environment = target.environment
-    directory = pki_dir(environment)
+    directory = target.env.pki_dir
     for entry in hosts:
         try:
             issued = issue_host(directory, entry.name, [str(entry.private_address), str(entry.public_address)],

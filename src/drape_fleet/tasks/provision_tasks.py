@@ -10,7 +10,7 @@ from rich.table import Table
 
 from drape_fleet.config import ConfigError
 from drape_fleet.console import console, errors, fail, say
-from drape_fleet.provision.preflight import ProvisionRefused
+from drape_fleet.provision.preflight import ProvisionRefused, check_ssh_files
 from drape_fleet.provision.runner import HostRun, Progress, summary_rows
 from drape_fleet.provision.service import provision as run_provision
 from drape_fleet.provision.verify import run_verify
@@ -18,10 +18,7 @@ from drape_fleet.tasks.common import ENV_HELP, hosts_of
 
 
 def _show(progress: Progress) -> None:
-    if progress.status == "started":
-        console.print(f"  [cyan]{progress.host}[/cyan] {progress.deploy} ...")
-    elif progress.status == "warning":
-        console.print(f"  [cyan]{progress.host}[/cyan] [yellow]warning[/yellow] {progress.operation}")
+    console.print(f"  [cyan]{progress.host}[/cyan] {progress.deploy} ...")
 
 
 def _summary(runs: list[HostRun], dry: bool) -> None:
@@ -66,9 +63,8 @@ def provision(c: Context, host: list[str] | None = None, all: bool = False, only
               force: bool = False, env: str = "") -> None:
     """Provision hosts: storage, base system, SSH, firewall, Docker, pnpm store (checks first, then changes)."""
     target, names = hosts_of(env, host or [], all)
-    environment = target.environment
     what = ", ".join(h.name for h in names)
-    say(f"{'dry run: ' if dry else ''}provisioning {what} ({environment}, fleet {target.fleet_file})")
+    say(f"{'dry run: ' if dry else ''}provisioning {what} ({target.environment}, fleet {target.env.fleet_file})")
     if force:
         errors.print("[bold yellow]--force[/bold yellow]: a degraded RAID will NOT stop this run")
     started = time.monotonic()
@@ -81,8 +77,8 @@ def provision(c: Context, host: list[str] | None = None, all: bool = False, only
     for run in result.runs:
         state = "[green]ok[/green]" if run.ok else "[red]FAILED[/red]"
         console.print(f"{run.host}: {state}, {run.changes} change(s) in {run.seconds:.1f} s")
-        for warning in run.warnings:
-            console.print(f"  [yellow]warning[/yellow] {warning}")
+        for note in run.notes:
+            console.print(f"  [yellow]warning[/yellow] {note.deploy}: {note.message}")
     failed = [run for run in result.runs if not run.ok]
     if failed:
         fail("\n".join(f"{run.host}: {run.error}" for run in failed))
@@ -97,8 +93,11 @@ def verify(c: Context, host: list[str] | None = None, all: bool = False, env: st
 
     Packages, services, ports, sshd, firewall, Docker, volumes, users, sysctls."""
     target, names = hosts_of(env, host or [], all)
-    environment = target.environment
-    say(f"verifying {', '.join(h.name for h in names)} ({environment})")
+    try:
+        check_ssh_files(target, names)
+    except ProvisionRefused as exc:
+        fail(str(exc))
+    say(f"verifying {', '.join(h.name for h in names)} ({target.environment})")
     result = run_verify(target, names)
     if not result.ok:
         fail(f"verification failed (pytest exit {result.returncode}): see the failures above")

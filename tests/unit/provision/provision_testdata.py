@@ -7,6 +7,7 @@ from typing import Any
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.loader import validate_fleet
+from drape_fleet.environments import Environment, FleetTarget
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "storage"
 
@@ -32,3 +33,21 @@ def make_fleet(**overrides: Any) -> FleetConfig:
 
 def fixture_text(name: str) -> str:
     return (FIXTURES / name).read_text()
+
+
+ED25519_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIBLi7uZVZ5jfqIq0q6MgoYB6fKuUtPVnRz8WlYbRo6dB"
+"""A well-formed ed25519 public key (made for these tests; no host holds its private half)."""
+
+
+def make_target(fleet: FleetConfig, directory: Path, *, pinned: bool = True, key: bool = True) -> FleetTarget:
+    """``fleet`` as an ops environment whose files live in ``directory``: a key file ops offer, and every
+    host's key pinned (unless told otherwise)."""
+    ssh_key = directory / "id_ed25519"
+    known_hosts = directory / "fleet.known_hosts"
+    if key:
+        ssh_key.write_text("(private key)\n")
+    if pinned:
+        known_hosts.write_text("".join(f"{h.public_address},{h.name} ssh-ed25519 {ED25519_KEY}\n" for h in fleet.hosts))
+    env = Environment(name=fleet.environment.name, fleet_file=directory / "fleet.toml", state_dir=directory,
+                      pki_dir=directory / "pki", known_hosts=known_hosts, ssh_key=ssh_key, ssh_user=None)
+    return FleetTarget(env, fleet)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import stat
 import subprocess
 import sys
@@ -48,6 +49,18 @@ def test_ca_and_certificates_with_tight_modes(tmp_path: Path) -> None:
     assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
+def test_certificates_are_renewed_before_they_expire(tmp_path: Path) -> None:
+    """With the clock passed in: a certificate 800 days old (825-day life) is renewed, a fresh one kept."""
+    issued_at = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    init_ca(tmp_path, now=issued_at)
+    issue_host(tmp_path, "ax1", ["10.0.0.11"], now=issued_at)
+    assert not issue_host(tmp_path, "ax1", ["10.0.0.11"], now=issued_at + dt.timedelta(days=700)).created
+    renewed = issue_host(tmp_path, "ax1", ["10.0.0.11"], now=issued_at + dt.timedelta(days=800))
+    assert renewed.created and renewed.reason.startswith("expires 2027-04-")
+    cert = x509.load_pem_x509_certificate(renewed.cert.read_bytes())
+    assert cert.not_valid_before_utc == issued_at + dt.timedelta(days=800, minutes=-5)
+
+
 def test_missing_ca_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(PkiError, match=r"no TLS CA in .*missing ca.pem.*run `invoke pki.init`"):
         issue_host(tmp_path, "ax1", ["10.0.0.11"])
@@ -62,20 +75,17 @@ def test_refuses_to_keep_keys_inside_the_repository() -> None:
 
 
 def test_pki_dir_per_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from drape_fleet.lab.state import lab_state_settings
+    from drape_fleet.paths import project_root
 
     monkeypatch.delenv("DRAPE_PKI_DIR", raising=False)
     monkeypatch.setenv("DRAPE_LAB_PREFIX", "drape-labx")
-    assert pki_dir("lab") == lab_state_settings().state_dir / "pki"
+    assert pki_dir("lab") == project_root() / ".lab-drape-labx" / "pki"
     monkeypatch.delenv("DRAPE_LAB_PREFIX")
-    assert pki_dir("lab") == lab_state_settings().state_dir / "pki"
-    assert pki_dir("lab").name == "pki" and pki_dir("lab").parent.name == ".lab"
+    assert pki_dir("lab") == project_root() / ".lab" / "pki"
     assert pki_dir("production") == Path("~/.config/drape-fleet/pki").expanduser()
+    assert pki_dir("staging") == Path("~/.config/drape-fleet/staging/pki").expanduser()
     monkeypatch.setenv("DRAPE_PKI_DIR", str(tmp_path))
     assert pki_dir("production") == pki_dir("lab") == tmp_path
-    with pytest.raises(ValueError, match=r"unknown environment"):
-        monkeypatch.delenv("DRAPE_PKI_DIR")
-        pki_dir("staging")
 
 
 def test_paths_import_with_the_standard_library_only() -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from provision_testdata import fixture_text, make_fleet
+from provision_testdata import fixture_text, make_fleet, make_target
 
 from drape_fleet import shell
 from drape_fleet.config import FleetConfig
+from drape_fleet.environments import FleetTarget
 from drape_fleet.pki.authority import init_ca
+from drape_fleet.provision.notes import DeployNote, NoteKind
 from drape_fleet.provision.preflight import (
     PROBE,
     ProvisionRefused,
@@ -17,7 +19,7 @@ from drape_fleet.provision.preflight import (
     ensure_pki,
     resolve_hosts,
 )
-from drape_fleet.provision.service import FleetTarget, preflight, provision
+from drape_fleet.provision.service import preflight, provision
 from drape_fleet.ssh import SshTarget
 
 
@@ -46,9 +48,15 @@ def pki(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "pki"
 
 
-def target(fleet: FleetConfig) -> FleetTarget:
-    return FleetTarget("production", fleet, Path("/nonexistent/fleet.toml"), Path("/nonexistent/inventory.py"),
-                       ssh_user="deploy")
+@pytest.fixture
+def ops_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where ``target`` keeps the key ops offer and the pinned host keys."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def target(fleet: FleetConfig, *, pinned: bool = True, key: bool = True) -> FleetTarget:
+    return make_target(fleet, Path.cwd(), pinned=pinned, key=key)
 
 
 def test_unknown_host_lists_the_known_ones(fleet: FleetConfig) -> None:
@@ -75,7 +83,7 @@ def test_missing_ca_is_refused_in_production_and_made_in_the_lab(tmp_path: Path,
     assert "issued ax1's server certificate (missing)" in report.notes
 
 
-def test_degraded_raid_refuses_every_host_before_any_change(pki: Path, fleet: FleetConfig) -> None:
+def test_degraded_raid_refuses_every_host_before_any_change(pki: Path, ops_files: Path, fleet: FleetConfig) -> None:
     hosts = FakeHosts(mdstat=fixture_text("mdstat-degraded"))
     with pytest.raises(ProvisionRefused) as refused:
         provision(target(fleet), every=True, remote=hosts)
@@ -85,7 +93,7 @@ def test_degraded_raid_refuses_every_host_before_any_change(pki: Path, fleet: Fl
     assert {command for _, _, command in hosts.calls} == {PROBE}  # only read, nothing run
 
 
-def test_force_goes_on_loudly(pki: Path, fleet: FleetConfig) -> None:
+def test_force_goes_on_loudly(pki: Path, ops_files: Path, fleet: FleetConfig) -> None:
     notes: list[str] = []
     probes = preflight(target(fleet), fleet.hosts, ("storage",), force=True,
                        remote=FakeHosts(mdstat=fixture_text("mdstat-degraded")), note=notes.append)
@@ -93,13 +101,13 @@ def test_force_goes_on_loudly(pki: Path, fleet: FleetConfig) -> None:
     assert notes and all("FORCED despite: RAID not redundant" in n for n in notes)
 
 
-def test_healthy_raid_passes(pki: Path, fleet: FleetConfig) -> None:
+def test_healthy_raid_passes(pki: Path, ops_files: Path, fleet: FleetConfig) -> None:
     probes = preflight(target(fleet), fleet.hosts, ("storage", "firewall"), force=False,
                        remote=FakeHosts(mdstat=fixture_text("mdstat-healthy")))
     assert probes["ax1"].client_address == "203.0.113.7"
 
 
-def test_allowlist_without_the_ops_address_is_refused(pki: Path, fleet: FleetConfig) -> None:
+def test_allowlist_without_the_ops_address_is_refused(pki: Path, ops_files: Path, fleet: FleetConfig) -> None:
     remote = FakeHosts(mdstat=fixture_text("mdstat-healthy"), client="198.51.100.23")
     with pytest.raises(ProvisionRefused, match=r"you connect from 198.51.100.23.*lock you out"):
         preflight(target(fleet), fleet.hosts[:1], ("firewall",), force=False, remote=remote)
@@ -107,13 +115,13 @@ def test_allowlist_without_the_ops_address_is_refused(pki: Path, fleet: FleetCon
     preflight(target(fleet), fleet.hosts[:1], ("ssh",), force=False, remote=remote)
 
 
-def test_unreachable_host(pki: Path, fleet: FleetConfig) -> None:
+def test_unreachable_host(pki: Path, ops_files: Path, fleet: FleetConfig) -> None:
     with pytest.raises(ProvisionRefused, match=r"ax1 is unreachable: ssh deploy@203.0.113.11 -p 22 failed "
                                                r"\(ssh: connect to host 203.0.113.11 port 22: No route to host\)"):
         preflight(target(fleet), fleet.hosts[:1], ("base",), force=False, remote=FakeHosts(unreachable=True))
 
 
-def test_a_fresh_host_is_reached_as_root(pki: Path, fleet: FleetConfig) -> None:
+def test_a_fresh_host_is_reached_as_root(pki: Path, ops_files: Path, fleet: FleetConfig) -> None:
     remote = FakeHosts(mdstat=fixture_text("mdstat-healthy"), refuse_users=("deploy",))
     probes = preflight(target(fleet), fleet.hosts[:1], ("base",), force=False, remote=remote)
     assert probes["ax1"].user == "root"
@@ -121,7 +129,7 @@ def test_a_fresh_host_is_reached_as_root(pki: Path, fleet: FleetConfig) -> None:
 
 
 def test_a_fresh_host_gets_root_login_turned_off_once_the_deploy_user_works(
-        pki: Path, fleet: FleetConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+        pki: Path, ops_files: Path, fleet: FleetConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     """Provisioned as root (root login KEPT by the ssh deploy), then the ssh deploy runs again as deploy."""
     from drape_fleet.provision import service
     from drape_fleet.provision.runner import DeployResult, HostRun
@@ -132,7 +140,7 @@ def test_a_fresh_host_gets_root_login_turned_off_once_the_deploy_user_works(
         calls.append(argv)
         if "--user" in argv:
             return HostRun(host, False, True, {"ssh": DeployResult("ssh", changed=["sshd_config candidate"])},
-                           warnings=["[ax1] ssh: root login KEPT (key only): deploy is not proven yet"])
+                           notes=[DeployNote(host, "ssh", NoteKind.ROOT_LOGIN_KEPT, "deploy is not proven yet")])
         return HostRun(host, False, True, {"ssh": DeployResult("ssh", changed=["sshd reloaded"])})
 
     class Hosts(FakeHosts):
@@ -150,3 +158,19 @@ def test_a_fresh_host_gets_root_login_turned_off_once_the_deploy_user_works(
     assert "--user" not in calls[1] and calls[1][-1] == "deploys/ssh.py"
     assert result.runs[0].deploys["ssh"].changed == ["sshd_config candidate", "sshd reloaded"]
     assert ("deploy", "203.0.113.11", "sudo -n true") in remote.calls
+
+
+def test_a_host_whose_key_is_not_pinned_is_refused_before_any_connection(pki: Path, ops_files: Path,
+                                                                         fleet: FleetConfig) -> None:
+    hosts = FakeHosts(mdstat=fixture_text("mdstat-healthy"))
+    with pytest.raises(ProvisionRefused, match=r"no pinned host key for ax1, ax2 in .*fleet\.known_hosts\. "
+                                               r"Fix: `invoke hosts\.trust --host ax1"):
+        provision(target(fleet, pinned=False), every=True, remote=hosts)
+    assert hosts.calls == []
+
+
+def test_a_missing_ssh_key_is_refused_before_any_connection(pki: Path, ops_files: Path, fleet: FleetConfig) -> None:
+    hosts = FakeHosts(mdstat=fixture_text("mdstat-healthy"))
+    with pytest.raises(ProvisionRefused, match=r"the SSH key .*id_ed25519 does not exist\. Fix: set \$DRAPE_SSH_KEY"):
+        provision(target(fleet, key=False), every=True, remote=hosts)
+    assert hosts.calls == []

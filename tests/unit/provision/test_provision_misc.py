@@ -1,4 +1,4 @@
-"""Connector options, config validation, distro profiles, small builders, and the verify suite's independence."""
+"""Config validation, distro profiles, small builders, and the verify suite's independence."""
 
 from __future__ import annotations
 
@@ -14,30 +14,9 @@ from drape_fleet.config.provisioning import BaseSystemSettings, DockerSettings
 from drape_fleet.facts.nftables import NftTables
 from drape_fleet.facts.system import OsRelease, SshClientAddress
 from drape_fleet.provision import base, cache
-from drape_fleet.provision.connector import OpenSshConnector, ssh_options
 from drape_fleet.provision.distro import UnsupportedDistro, distro_id, load_profile, profile_for, supported
-from drape_fleet.provision.service import FleetTarget
-from drape_fleet.provision.verify import pytest_argv, ssh_config_text
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def test_connector_uses_the_hosts_ssh_data() -> None:
-    data = {"ssh_hostname": "172.29.30.11", "ssh_user": "deploy", "ssh_port": 22, "ssh_key": "/k/id",
-            "ssh_known_hosts_file": "/k/known_hosts", "ssh_strict_host_key_checking": "yes"}
-    assert ssh_options(data, "/tmp/cm") == [
-        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15",
-        "-o", "ServerAliveCountMax=4", "-o", "LogLevel=ERROR", "-p", "22", "-l", "deploy",
-        "-i", "/k/id", "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=/k/known_hosts",
-        "-o", "StrictHostKeyChecking=yes", "-o", "ControlPath=/tmp/cm"]
-    assert list(OpenSshConnector.make_names_data("ax1")) == [("ax1", {}, [])]
-
-
-def test_inventory_names_use_the_openssh_connector(fleet: FleetConfig) -> None:
-    from drape_fleet.inventory import groups
-
-    names = [name for name, _ in groups(fleet, fleet_file=Path("f.toml"), ssh_user="deploy")["preview"]]
-    assert names == ["@openssh/ax1", "@openssh/ax2"]
 
 
 def test_settings_validation() -> None:
@@ -90,7 +69,6 @@ def test_unattended_upgrades_security_only_no_reboot(fleet: FleetConfig) -> None
     text = base.unattended_upgrades_conf(fleet, load_profile("debian-12"))
     assert '"origin=Debian,codename=${distro_codename}-security,label=Debian-Security";' in text
     assert 'Unattended-Upgrade::Automatic-Reboot "false";' in text
-    assert "OnCalendar=*-*-* 02:30" in base.upgrade_timer_drop_in()
 
 
 def test_cache_contract(fleet: FleetConfig) -> None:
@@ -98,16 +76,6 @@ def test_cache_contract(fleet: FleetConfig) -> None:
     assert conf.splitlines()[1:] == ["STORE=/srv/drape/pnpm-store", "OWNER=drape-cache", "UID=10100",
                                      f"MAX_BYTES={200 * 1024**3}"]
     assert 'if [ "$used" -gt "$MAX_BYTES" ]; then' in cache.guard_script()
-
-
-def test_verify_command(fleet: FleetConfig, tmp_path: Path) -> None:
-    target = FleetTarget("production", fleet, tmp_path / "fleet.toml", tmp_path / "inv.py", ssh_user="deploy",
-                         known_hosts=tmp_path / "known_hosts")
-    text = ssh_config_text(target, fleet.hosts[:1])
-    assert text.splitlines()[:4] == ["Host ax1", "  HostName 203.0.113.11", "  User deploy", "  Port 22"]
-    assert f"  UserKnownHostsFile {tmp_path / 'known_hosts'}" in text and "IdentityFile" not in text
-    argv = pytest_argv(fleet.hosts, tmp_path / "cfg", workers=2)
-    assert "--hosts=ssh://ax1,ssh://ax2" in argv and "--sudo" in argv and argv[-2:] == ["-n", "2"]
 
 
 def test_host_suite_reads_hosts_not_our_templates() -> None:

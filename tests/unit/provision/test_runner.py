@@ -88,3 +88,37 @@ def test_errors_are_picked_from_pyinfra_logs() -> None:
     stderr = ("--> Loading inventory...\n    [ax1] Connected\n\x1b[31m--> pyinfra error: ax1: RAID not redundant: "
               "md2\x1b[0m\n")
     assert error_from_stderr(stderr) == "--> pyinfra error: ax1: RAID not redundant: md2"
+
+
+FAKE_PYINFRA = """
+import json, os, sys
+from drape_fleet.provision.notes import DeployNote, NoteKind, record
+print("--> Starting operation: deploys/ssh.py | ssh | sshd_config candidate", file=sys.stderr)
+print("    [ax1] root login KEPT (key only): pyinfra's log line, which nobody parses", file=sys.stderr)
+assert record(DeployNote("ax1", "ssh", NoteKind.ROOT_LOGIN_KEPT, "deploy is not proven yet"))
+record(DeployNote("ax2", "storage", NoteKind.RAID_FORCED, "another host's note"))
+print(json.dumps({"plan": [], "results": {"operations": [
+    {"name": "deploys/ssh.py | ssh | sshd_config candidate", "success": ["ax1"], "error": [], "no_change": []}],
+    "failed_hosts": []}}))
+"""
+
+
+def test_deploys_tell_the_runner_through_structured_notes() -> None:
+    """A real process stands in for pyinfra: what it records for this host comes back as data."""
+    from drape_fleet.provision.notes import DeployNote, NoteKind
+    from drape_fleet.provision.runner import Progress, run_pyinfra
+
+    progress: list[Progress] = []
+    run = run_pyinfra([sys.executable, "-c", FAKE_PYINFRA], "ax1", dry=False, on_progress=progress.append)
+    assert run.ok, run.error
+    assert run.notes == [DeployNote("ax1", "ssh", NoteKind.ROOT_LOGIN_KEPT, "deploy is not proven yet")]
+    assert run.noted(NoteKind.ROOT_LOGIN_KEPT) and not run.noted(NoteKind.RAID_FORCED)
+    assert progress == [Progress("ax1", "ssh", "sshd_config candidate")]
+    assert run.deploys["ssh"].changed == ["sshd_config candidate"]
+
+
+def test_a_deploy_run_by_hand_records_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from drape_fleet.provision.notes import NOTES_VAR, DeployNote, NoteKind, record
+
+    monkeypatch.delenv(NOTES_VAR, raising=False)
+    assert not record(DeployNote("ax1", "ssh", NoteKind.ROOT_LOGIN_KEPT, "x"))
