@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from invoke.collection import Collection
 
-from drape_fleet.tasks import bench_tasks, fleet_tasks, lab_tasks, pki_tasks, provision_tasks
+from drape_fleet.tasks import bench_tasks, fleet_tasks, lab_tasks, pki_tasks, provision_tasks, robot_tasks
 
 namespace = Collection()
 namespace.add_collection(Collection.from_module(lab_tasks, name="lab"))
 namespace.add_collection(Collection.from_module(pki_tasks, name="pki"))
 namespace.add_task(provision_tasks.provision)
 namespace.add_task(provision_tasks.verify)
-namespace.add_collection(Collection("robot", firewall=provision_tasks.robot_firewall))
-namespace.add_collection(Collection.from_module(fleet_tasks, name="fleet"))
+namespace.add_collection(Collection("robot", firewall=robot_tasks.firewall))
+fleet = Collection.from_module(fleet_tasks, name="fleet")
+fleet.add_task(robot_tasks.robot_list)
+namespace.add_collection(fleet)
 namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))

@@ -13,6 +13,7 @@ from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringCon
 
 from drape_fleet.config.base import FrozenModel, invalid
 from drape_fleet.config.provisioning import ProvisioningSettings
+from drape_fleet.config.reinstall import ReinstallSettings
 from drape_fleet.config.runtime import RuntimeSettings
 
 IPAddress = IPvAnyAddress
@@ -71,6 +72,7 @@ class FleetConfig(FrozenModel):
     network: NetworkSettings
     provisioning: ProvisioningSettings = ProvisioningSettings()
     runtime: RuntimeSettings = RuntimeSettings()
+    reinstall: ReinstallSettings = ReinstallSettings()
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
 
     @model_validator(mode="after")

@@ -1,0 +1,1 @@
+"""Local fakes of external services, following their published API documents (see each module)."""
