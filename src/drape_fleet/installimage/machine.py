@@ -19,6 +19,7 @@ from typing import Literal
 from drape_fleet.config.reinstall import ReinstallSettings
 
 BootMode = Literal["bios", "uefi"]
+BOOT_MODES: tuple[BootMode, ...] = ("bios", "uefi")
 
 BOOT_MODE_COMMAND = "if [ -d /sys/firmware/efi ]; then echo uefi; else echo bios; fi"
 LSBLK_COMMAND = "lsblk -J -b -d -o NAME,PATH,SIZE,TYPE,TRAN,RM,MODEL"
