@@ -47,7 +47,8 @@ def image_present(image: str) -> str | None:
 def start_installimage() -> str:
     run = (f"TERM=xterm {INSTALLIMAGE} -a -c {CONFIG_PATH} -x {POST_INSTALL_PATH} </dev/null >{LOG_PATH} 2>&1; "
            f"echo $? > {EXIT_PATH}")
-    return (f"rm -f {EXIT_PATH} {PID_PATH} && cd {WORKDIR} && "
+    # Separate statements: "a && b & c" would background the whole list, and its rm race the pid file.
+    return (f"rm -f {EXIT_PATH} {PID_PATH}; cd {WORKDIR} || exit 1; "
             f"setsid nohup sh -c {shlex.quote(run)} </dev/null >/dev/null 2>&1 & echo $! > {PID_PATH}; "
             f"cat {PID_PATH}")
 
@@ -61,7 +62,8 @@ def poll_installimage(pid: int) -> str:
 
 
 def stop_installimage(pid: int) -> str:
-    return f"kill -TERM -- -{pid} 2>/dev/null; sleep 2; kill -KILL -- -{pid} 2>/dev/null; true"
+    # "kill -SIG -PGID" (no "--"): the form both bash and dash read as a process group.
+    return f"kill -TERM -{pid} 2>/dev/null; sleep 2; kill -KILL -{pid} 2>/dev/null; true"
 
 
 FETCH_DEBUG = f"tail -n 400 {DEBUG_LOG} 2>/dev/null; echo '== installimage output'; tail -n 60 {LOG_PATH} 2>/dev/null"
@@ -84,7 +86,8 @@ def parse_poll(output: str) -> InstallStatus:
     return InstallStatus(first if first in ("running", "gone") else "gone", None, progress)
 
 
-_RELEVANT = re.compile(r"error|fail|fatal|cannot|can't|not found|no such|denied|abort", re.IGNORECASE)
+_RELEVANT = re.compile(r"error|fail|fatal|cannot|can't|unable|insufficient|invalid|not found|no such|no space|"
+                       r"denied|abort|refused", re.IGNORECASE)
 
 
 def relevant_lines(log: str, *, context: int = 15, limit: int = 40) -> list[str]:

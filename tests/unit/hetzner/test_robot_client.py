@@ -7,9 +7,10 @@ import socket
 
 import pytest
 import requests
-from conftest import FakeClock, account
+from fake_clock import FakeClock
 from fakes.robot import RobotFake
 from fleets import OPS_KEY_MD5, RESCUE_HOST_KEY_MD5, make_fleet
+from robot_account import account
 
 from drape_fleet.hetzner.inventory import missing_from_robot, server_rows
 from drape_fleet.hetzner.robot import (

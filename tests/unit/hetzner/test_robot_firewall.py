@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FakeClock
+from fake_clock import FakeClock
 from fakes.robot import RobotFake
 from fleets import make_fleet
 
