@@ -103,3 +103,16 @@ def test_post_install_script_fails_when_a_volume_is_missing_from_fstab(tmp_path:
                                                         "PATH": "/usr/bin:/bin"}, capture_output=True)
     assert result.returncode != 0
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("boot_mode", ["bios", "uefi"])
+def test_the_production_fleet_file_gives_a_valid_layout_for_every_host(boot_mode: str) -> None:
+    from drape_fleet.config import load_fleet
+    from drape_fleet.installimage.machine import Machine
+    from drape_fleet.installimage.validate import check_config
+
+    fleet = load_fleet(Path(__file__).resolve().parents[3] / "config" / "production.toml")
+    for host in fleet.hosts:
+        layout = layout_for(fleet, host.name, boot_mode)  # type: ignore[arg-type]
+        machine = Machine.from_settings(fleet.reinstall, boot_mode)  # type: ignore[arg-type]
+        assert check_config(render_config(layout), machine, xfs_mounts=layout.quota_mounts) == []
