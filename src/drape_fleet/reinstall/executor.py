@@ -70,7 +70,7 @@ class Reinstall:
 
     def check(self) -> str:
         """The read-only preflight (Robot and the layout); answers the confirmation text."""
-        context = self._context(self._fresh())
+        context = self._context(self._matching(self.saved_state()) or self._fresh())
         self._run_step(context, step("preflight"), 1)
         return confirmation_text(self.host, context.state.server, self.fleet)
 
@@ -85,7 +85,9 @@ class Reinstall:
             raise ReinstallRefused(f"reinstalling {self.host_name} destroys its data: confirm first (see check())")
         context = self._context(state or self._fresh())
         context.save()
-        for index, current in enumerate(STEPS):
+        # The preflight always runs: the fleet file or Robot may have changed since the last run.
+        self._run_step(context, STEPS[0], 1)
+        for index, current in enumerate(STEPS[1:], start=1):
             if index < start:
                 self._progress().skipped(current, context.state.steps[current.name])
                 continue

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from drape_fleet.config.models import FleetConfig, Host
 from drape_fleet.installimage.layout import layout_for
 from drape_fleet.installimage.machine import BOOT_MODES
-from drape_fleet.installimage.render import render_config
+from drape_fleet.installimage.render import render_config, render_post_install
 from drape_fleet.reinstall.state import ReinstallState
 
 
@@ -79,4 +79,7 @@ def plan_text(fleet: FleetConfig, host_name: str, state: ReinstallState | None) 
         lines += ["", f"installimage config ({mode} boot):", ""]
         config = render_config(layout_for(fleet, host_name, mode))
         lines += ["    " + line if line else "" for line in config.splitlines()]
+    lines += ["", "post-install script (run by installimage inside the new system):", ""]
+    script = render_post_install(layout_for(fleet, host_name, modes[0]))
+    lines += ["    " + line if line else "" for line in script.splitlines()]
     return "\n".join(lines)

@@ -195,7 +195,10 @@ def upload(ctx: FlowContext) -> str:
 
 def installimage(ctx: FlowContext) -> str:
     pid = ctx.state.installimage_pid
-    if pid is None or commands.parse_poll(ctx.rescue(commands.poll_installimage(pid)).stdout).state == "gone":
+    if pid is not None:  # a run before this one started it: watch that one, unless it is gone
+        polled = ctx.rescue(commands.poll_installimage(pid), check="asking after the installimage started before")
+        pid = None if commands.parse_poll(polled.stdout).state == "gone" else pid
+    if pid is None:
         started = ctx.rescue(commands.start_installimage(), check="starting installimage")
         pid = int(started.stdout.split()[-1])
         ctx.update(installimage_pid=pid)

@@ -16,7 +16,7 @@ from rich.table import Table
 from drape_fleet.config import ConfigError, FleetConfig, load_secrets
 from drape_fleet.console import console, fail, say
 from drape_fleet.hetzner.inventory import missing_from_robot, server_rows
-from drape_fleet.hetzner.robot import RobotClient, RobotError, robot_client
+from drape_fleet.hetzner.robot import DEFAULT_BASE_URL, RobotClient, RobotError, robot_client
 from drape_fleet.hetzner.robot.keys import StoredKey
 from drape_fleet.hetzner.robot_firewall import RobotFirewallError
 from drape_fleet.hetzner.robot_firewall import robot_firewall as build_firewall
@@ -30,7 +30,7 @@ def _client() -> RobotClient:
         client = robot_client(load_secrets(repo_root=project_root()))
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
-    if client.base_url != "https://robot-ws.your-server.de":
+    if client.base_url != DEFAULT_BASE_URL:
         say(f"Robot webservice: {client.base_url} ($DRAPE_ROBOT_URL)")
     return client
 

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from conftest import Bench
 from fleets import NEW_OS_HOST_KEY, OPS_KEY_MD5, RESCUE_HOST_KEY, XFS_VOLUMES, make_fleet
+from rich.console import Console
 
 from drape_fleet.reinstall import commands
 from drape_fleet.reinstall.executor import ReinstallFailed, ReinstallRefused
+from drape_fleet.reinstall.keys import PublicKey
 from drape_fleet.reinstall.plan import STEP_NAMES
+from drape_fleet.reinstall.report import ConsoleProgress
 
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "installimage"
 
@@ -134,3 +137,29 @@ def test_drives_unlike_the_model_stop_the_flow_before_anything_is_written(bench:
                                               r"/dev/nvme0n1 has 1920 GB, the server's is 3841 GB"):
         bench.reinstall().run(confirmed=True)
     assert bench.world.uploads == {}
+
+
+def test_ops_see_each_step_with_its_duration_and_waits_without_repetition(bench: Bench) -> None:
+    console = Console(record=True, width=1000, color_system=None)
+    reinstall = bench.reinstall()
+    reinstall.progress = ConsoleProgress(console, host="ax1")
+    reinstall.run(confirmed=True)
+    lines = console.export_text().splitlines()
+    assert lines[:2] == ["ax1 [1/12] check Robot and the layout ...",
+                         "    done in 0.0 s: #2100001 ax1 (203.0.113.11, AX102, FSN1-DC14); 1 rescue key(s) stored in "
+                         "Robot; layout valid for bios and uefi"]
+    assert "    done in 20.0 s: rescue system up; host key pinned: ssh-ed25519 " + \
+        PublicKey.parse(RESCUE_HOST_KEY).sha256 in lines
+    waits = [line for line in lines if "Extracting image" in line]
+    assert len(waits) == 3  # the elapsed time changes each poll, so each is shown once
+    assert lines[-1].startswith("    done in 0.0 s: /var/lib/docker, /srv/drape: XFS, prjquota, reflink=1; md2 ")
+
+
+def test_hosts_that_cannot_be_reinstalled_are_refused_by_name(bench: Bench) -> None:
+    with pytest.raises(ReinstallRefused, match=r"unknown host 'ax9': this fleet has ax1, ax2"):
+        bench.reinstall(host="ax9")
+    lab = make_fleet(environment={"name": "lab"}, hosts=[
+        {"name": "ax1", "public_address": "172.29.10.11", "private_address": "172.29.20.11",
+         "capacity": {"cpus": 1, "memory_gib": 1, "disk_gib": 1}}])
+    with pytest.raises(ReinstallRefused, match=r"ax1 has no robot_server_number in the fleet file"):
+        bench.reinstall(lab)

@@ -1,5 +1,6 @@
 """The Hetzner Robot webservice (dedicated servers): one HTTP seam, one small client per resource."""
 
+from drape_fleet.hetzner.robot._client import DEFAULT_BASE_URL
 from drape_fleet.hetzner.robot.client import BASE_URL_VARIABLE, RobotClient, robot_base_url, robot_client
 from drape_fleet.hetzner.robot.errors import (
     RobotAuthError,
@@ -13,6 +14,7 @@ from drape_fleet.hetzner.robot.errors import (
 
 __all__ = [
     "BASE_URL_VARIABLE",
+    "DEFAULT_BASE_URL",
     "RobotAuthError",
     "RobotClient",
     "RobotConflict",
