@@ -4,6 +4,7 @@ refusals; and the post-install script run for real (bash, awk) on an fstab shape
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import jinja2
@@ -116,3 +117,17 @@ def test_the_production_fleet_file_gives_a_valid_layout_for_every_host(boot_mode
         layout = layout_for(fleet, host.name, boot_mode)  # type: ignore[arg-type]
         machine = Machine.from_settings(fleet.reinstall, boot_mode)  # type: ignore[arg-type]
         assert check_config(render_config(layout), machine, xfs_mounts=layout.quota_mounts) == []
+
+
+def test_a_config_file_can_be_checked_from_the_command_line(tmp_path: Path) -> None:
+    good = subprocess.run([sys.executable, "-m", "drape_fleet.installimage", str(GOLDEN / "ax1-uefi.conf"),
+                           "--boot-mode", "uefi", "--lsblk", str(GOLDEN / "lsblk-ax102.json")],
+                          capture_output=True, text=True)
+    assert good.returncode == 0
+    assert good.stdout.splitlines()[-1] == f"{GOLDEN / 'ax1-uefi.conf'}: 0 error(s), 0 warning(s)"
+    bad = tmp_path / "bad.conf"
+    bad.write_text((GOLDEN / "ax1-bios.conf").read_text().replace("SWRAID 1\nSWRAIDLEVEL 1", "SWRAIDLEVEL 1\nSWRAID 1"))
+    result = subprocess.run([sys.executable, "-m", "drape_fleet.installimage", str(bad)], capture_output=True,
+                            text=True)
+    assert result.returncode == 1
+    assert "error: [key-shadowed] line 8 ('SWRAIDLEVEL 1') starts with SWRAID" in result.stdout
