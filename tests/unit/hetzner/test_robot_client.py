@@ -58,7 +58,10 @@ def test_the_first_401_stops_every_further_request(fake: RobotFake, clock: FakeC
         client.servers.list()
     with pytest.raises(RobotAuthError, match=r"not sent: Robot already refused these credentials"):
         client.servers.get(2100001)
+    with pytest.raises(RobotAuthError, match=r"not sent: .*\(GET /server\)"):
+        RobotClient("robot-user", "wrong", base_url=fake.url).keys.list()
     assert len(fake.state.requests) == 1
+    assert RobotClient("robot-user", "robot-secret", base_url=fake.url).keys.list()
     assert fake.state.failed_logins("127.0.0.1") == 1
     assert clock.slept == []
 

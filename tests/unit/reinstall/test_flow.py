@@ -11,6 +11,7 @@ from conftest import Bench
 from fleets import NEW_OS_HOST_KEY, OPS_KEY_MD5, RESCUE_HOST_KEY, XFS_VOLUMES, make_fleet
 from rich.console import Console
 
+from drape_fleet.hetzner.robot import RobotClient
 from drape_fleet.reinstall import commands
 from drape_fleet.reinstall.executor import ReinstallFailed, ReinstallRefused
 from drape_fleet.reinstall.keys import PublicKey
@@ -118,7 +119,7 @@ def test_a_key_robot_does_not_store_is_refused(bench: Bench) -> None:
 
 
 def test_wrong_credentials_stop_at_the_first_refusal(bench: Bench) -> None:
-    bench.robot.http._session.auth = ("robot-user", "wrong")
+    bench.robot = RobotClient("robot-user", "wrong", base_url=bench.fake.url)
     with pytest.raises(ReinstallFailed, match=r"step 'preflight'.*UNAUTHORIZED(.|\n)*10 minutes after 3 failed"):
         bench.reinstall().run(confirmed=True)
     assert len(bench.fake.state.requests) == 1

@@ -9,12 +9,14 @@ Retries, and what is never retried:
   gives) within a total budget, then raised with the limit Robot states (``max_request`` per ``interval``).
 - A lost connection, a timeout or 503 maintenance: retried a few times for reads (GET) only. A POST or DELETE
   that got no answer may have happened (a reset!), so it is raised, saying so, and never repeated blindly.
-- 401: never retried, and after it this client refuses every further call without sending it: Robot blocks the
-  caller's IP for 10 minutes after three failed logins, so one wrong password must not become three.
+- 401: never retried, and after it every client in this process refuses further calls with the same credentials
+  without sending them: Robot blocks the caller's IP for 10 minutes after three failed logins, so one wrong
+  password must not become three. Corrected credentials are sent as usual.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,6 +68,14 @@ def _is_loopback(hostname: str) -> bool:
         return False
 
 
+_REFUSED: dict[tuple[str, str, str], str] = {}
+"""(base URL, user, SHA-256 of the password) -> the request Robot refused them on."""
+
+
+def _credentials_key(base_url: str, user: str, password: str) -> tuple[str, str, str]:
+    return base_url, user, hashlib.sha256(password.encode()).hexdigest()
+
+
 class RobotHttp:
     def __init__(self, user: str, password: str, *, base_url: str = DEFAULT_BASE_URL,
                  timeout: tuple[float, float] = (10.0, 30.0), retry: RetryPolicy | None = None,
@@ -81,7 +91,7 @@ class RobotHttp:
         self._session = requests.Session()
         self._session.auth = (user, password)
         self._session.headers.update({"Accept": "application/json", "User-Agent": "drape-fleet"})
-        self._refused: str | None = None
+        self._credentials = _credentials_key(self.base_url, user, password)
 
     def close(self) -> None:
         self._session.close()
@@ -89,9 +99,9 @@ class RobotHttp:
     def request(self, method: str, path: str, form: Sequence[tuple[str, str]] | None = None) -> Any:
         """The decoded JSON answer (None for an empty body), or a ``RobotError``."""
         described = f"{method} {path}"
-        if self._refused is not None:
+        if (refused := _REFUSED.get(self._credentials)) is not None:
             raise RobotAuthError(401, "UNAUTHORIZED", f"not sent: Robot already refused these credentials "
-                                 f"({self._refused})", request=described, hint=AUTH_HINT)
+                                 f"({refused})", request=described, hint=AUTH_HINT)
         delay = self.retry.first_delay_s
         waited = 0.0
         attempt = 0
@@ -111,7 +121,7 @@ class RobotHttp:
                 return body
             error = error_for(response.status_code, body, request=described)
             if isinstance(error, RobotAuthError):
-                self._refused = described
+                _REFUSED[self._credentials] = described
                 raise error
             if isinstance(error, RobotRateLimited):
                 pause = _retry_after(response) or delay
