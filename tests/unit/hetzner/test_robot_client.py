@@ -61,9 +61,9 @@ def test_the_first_401_stops_every_further_request(fake: RobotFake, clock: FakeC
     with pytest.raises(RobotAuthError, match=r"not sent: .*\(GET /server\)"):
         RobotClient("robot-user", "wrong", base_url=fake.url).keys.list()
     assert len(fake.state.requests) == 1
-    assert RobotClient("robot-user", "robot-secret", base_url=fake.url).keys.list()
     assert fake.state.failed_logins("127.0.0.1") == 1
     assert clock.slept == []
+    assert RobotClient("robot-user", "robot-secret", base_url=fake.url).keys.list()
 
 
 def test_the_fake_blocks_an_ip_for_ten_minutes_after_three_failed_logins(fake: RobotFake, clock: FakeClock) -> None:
