@@ -45,8 +45,6 @@ STEPS: tuple[Step, ...] = (
          "XFS volumes mounted with prjquota and made with reflink=1, RAID1 arrays assembled"),
 )
 STEP_NAMES = tuple(step.name for step in STEPS)
-RESCUE_STEPS = ("inspect", "validate", "upload", "installimage", "host-key", "reboot")
-"""Steps that talk to the rescue system through the pins the state file holds."""
 
 
 def step(name: str) -> Step:
