@@ -12,6 +12,7 @@ from drape_fleet.tasks import (
     pki_tasks,
     plan_tasks,
     provision_tasks,
+    robot_tasks,
 )
 
 namespace = Collection()
@@ -20,7 +21,9 @@ namespace.add_collection(Collection.from_module(pki_tasks, name="pki"))
 namespace.add_collection(Collection.from_module(hosts_tasks, name="hosts"))
 namespace.add_task(provision_tasks.provision)
 namespace.add_task(provision_tasks.verify)
-namespace.add_collection(Collection("robot", firewall=provision_tasks.robot_firewall))
-namespace.add_collection(Collection.from_module(fleet_tasks, name="fleet"))
+namespace.add_collection(Collection("robot", firewall=robot_tasks.firewall))
+fleet = Collection.from_module(fleet_tasks, name="fleet")
+fleet.add_task(robot_tasks.robot_list)
+namespace.add_collection(fleet)
 namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
 namespace.add_task(plan_tasks.plan)

@@ -14,6 +14,7 @@ from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringCon
 from drape_fleet.config.base import FrozenModel, invalid
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.provisioning import ProvisioningSettings
+from drape_fleet.config.reinstall import ReinstallSettings
 from drape_fleet.config.runtime import RuntimeSettings
 
 IPAddress = IPvAnyAddress
@@ -74,6 +75,7 @@ class FleetConfig(FrozenModel):
     runtime: RuntimeSettings = RuntimeSettings()
     fly: FlySettings | None = None
     preview_dns: PreviewDnsSettings | None = None
+    reinstall: ReinstallSettings = ReinstallSettings()
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
 
     @model_validator(mode="after")

@@ -5,18 +5,13 @@ discard, and it keeps no connection state, so answers to the server's own outbou
 ACK set, DNS and NTP replies) need rules of their own. It filters IPv4 (IPv6 only with ``filter_ipv6``, off
 here: the host's nftables filters IPv6). The host firewall stays the authority; Robot's is the outer layer.
 
-Two ways out: ``payload(...)`` as a file ops can read and apply by hand, or ``RobotClient.apply`` which POSTs
-it to ``/firewall/{server-number}`` (form-encoded, as the webservice wants) and waits for it to be active.
+Two ways out: ``as_json()`` as a file ops can read and apply by hand, or ``form()`` for
+``RobotClient.firewall.apply`` (``drape_fleet.hetzner.robot``), which POSTs it to ``/firewall/{server-number}``
+form-encoded, as the webservice wants, and waits for it to be active.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, fields
 from ipaddress import IPv4Network, ip_network
 from typing import Any
@@ -24,7 +19,6 @@ from typing import Any
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.provision.firewall import firewall_policy
 
-BASE_URL = "https://robot-ws.your-server.de"
 MAX_RULES = 10
 EPHEMERAL = "32768-65535"
 
@@ -111,69 +105,3 @@ def robot_firewall(fleet: FleetConfig, host_name: str) -> RobotFirewall:
             f"{host_name}: the policy needs {len(rules)} Robot input rules, Robot allows {MAX_RULES}. Fix: merge "
             "network.admin_allowlist / backend_addresses entries into fewer CIDR ranges (each entry is a rule)")
     return RobotFirewall(host.robot_server_number, tuple(rules), (RobotRule("all outgoing", ip_version=None),))
-
-
-# ---------------------------------------------------------------------------------------------------
-# The webservice
-# ---------------------------------------------------------------------------------------------------
-
-class RobotError(RuntimeError):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        self.status, self.code = status, code
-        hints = {
-            "UNAUTHORIZED": "check robot_user/robot_password (the webservice user, not your Robot login); three "
-                            "failed logins block your IP for 10 minutes",
-            "RATE_LIMIT_EXCEEDED": "wait a few minutes and try again",
-            "FIREWALL_IN_PROCESS": "a previous change is still being applied; wait 30 s",
-            "SERVER_NOT_FOUND": "check robot_server_number in the fleet file",
-        }
-        hint = hints.get(code, "see the message")
-        super().__init__(f"Robot answered {status} {code}: {message}. Fix: {hint}")
-
-
-class RobotClient:
-    """The one seam to the Robot webservice: Basic auth, form bodies, JSON answers, errors mapped."""
-
-    def __init__(self, user: str, password: str, *, base_url: str = BASE_URL, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
-
-    def _call(self, method: str, path: str, form: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-        body = urllib.parse.urlencode(form).encode() if form is not None else None
-        headers = dict(self._headers)
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        url = f"{self.base_url}{path}"
-        if not url.startswith(("https://", "http://")):
-            raise RobotError(0, "BAD_URL", f"{url} is not an http(s) URL")
-        request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 (checked above)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (checked above)
-                answer: dict[str, Any] = json.loads(response.read().decode() or "{}")
-                return answer
-        except urllib.error.HTTPError as exc:
-            try:
-                error = json.loads(exc.read().decode()).get("error", {})
-            except (ValueError, AttributeError):
-                error = {}
-            raise RobotError(exc.code, str(error.get("code", "HTTP_ERROR")),
-                             str(error.get("message", exc.reason))) from None
-        except urllib.error.URLError as exc:
-            raise RobotError(0, "UNREACHABLE", f"{self.base_url} did not answer ({exc.reason})") from None
-
-    def firewall(self, server_number: int) -> dict[str, Any]:
-        answer: dict[str, Any] = self._call("GET", f"/firewall/{server_number}")["firewall"]
-        return answer
-
-    def apply(self, firewall: RobotFirewall, *, wait_s: float = 180.0, poll_s: float = 10.0) -> dict[str, Any]:
-        """POST the rules, then wait until Robot reports them active (it takes 20-30 s)."""
-        state: dict[str, Any] = self._call("POST", f"/firewall/{firewall.server_number}", firewall.form())["firewall"]
-        deadline = time.monotonic() + wait_s
-        while state.get("status") == "in process" and time.monotonic() < deadline:
-            time.sleep(poll_s)
-            state = self.firewall(firewall.server_number)
-        if state.get("status") == "in process":
-            raise RobotError(0, "FIREWALL_IN_PROCESS", f"still being applied after {wait_s:.0f} s")
-        return state

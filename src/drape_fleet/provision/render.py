@@ -8,6 +8,7 @@ as they are (``files_path``).
 
 from __future__ import annotations
 
+import shlex
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def files_path(name: str) -> Path:
 def _environment(directory: Path) -> Environment:
     # Config files, not HTML: nothing is escaped. Block tags take their own line away, so templates read
     # like the files they make.
-    return Environment(
+    environment = Environment(
         loader=FileSystemLoader(directory),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
@@ -43,6 +44,8 @@ def _environment(directory: Path) -> Environment:
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 (config files and scripts, not HTML)
     )
+    environment.filters["shell_quote"] = shlex.quote  # values that go into shell scripts
+    return environment
 
 
 def render(name: str, **values: Any) -> str:

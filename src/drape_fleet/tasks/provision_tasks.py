@@ -8,7 +8,6 @@ from invoke.context import Context
 from invoke.tasks import task
 from rich.table import Table
 
-from drape_fleet.config import ConfigError
 from drape_fleet.console import console, errors, fail, say
 from drape_fleet.provision.preflight import ProvisionRefused, check_ssh_files
 from drape_fleet.provision.runner import HostRun, Progress, summary_rows
@@ -102,42 +101,3 @@ def verify(c: Context, host: list[str] | None = None, all: bool = False, env: st
     if not result.ok:
         fail(f"verification failed (pytest exit {result.returncode}): see the failures above")
     console.print("[green]verified[/green]")
-
-
-@task(help={"host": "host whose Robot firewall to generate", "out": "write the rules (JSON) to this file",
-            "apply": "send them to the Robot webservice (needs robot_user/robot_password secrets)",
-            "env": ENV_HELP})
-def robot_firewall(c: Context, host: str = "", out: str = "", apply: bool = False, env: str = "") -> None:
-    """Hetzner Robot switch-port firewall rules for a host, from the same policy as its nftables."""
-    import json
-    from pathlib import Path
-
-    from drape_fleet.config import load_secrets
-    from drape_fleet.hetzner.robot_firewall import RobotClient, RobotError, RobotFirewallError
-    from drape_fleet.hetzner.robot_firewall import robot_firewall as build
-    from drape_fleet.paths import project_root
-
-    target, (entry,) = hosts_of(env, [host] if host else [], False)
-    try:
-        firewall = build(target.fleet, entry.name)
-    except RobotFirewallError as exc:
-        fail(str(exc))
-    table = Table(title=f"Robot firewall for {entry.name} (server #{firewall.server_number}): input, first match wins")
-    for column in ("#", "name", "proto", "source", "src port", "destination", "dst port", "flags", "action"):
-        table.add_column(column)
-    for index, rule in enumerate(firewall.input, start=1):
-        table.add_row(str(index), rule.name, rule.protocol or "*", rule.src_ip or "*", rule.src_port or "*",
-                      rule.dst_ip or "*", rule.dst_port or "*", rule.tcp_flags or "", rule.action)
-    console.print(table)
-    console.print(f"output: {', '.join(r.name for r in firewall.output)}; anything else inbound: discarded")
-    if out:
-        Path(out).write_text(json.dumps(firewall.as_json(), indent=2) + "\n")
-        say(f"rules written to {out}")
-    if apply:
-        secrets = load_secrets(repo_root=project_root())
-        try:
-            secrets.require("robot_user", "robot_password")
-            state = RobotClient(secrets.value("robot_user"), secrets.value("robot_password")).apply(firewall)
-        except (ConfigError, RobotError) as exc:
-            fail(str(exc))
-        console.print(f"[green]Robot firewall {state.get('status')}[/green] for server #{firewall.server_number}")

@@ -1,4 +1,5 @@
-"""Local fakes of external APIs this project cannot reach from CI (Fly Machines, Hetzner Cloud DNS).
+"""Local fakes of external APIs this project cannot reach from CI (Fly Machines, Hetzner Cloud DNS,
+Hetzner Robot webservice).
 
 Each is a real HTTP server on loopback that follows the provider's published documents (routes, status
 codes, error bodies, pagination, rate limits); the module docstrings list what each document says and
