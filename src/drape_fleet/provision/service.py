@@ -17,7 +17,6 @@ from drape_fleet.provision.preflight import (
     HostProbe,
     ProvisionRefused,
     RemoteShell,
-    check_address_pools,
     check_probe,
     default_remote,
     ensure_pki,
@@ -88,7 +87,6 @@ NoteFn = Callable[[str], None]
 def preflight(target: FleetTarget, hosts: Sequence[Host], deploys: Sequence[str], *, force: bool,
               remote: RemoteShell = default_remote, note: NoteFn = lambda _: None) -> dict[str, HostProbe]:
     """Everything that can refuse, for every host, before any host is changed."""
-    check_address_pools(target.fleet)
     if "docker" in deploys:
         report = ensure_pki(target.fleet, hosts, create_ca=target.environment == "lab")
         for line in report.notes:

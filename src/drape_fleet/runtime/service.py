@@ -29,7 +29,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,6 @@ class PreviewRuntime:
                  reaper: bool = True, rng: random.Random | None = None) -> None:
         self.config = config
         self.settings: RuntimeSettings = config.runtime
-        check_address_plan(config)
         self.fleet = fleet
         self.observer = Observer(config, fleet, self.settings)
         self._rng = rng or random.Random()  # noqa: S311 - jitter and subnet choice, not security
@@ -310,21 +308,6 @@ def _check_same(user: str, framework: str, request: PreviewRequest) -> None:
     if framework != request.framework:
         raise WorkspaceConflict(f"workspace {request.workspace!r} runs {framework}, not "
                                 f"{request.framework}: stop it first")
-
-
-def check_address_plan(config: FleetConfig) -> None:
-    """Preview networks come from ``runtime.subnet_pool``; the engines' own networks from the provisioning's
-    ``docker.address_pool`` and ``bridge_address``. An overlap would make network creation fail at random."""
-    pool = IPv4Network(config.runtime.subnet_pool)
-    docker = config.provisioning.docker
-    for name, other in (("provisioning.docker.address_pool", docker.address_pool),
-                        ("provisioning.docker.bridge_address", docker.bridge_address.network)):
-        if pool.overlaps(other):
-            raise ValueError(f"runtime.subnet_pool {pool} overlaps {name} {other}: give the previews a range of "
-                             "their own, e.g. 10.240.0.0/16")
-    for host in config.hosts:
-        if host.private_address in pool or host.public_address in pool:
-            raise ValueError(f"runtime.subnet_pool {pool} contains {host.name}'s address: pick another range")
 
 
 def default_pki_dir(config: FleetConfig) -> Path:

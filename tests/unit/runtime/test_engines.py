@@ -104,16 +104,3 @@ def test_each_does_not_wait_for_a_slow_host(fleet: FleetConfig) -> None:
     assert results["ax1"] == "ax1"
     assert isinstance(results["ax2"], HostUnavailable)
     group.close()
-
-
-def test_preview_pool_must_not_overlap_the_engines_pools(fleet: FleetConfig) -> None:
-    from drape_fleet.config.runtime import RuntimeSettings
-    from drape_fleet.runtime.service import check_address_plan
-
-    check_address_plan(fleet)
-    clash = fleet.model_copy(update={"runtime": RuntimeSettings(subnet_pool="10.200.0.0/16")})
-    with pytest.raises(ValueError, match="address_pool"):
-        check_address_plan(clash)
-    on_hosts = fleet.model_copy(update={"runtime": RuntimeSettings(subnet_pool="10.0.0.0/16")})
-    with pytest.raises(ValueError, match="ax1"):
-        check_address_plan(on_hosts)
