@@ -20,10 +20,11 @@ from fake_docker import FakeHost, api_error
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.loader import validate_fleet
-from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.config.runtime import PreviewResources, RuntimeSettings
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.clock import Clock
 from drape_fleet.runtime.engines import Endpoint, Engine, Fleet
+from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.service import PreviewRuntime
 from drape_fleet.runtime.spec import container_spec, make_request, network_spec
 
@@ -141,6 +142,23 @@ class World:
         return {name: self.owned(name) for name in self.hosts}
 
 
+HALF = PreviewResources(cpus=0.5, memory_mib=512, pids_limit=256, disk_gib=1, tmp_mib=16)
+"""Half a host: six fill the fleet."""
+
+
+def fill(runtime: PreviewRuntime) -> list[str]:
+    """Six half-host previews, ready: every host is full."""
+    workspaces = [f"full-{i}" for i in range(6)]
+    for workspace in workspaces:
+        assert runtime.start(workspace, "u1", "tiny", resources=HALF, wait=5).phase is Phase.READY
+    return workspaces
+
+
+def queued(runtime: PreviewRuntime, workspace: str, position: int) -> bool:
+    status = runtime.status(workspace)
+    return status is not None and status.phase is Phase.QUEUED and status.queue_position == position
+
+
 def eventually(check: Callable[[], T], *, within: float = 5.0, tick: Callable[[], object] | None = None) -> T:
     """Poll ``check`` until it returns something truthy (returned) or ``within`` real seconds pass (fail).
     ``tick`` runs between polls (e.g. to move the clock)."""
@@ -156,4 +174,4 @@ def eventually(check: Callable[[], T], *, within: float = 5.0, tick: Callable[[]
         time.sleep(0.01)
 
 
-__all__ = ["MIB", "TINY", "FakeClock", "World", "api_error", "eventually", "loopback_fleet"]
+__all__ = ["HALF", "MIB", "TINY", "FakeClock", "World", "api_error", "eventually", "fill", "loopback_fleet", "queued"]
