@@ -72,7 +72,7 @@ class PreviewRuntime:
         tombstones = TombstoneSightings(clock)
         self._launcher = Launcher(config, fleet, self.observer, self._trackers, self._queue, tombstones,
                                   closed=self._closed, rng=self._rng, clock=clock)
-        self._activity = ActivityBuffer(clock.now)
+        self._activity = ActivityBuffer(clock)
         self._reaper = Reaper(self.settings, fleet, self.observer, self._trackers, tombstones, self._activity,
                               on_freed=self._queue.wake, clock=clock)
         self._loops = Loops(self._closed)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import io
-import itertools
 import json
 import secrets
 import tarfile
@@ -119,7 +118,6 @@ class FakeHost:
         self.network_table: dict[str, dict[str, Any]] = {}
         self.volume_table: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
-        self._ids = itertools.count(1)
 
     # -- the test's side --------------------------------------------------------------------------
 
