@@ -191,3 +191,46 @@ def test_unknown_host_lists_the_known_ones(tmp_path: Path) -> None:
     fleet = load_fleet(write(tmp_path, GOOD))
     with pytest.raises(KeyError, match="this fleet has ax1, ax2"):
         fleet.host("ax9")
+
+
+# -- the address plan: checked across sections when the file loads, for every command ----------------------
+
+@pytest.mark.parametrize(("section", "field", "clash", "message"), [
+    ("runtime", "subnet_pool", '"10.200.0.0/16"', "overlaps provisioning.docker.address_pool 10.200.0.0/16"),
+    ("runtime", "subnet_pool", '"10.0.0.0/24"', "overlaps ax1's private_address (10.0.0.11/32)"),
+    ("provisioning.docker", "address_pool", '"10.0.0.0/16"', "overlaps ax1's private_address"),
+    ("provisioning.docker", "bridge_address", '"10.0.0.1/30"', "overlaps network.backend_addresses (10.0.0.2/32)"),
+    ("provisioning.docker", "address_pool", '"203.0.113.0/24"', "overlaps ax1's public_address"),
+])
+def test_engine_ranges_must_not_overlap_each_other_or_the_fleets_addresses(
+        tmp_path: Path, section: str, field: str, clash: str, message: str) -> None:
+    text = GOOD.replace("[[hosts]]", f"[{section}]\n{field} = {clash}\n\n[[hosts]]", 1)
+    path, error = problems_of(tmp_path, text)
+    [problem] = error.problems
+    assert str(error).startswith(path)
+    assert problem.field == f"{section}.{field}"
+    assert message in problem.message
+    assert "range" in problem.fix
+
+
+@pytest.mark.parametrize(("pool", "message", "fix"), [
+    ('"10.240.0.0/33"', "not a valid IPv4 network", "CIDR form"),
+    ('"fd00::/64"', "not a valid IPv4 network", "CIDR form"),
+    ('"8.8.0.0/16"', "not private", "private /24"),
+    ('"172.29.128.0/17"', "overlaps the lab range", "10.0.0.0/8"),
+])
+def test_subnet_pool_is_a_private_ipv4_network_clear_of_the_lab(tmp_path: Path, pool: str, message: str,
+                                                                fix: str) -> None:
+    _, error = problems_of(tmp_path, GOOD.replace("[[hosts]]", f"[runtime]\nsubnet_pool = {pool}\n\n[[hosts]]", 1))
+    [problem] = error.problems
+    assert problem.field == "runtime.subnet_pool"
+    assert message in problem.message
+    assert fix in problem.fix
+
+
+def test_the_subnet_pool_is_a_network_not_text(tmp_path: Path) -> None:
+    from ipaddress import IPv4Network
+
+    fleet = load_fleet(write(tmp_path, GOOD.replace("[[hosts]]", '[runtime]\nsubnet_pool = "10.241.0.0/16"\n\n'
+                                                                 "[[hosts]]", 1)))
+    assert fleet.runtime.subnet_pool == IPv4Network("10.241.0.0/16")

@@ -18,6 +18,7 @@ _FIXES: dict[str, str] = {
     "missing": "add it",
     "ip_any_address": "write an IPv4 or IPv6 address, e.g. 10.0.1.11",
     "ip_any_network": "write an address or a network in CIDR form, e.g. 203.0.113.7/32",
+    "ip_v4_network": "write an IPv4 network in CIDR form, e.g. 10.240.0.0/16",
     "greater_than": "use a number above zero",
     "greater_than_equal": "use a larger number",
     "less_than_equal": "use a smaller number",

@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringConstraints, model_validator
 
+from drape_fleet.config.address_plan import address_plan_problem
 from drape_fleet.config.base import FrozenModel, invalid
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.provisioning import ProvisioningSettings
@@ -113,6 +114,14 @@ class FleetConfig(FrozenModel):
                     at=f"hosts[{index}].robot_server_number",
                     fix="copy the server's number from Hetzner Robot (Servers list, column #)",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _address_plan_is_clear(self) -> Self:
+        problem = address_plan_problem(self.provisioning.docker, self.runtime.subnet_pool, self.hosts,
+                                       self.network.backend_addresses, self.network.admin_allowlist)
+        if problem is not None:
+            raise problem
         return self
 
     def host(self, name: str) -> Host:

@@ -25,6 +25,7 @@ from typing import Annotated, Self
 from pydantic import Field, StringConstraints, model_validator
 
 from drape_fleet.config.base import FrozenModel, invalid
+from drape_fleet.config.provisioning import LAB_RANGE
 
 FrameworkName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
 LabelValue = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9.-]{0,62}$")]
@@ -120,9 +121,10 @@ class RuntimeSettings(FrozenModel):
     backoff_initial_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     backoff_max_s: Annotated[float, Field(gt=0, le=600)] = 30.0
 
-    subnet_pool: str = "10.240.0.0/16"
+    subnet_pool: IPv4Network = IPv4Network("10.240.0.0/16")
     """Preview networks get a /28 from this range (one network per workspace), chosen at random and
-    made unique by the engine, which refuses overlapping pools."""
+    made unique by the engine, which refuses overlapping pools. The fleet checks it against the engines' own
+    ranges and the addresses it uses (``address_plan``)."""
     pnpm_store: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]+$")] = "/srv/drape/pnpm-store"
     """Host path of the shared pnpm store, mounted read-only at ``/pnpm-store`` in every preview."""
     run_as: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{2,9}:[1-9][0-9]{2,9}$")] = "1000:1000"
@@ -130,14 +132,13 @@ class RuntimeSettings(FrozenModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        try:
-            pool = IPv4Network(self.subnet_pool)
-        except ValueError:
-            raise invalid("bad_pool", f"{self.subnet_pool!r} is not an IPv4 network", at="subnet_pool",
-                          fix="write it in CIDR form, e.g. 10.240.0.0/16") from None
+        pool = self.subnet_pool
         if pool.prefixlen > 24 or not pool.is_private:
             raise invalid("bad_pool", f"{pool} is too small or not private", at="subnet_pool",
                           fix="use a private /24 or larger, e.g. 10.240.0.0/16")
+        if pool.overlaps(LAB_RANGE):
+            raise invalid("overlaps_lab", f"{pool} overlaps the lab range {LAB_RANGE}", at="subnet_pool",
+                          fix="pick a range inside 10.0.0.0/8 that the fleet does not use, e.g. 10.240.0.0/16")
         unknown = sorted(set(self.cap_add) - ALLOWED_CAPABILITIES)
         if unknown:
             raise invalid("capability_not_allowed", f"capabilities {', '.join(unknown)} may not be given back",

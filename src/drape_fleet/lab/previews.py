@@ -10,7 +10,6 @@ into every host engine through the runtime's own TLS connection. Nothing here is
 
 from __future__ import annotations
 
-import io
 import subprocess
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,17 +18,17 @@ from typing import Any, cast
 
 from docker.errors import NotFound
 
+from drape_fleet import preview_images
 from drape_fleet.config import FleetConfig
 from drape_fleet.console import Log
 from drape_fleet.lab.images import IMAGE_LABEL
-from drape_fleet.lab.images import ROOTFS_IMAGE as ROOTFS
 from drape_fleet.lab.settings import LabSettings
 from drape_fleet.lab.state import lab_state_settings
-from drape_fleet.paths import project_root
 from drape_fleet.runtime.engines import Engine
 
 TINY_IMAGE = "drape-lab/preview-tiny:1"
 NODE_BASE = "drape-lab/node:bookworm"
+MACHINE_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def lab_settings() -> LabSettings:
@@ -40,70 +39,52 @@ def lab_settings() -> LabSettings:
 # Preview images, built on the outer engine from the lab's debootstrap rootfs (no registry here)
 # ---------------------------------------------------------------------------------------------------
 
-def images_dir() -> Path:
-    return project_root() / "images" / "preview"
-
-
-def build_local(tag: str, context: Path, base: str, log: Log) -> str:
-    """Build ``context`` on this machine's engine with ``BASE`` substituted (the lab's own base images)."""
+def ensure_tiny_image(log: Log) -> str:
+    """The lab's own test "framework": a dev server in a few MB, no Node."""
     from drape_fleet.lab.engine import ensure_engine
     from drape_fleet.lab.images import ensure_image, ensure_rootfs_image
 
     client = ensure_engine(log)
-    if base == ROOTFS:
-        ensure_rootfs_image(client, log)
-    return ensure_image(client, log, context=context, tag=tag, base=base)
-
-
-def ensure_tiny_image(log: Log) -> str:
-    return build_local(TINY_IMAGE, images_dir() / "tiny", ROOTFS, log)
-
-
-MACHINE_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+    base = ensure_rootfs_image(client, log)
+    return ensure_image(client, log, context=preview_images.images_dir() / "tiny", tag=TINY_IMAGE, base=base)
 
 
 def ensure_node_base(log: Log) -> str:
-    """The lab's Node base: built from a context with this machine's CA bundle next to the Dockerfile."""
+    """The lab's Node base: built from a context with this machine's CA bundle next to the Dockerfile, rebuilt
+    when the rootfs under it changes."""
     from drape_fleet.lab.engine import ensure_engine
     from drape_fleet.lab.images import ensure_rootfs_image
-    from drape_fleet.runtime import templates
 
     client = ensure_engine(log)
-    ensure_rootfs_image(client, log)
-    files = {"Dockerfile": (images_dir() / "lab-node-base" / "Dockerfile").read_bytes(),
+    rootfs = ensure_rootfs_image(client, log)
+    files = {"Dockerfile": (preview_images.images_dir() / "lab-node-base" / "Dockerfile").read_bytes(),
              "machine-ca.crt": MACHINE_CA.read_bytes() if MACHINE_CA.exists() else b""}
-    base_id = client.images.get(ROOTFS).id or ROOTFS
-    wanted = templates.recipe(files, base_id)
+    rootfs_id = client.images.get(rootfs).id or rootfs
+    wanted = preview_images.recipe(files, rootfs_id)
     try:
-        if (client.images.get(NODE_BASE).labels or {}).get(templates.RECIPE_LABEL) == wanted:
+        if (client.images.get(NODE_BASE).labels or {}).get(preview_images.RECIPE_LABEL) == wanted:
             return NODE_BASE
     except NotFound:
         pass
     log(f"building {NODE_BASE} (Debian's nodejs on the lab rootfs; about 2 minutes)")
-    chunks = client.api.build(fileobj=io.BytesIO(templates.context_tar(files)), custom_context=True, tag=NODE_BASE,
-                              buildargs={"BASE": ROOTFS}, labels={templates.RECIPE_LABEL: wanted, IMAGE_LABEL: "true"},
-                              rm=True, forcerm=True, decode=True, network_mode="host")
-    lines, errors = templates.build_log_errors(chunks)
-    if errors:
-        raise RuntimeError(f"building {NODE_BASE} failed: {'; '.join(errors)}\n" + "\n".join(lines[-15:]))
-    return NODE_BASE
+    return preview_images.build_image(client.api, files, NODE_BASE, base=rootfs, recipe_base=rootfs_id,
+                                      network_mode="host", labels={IMAGE_LABEL: "true"})
 
 
 def ensure_lab_template(framework: str, fleet: FleetConfig, log: Log) -> str:
     """Build a framework template on this machine's engine from the lab's Node base (tagged as the lab fleet
     names it), with the host network for npm."""
     from drape_fleet.lab.engine import engine_client
-    from drape_fleet.runtime import templates
 
     tag = fleet.runtime.frameworks[framework].image
-    if tag == TINY_IMAGE:  # the lab's own test "framework": a dev server in a few MB, no Node
+    if tag == TINY_IMAGE:
         return ensure_tiny_image(log)
     base = ensure_node_base(log)
     log(f"building {tag} (template {framework}) on {base}")
     client = engine_client(timeout=1800)
     try:
-        return templates.build_with(client.api, framework, tag, base=base, network_mode="host",
-                                    labels={IMAGE_LABEL: "true"})  # shared by every lab: lab.down keeps it
+        return preview_images.build_template(client.api, framework, tag, base=base, network_mode="host",
+                                             labels={IMAGE_LABEL: "true"})  # shared by every lab: lab.down keeps it
     finally:
         client.close()
 

@@ -1,6 +1,6 @@
-"""Checks made before any host is touched: unknown hosts, address pools that collide with the fleet's
-networks, a missing TLS CA, a missing SSH key or unpinned host key, an unreachable host, an admin allowlist
-that would lock ops out, a degraded RAID.
+"""Checks made before any host is touched: unknown hosts, a missing TLS CA, a missing SSH key or unpinned
+host key, an unreachable host, an admin allowlist that would lock ops out, a degraded RAID. (The address plan
+is checked when the fleet file loads.)
 
 Each refusal says what is wrong and how to fix it. The SSH side goes through one seam (``RemoteShell``),
 so tests can hand in a host's answers (a degraded /proc/mdstat, say) without a host.
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import ip_address
 from pathlib import Path
 
 from drape_fleet import hostkeys, shell
 from drape_fleet.config import FleetConfig, Host
-from drape_fleet.config.provisioning import LAB_RANGE
 from drape_fleet.environments import FleetTarget
 from drape_fleet.pki.authority import PkiError, init_ca, issue_client, issue_host
 from drape_fleet.pki.paths import ca_files, pki_dir
@@ -47,23 +46,6 @@ def resolve_hosts(fleet: FleetConfig, names: Sequence[str], every: bool) -> list
         raise ProvisionRefused(f"unknown host {', '.join(repr(n) for n in unknown)}: this fleet "
                                f"({fleet.environment.name}) has {', '.join(fleet.host_names)}")
     return [fleet.host(n) for n in names]
-
-
-def check_address_pools(fleet: FleetConfig) -> None:
-    """Docker's inner networks must not collide with the lab's range or with any address the fleet uses."""
-    docker = fleet.provisioning.docker
-    ranges = [docker.address_pool, docker.bridge_address.network]
-    used: list[tuple[IPv4Network | IPv6Network, str]] = [(LAB_RANGE, "the lab range")]
-    for host in fleet.hosts:
-        used.append((ip_network(host.private_address), f"{host.name}'s private address"))
-        used.append((ip_network(host.public_address), f"{host.name}'s public address"))
-    used += [(ip_network(n), "network.backend_addresses") for n in fleet.network.backend_addresses]
-    used += [(ip_network(n), "network.admin_allowlist") for n in fleet.network.admin_allowlist]
-    for wanted in ranges:
-        for network, what in used:
-            if network.version == wanted.version and wanted.overlaps(network):
-                raise ProvisionRefused(f"Docker's address range {wanted} overlaps {what} ({network}). Fix: move "
-                                       "provisioning.docker.address_pool / bridge_address to a free range")
 
 
 def check_ssh_files(target: FleetTarget, hosts: Sequence[Host]) -> None:

@@ -190,17 +190,28 @@ def _run(argv: Sequence[str], host: str, *, dry: bool, on_progress: ProgressFn |
                     on_progress(Progress(host, current, operation))
                 deploy = current
 
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
+    stdout_parts: list[str] = []
+
+    def read_stdout() -> None:
+        assert process.stdout is not None
+        stdout_parts.append(process.stdout.read())
+
+    # Each pipe has exactly one reader (communicate() would read stderr too, racing the progress reader).
+    readers = [threading.Thread(target=fn, daemon=True) for fn in (read_stderr, read_stdout)]
+    for reader in readers:
+        reader.start()
     try:
-        stdout, _ = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        stdout, _ = process.communicate()
-        reader.join(5)
+        process.wait()
+        for reader in readers:
+            reader.join(5)
         return HostRun(host, dry, False, {}, error=f"pyinfra did not finish within {timeout:.0f} s",
                        seconds=time.monotonic() - started)
-    reader.join(10)
+    for reader in readers:
+        reader.join(10)
+    stdout = "".join(stdout_parts)
     stderr = "\n".join(stderr_lines)
     seconds = time.monotonic() - started
     try:

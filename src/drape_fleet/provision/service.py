@@ -19,7 +19,6 @@ from drape_fleet.provision.preflight import (
     HostProbe,
     ProvisionRefused,
     RemoteShell,
-    check_address_pools,
     check_probe,
     check_ssh_files,
     default_remote,
@@ -54,7 +53,6 @@ class ProvisionResult:
 def preflight(target: FleetTarget, hosts: Sequence[Host], deploys: Sequence[str], *, force: bool,
               remote: RemoteShell = default_remote, note: Log = lambda _: None) -> dict[str, HostProbe]:
     """Everything that can refuse, for every host, before any host is changed."""
-    check_address_pools(target.fleet)
     if "docker" in deploys:
         report = ensure_pki(target.fleet, hosts, create_ca=target.env.is_lab)
         for line in report.notes:

@@ -24,13 +24,13 @@ import io
 import json
 import tarfile
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import docker
 
 from drape_fleet.runtime import labels as L
+from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
 from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.spec import ACTIVITY_FILE
 
@@ -99,14 +99,14 @@ def read_stamp(engine: Engine, container_id: str) -> datetime | None:
 class ActivityBuffer:
     """In-memory activity pings, flushed in the background. Thread-safe; ``note`` is O(1)."""
 
-    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._dirty: dict[str, datetime] = {}
         self._seen: dict[str, datetime] = {}
 
     def note(self, workspace: str, moment: datetime | None = None) -> None:
-        moment = moment or self._clock()
+        moment = moment or self._clock.now()
         with self._lock:
             self._dirty[workspace] = moment
             self._seen[workspace] = max(moment, self._seen.get(workspace, moment))

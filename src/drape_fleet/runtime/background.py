@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -16,6 +15,7 @@ from docker.errors import APIError, NotFound
 
 from drape_fleet.runtime import activity
 from drape_fleet.runtime.activity import ActivityBuffer
+from drape_fleet.runtime.clock import Clock
 from drape_fleet.runtime.engines import Engine, Fleet
 from drape_fleet.runtime.errors import EngineError, HostUnavailable
 from drape_fleet.runtime.tracking import Trackers
@@ -51,7 +51,7 @@ class Loops:
             thread.join(timeout=timeout)
 
 
-def watch_health(fleet: Fleet, closed: threading.Event, on_recovered: Callable[[], None]) -> None:
+def watch_health(fleet: Fleet, closed: threading.Event, on_recovered: Callable[[], None], clock: Clock) -> None:
     """Probe hosts in backoff when their delay has passed, and ping healthy ones every few seconds: a host
     whose network is cut (packets dropped, nothing refused) is otherwise noticed only by the next call."""
     lock = threading.Lock()
@@ -67,9 +67,9 @@ def watch_health(fleet: Fleet, closed: threading.Event, on_recovered: Callable[[
                 in_flight.discard(engine.name)
 
     while not closed.wait(0.5):
-        ping_healthy = time.monotonic() - last_ping >= HEALTH_PING_S
+        ping_healthy = clock.monotonic() - last_ping >= HEALTH_PING_S
         if ping_healthy:
-            last_ping = time.monotonic()
+            last_ping = clock.monotonic()
         for engine in fleet.engines():
             due = engine.available() and (not engine.health.healthy or ping_healthy)
             with lock:

@@ -33,6 +33,7 @@ from docker.tls import TLSConfig
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
 from drape_fleet.runtime.errors import EngineError, HostUnavailable, UnknownHost
 
 T = TypeVar("T")
@@ -96,7 +97,6 @@ class Health:
     failures: int = 0
     last_error: str | None = None
     retry_at: float = 0.0
-    last_ok: float | None = None
 
 
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -108,15 +108,34 @@ _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+Connect = Callable[[Endpoint, float, int], docker.APIClient]
+"""Makes the API client for an endpoint, with a request timeout and a pool size."""
+
+
+def docker_client(endpoint: Endpoint, timeout: float, pool_size: int, *, api_version: str) -> docker.APIClient:
+    tls: TLSConfig | bool = False
+    if endpoint.tls is not None:
+        files = endpoint.tls
+        tls = TLSConfig(client_cert=(str(files.cert), str(files.key)), ca_cert=str(files.ca), verify=True)
+    api = docker.APIClient(base_url=endpoint.base_url, version=api_version, timeout=int(max(1, round(timeout))),
+                           tls=tls, max_pool_size=pool_size)
+    # requests lets the environment override the session: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would replace
+    # our CA with the system bundle (every TLS handshake then fails) and HTTPS_PROXY would send engine
+    # traffic through a proxy. The engines are reached directly, with our CA only.
+    api.trust_env = False
+    return api
+
+
 class Engine:
     """One host's engine: a lazily built client and the host's health."""
 
-    def __init__(self, endpoint: Endpoint, settings: RuntimeSettings, *,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, settings: RuntimeSettings, *, clock: Clock = SYSTEM_CLOCK,
+                 rng: random.Random | None = None, connect: Connect | None = None) -> None:
         self.endpoint = endpoint
         self.name = endpoint.host
         self._settings = settings
         self._clock = clock
+        self._connect = connect
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._lock = threading.Lock()
         self._api: docker.APIClient | None = None
@@ -131,23 +150,15 @@ class Engine:
             return self._api
 
     def _client(self, timeout: float, pool_size: int) -> docker.APIClient:
-        tls: TLSConfig | bool = False
-        if self.endpoint.tls is not None:
-            files = self.endpoint.tls
-            tls = TLSConfig(client_cert=(str(files.cert), str(files.key)), ca_cert=str(files.ca), verify=True)
-        api = docker.APIClient(base_url=self.endpoint.base_url, version=self._settings.api_version,
-                               timeout=int(max(1, round(timeout))), tls=tls, max_pool_size=pool_size)
-        # requests lets the environment override the session: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would replace
-        # our CA with the system bundle (every TLS handshake then fails) and HTTPS_PROXY would send engine
-        # traffic through a proxy. The engines are reached directly, with our CA only.
-        api.trust_env = False
-        return api
+        if self._connect is not None:
+            return self._connect(self.endpoint, timeout, pool_size)
+        return docker_client(self.endpoint, timeout, pool_size, api_version=self._settings.api_version)
 
     # -- health -----------------------------------------------------------------------------------
 
     def available(self) -> bool:
         with self._lock:
-            return self.health.healthy or self._clock() >= self.health.retry_at
+            return self.health.healthy or self._clock.monotonic() >= self.health.retry_at
 
     def _failed(self, reason: str) -> None:
         with self._lock:
@@ -156,18 +167,13 @@ class Engine:
             self.health.last_error = reason
             delay = min(self._settings.backoff_max_s,
                         self._settings.backoff_initial_s * 2 ** min(self.health.failures - 1, 16))
-            self.health.retry_at = self._clock() + delay * (0.8 + 0.4 * self._rng.random())
+            self.health.retry_at = self._clock.monotonic() + delay * (0.8 + 0.4 * self._rng.random())
 
     def _ok(self) -> None:
         with self._lock:
             self.health.healthy = True
             self.health.failures = 0
             self.health.last_error = None
-            self.health.last_ok = self._clock()
-
-    def mark_down(self, reason: str) -> None:
-        """Record a failure seen elsewhere (e.g. a readiness probe that cannot reach the host)."""
-        self._failed(reason)
 
     # -- calls ------------------------------------------------------------------------------------
 
@@ -178,7 +184,7 @@ class Engine:
         interpret; 5xx answers raise ``EngineError`` (and mark the host down when ``critical``)."""
         if not self.available():
             with self._lock:
-                wait = max(0.0, self.health.retry_at - self._clock())
+                wait = max(0.0, self.health.retry_at - self._clock.monotonic())
                 reason = f"{self.health.last_error} (next try in {wait:.1f} s)"
             raise HostUnavailable(self.name, reason)
         api = self.api if timeout is None else self._client(timeout, 2)  # bulk work (images): its own client
@@ -252,8 +258,9 @@ class Fleet:
                                         thread_name_prefix="drape-engine")
 
     @classmethod
-    def from_endpoints(cls, endpoints: Iterable[Endpoint], settings: RuntimeSettings) -> Fleet:
-        return cls(Engine(e, settings) for e in endpoints)
+    def from_endpoints(cls, endpoints: Iterable[Endpoint], settings: RuntimeSettings, *,
+                       clock: Clock = SYSTEM_CLOCK) -> Fleet:
+        return cls(Engine(e, settings, clock=clock) for e in endpoints)
 
     def __getitem__(self, host: str) -> Engine:
         try:
@@ -271,7 +278,8 @@ class Fleet:
     def each(self, fn: Callable[[Engine], T], *, hosts: Iterable[str] | None = None,
              timeout: float) -> dict[str, T | BaseException]:
         """``fn(engine)`` on each host in parallel; hosts that do not answer within ``timeout`` get a
-        ``HostUnavailable`` (their call finishes in the background and updates their health)."""
+        ``HostUnavailable`` (their call finishes in the background and updates their health). The deadline is
+        real time: it bounds how long this thread blocks on the others."""
         names = list(hosts) if hosts is not None else self.names
         futures = {name: self._pool.submit(fn, self[name]) for name in names}
         deadline = time.monotonic() + timeout

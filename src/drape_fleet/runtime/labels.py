@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-PREFIX = "drape."
 OWNER = "drape.owner"
 KIND = "drape.kind"
 WORKSPACE = "drape.workspace"

@@ -43,7 +43,7 @@ from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.errors import EngineError
 from drape_fleet.runtime.spec import NetworkSpec, PreviewRequest, container_spec, network_spec, pick_subnet
-from drape_fleet.runtime.state import HostView, PreviewRecord
+from drape_fleet.runtime.state import PreviewRecord
 from drape_fleet.runtime.views import Observer
 
 SUBNET_ATTEMPTS = 8
@@ -62,16 +62,11 @@ class Outcome(enum.Enum):
 class ClaimResult:
     outcome: Outcome
     record: PreviewRecord | None = None
-    view: HostView | None = None
     reason: str = ""
 
 
 def new_claim_id() -> str:
     return secrets.token_hex(6)
-
-
-def publish_address(host: Host) -> str:
-    return str(host.private_address)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -139,7 +134,7 @@ def claim(engine: Engine, host: Host, request: PreviewRequest, settings: Runtime
           observer: Observer, created: datetime, rng: random.Random) -> ClaimResult:
     """Steps 1-3 of the claim protocol on ``host`` (the caller holds this process's lock for the host)."""
     claim_id = new_claim_id()
-    address = publish_address(host)
+    address = str(host.private_address)  # published ports listen on the private network only
     network = make_network(engine, request, settings, claim=claim_id, address=address, rng=rng)
     try:
         container_id = _create(engine, request, settings, claim=claim_id, created=created, network=network.name,
@@ -168,13 +163,13 @@ def claim(engine: Engine, host: Host, request: PreviewRequest, settings: Runtime
     cpu_capacity = view.cpu_capacity * settings.cpu_overcommit
     if view.memory_used > view.memory_capacity or view.cpus_used > cpu_capacity + 1e-9:
         _quietly_remove(engine, container_id, network.name)
-        return ClaimResult(Outcome.FULL, view=view, reason=(
+        return ClaimResult(Outcome.FULL, reason=(
             f"{host.name} is full ({view.memory_used / 2**20:.0f} of {view.memory_capacity / 2**20:.0f} MiB, "
             f"{view.cpus_used:g} of {cpu_capacity:g} nominal cores, this claim included)"))
     record = next((p for p in view.previews if p.id == container_id), None)
     if record is None:  # removed by someone else in between: treat as a conflict and look again
-        return ClaimResult(Outcome.DUPLICATE, view=view, reason=f"claim on {host.name} disappeared")
-    return ClaimResult(Outcome.PLACED, record=record, view=view)
+        return ClaimResult(Outcome.DUPLICATE, reason=f"claim on {host.name} disappeared")
+    return ClaimResult(Outcome.PLACED, record=record)
 
 
 class _NameTaken(Exception):

@@ -13,20 +13,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 from docker.errors import NotFound
 
 from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime import activity, lifecycle
 from drape_fleet.runtime import labels as L
+from drape_fleet.runtime.clock import Clock
 from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.errors import EngineError
 from drape_fleet.runtime.readiness import Phase
-
-if TYPE_CHECKING:
-    from drape_fleet.runtime.service import PreviewRuntime
+from drape_fleet.runtime.state import PreviewRecord
+from drape_fleet.runtime.status import PreviewStatus
+from drape_fleet.runtime.views import Observer
 
 
 def cordon_labels(settings: RuntimeSettings, *, reason: str, now: datetime) -> dict[str, str]:
@@ -43,12 +44,13 @@ def cordon(engine: Engine, settings: RuntimeSettings, *, reason: str, now: datet
                                              "not made by this runtime: remove it by hand, then cordon again")
 
 
-def uncordon(engine: Engine, settings: RuntimeSettings | None = None) -> bool:
-    """Remove the cordon; False when the host was not cordoned."""
+def uncordon(engine: Engine, settings: RuntimeSettings) -> bool:
+    """Remove the cordon; False when the host was not cordoned. A volume of that name made by anyone else is
+    left alone (``EngineError``)."""
     found = _volume(engine)
     if found is None:
         return False
-    if settings is not None and (found.get("Labels") or {}).get(L.OWNER) != settings.owner:
+    if (found.get("Labels") or {}).get(L.OWNER) != settings.owner:
         raise EngineError(engine.name, None, f"the volume {L.CORDON_VOLUME!r} on {engine.name} was not made by "
                                              "this runtime; not removing it")
     try:
@@ -80,25 +82,30 @@ class DrainReport:
         return self.remaining == 0
 
 
-def drain(runtime: PreviewRuntime, host: str, *, idle_s: float, deadline_s: float, poll_s: float,
-          progress: Callable[[str], None]) -> DrainReport:
-    """Cordon ``host``; stop each preview once idle for ``idle_s``; after ``deadline_s`` move what is left to
-    other hosts (replacement ready first, then the original removed). Returns when the host has no previews."""
-    engine = runtime.fleet[host]
-    settings = runtime.settings
+Move = Callable[[PreviewRecord], PreviewStatus]
+"""Places a replacement for a preview elsewhere, waits until it is ready, then removes the original."""
+
+
+def drain(engine: Engine, observer: Observer, settings: RuntimeSettings, *, move: Move, clock: Clock,
+          idle_s: float, deadline_s: float, poll_s: float, progress: Callable[[str], None],
+          sleep: Callable[[float], None] = time.sleep) -> DrainReport:
+    """Cordon the engine's host; stop each preview once idle for ``idle_s``; after ``deadline_s`` move what is
+    left to other hosts (replacement ready first, then the original removed). Returns when the host has no
+    previews, or when every one left could not be moved."""
+    host = engine.name
     report = DrainReport(host=host)
-    started = time.monotonic()
-    runtime.cordon(host, reason="drain")
+    started = clock.monotonic()
+    cordon(engine, settings, reason="drain", now=clock.now())
     progress(f"{host} cordoned: no new previews will be placed there")
     moving_failed: set[str] = set()
     while True:
-        view = runtime.observer.host_view(host)
+        view = observer.host_view(host)
         live = [p for p in view.previews if p.live]
         report.remaining = len(live)
         if not live:
             break
-        now = datetime.now(UTC)
-        past_deadline = time.monotonic() - started >= deadline_s
+        now = clock.now()
+        past_deadline = clock.monotonic() - started >= deadline_s
         for record in (p for p in live if p.serving):
             stamp = activity.read_stamp(engine, record.id)
             last = max(t for t in (record.created, stamp) if t is not None)
@@ -108,7 +115,7 @@ def drain(runtime: PreviewRuntime, host: str, *, idle_s: float, deadline_s: floa
                 progress(f"stopped {record.workspace} (idle since {L.format_time(last)})")
             elif past_deadline and record.id not in moving_failed:
                 progress(f"moving {record.workspace} to another host")
-                status = runtime.move(record)
+                status = move(record)
                 if status.phase is Phase.READY:
                     report.moved.append(f"{record.workspace} -> {status.host}")
                     progress(f"moved {record.workspace} to {status.host}")
@@ -122,6 +129,6 @@ def drain(runtime: PreviewRuntime, host: str, *, idle_s: float, deadline_s: floa
             if all(not p.serving or p.id in moving_failed for p in live) and moving_failed:
                 report.remaining = len(moving_failed)
                 break
-        time.sleep(poll_s)
-    report.seconds = time.monotonic() - started
+        sleep(poll_s)
+    report.seconds = clock.monotonic() - started
     return report

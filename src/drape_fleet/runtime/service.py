@@ -15,9 +15,10 @@ Background threads (daemon): health probes of hosts in backoff, the activity flu
 placement/readiness worker per preview on its way to ready.
 
 This class only sequences the calls and keeps them thread-safe; the work is in the package's modules:
-``tracking`` (trackers and their phases), ``wait_queue`` (the FIFO wait queue), ``launcher`` (placement and
-readiness workers), ``background`` (the daemon threads), ``reporting`` (``previews``/``hosts``), ``reaper``,
-``maintenance`` (cordon, drain).
+``tracking`` (trackers and their phases), ``wait_queue`` (the FIFO wait queue), ``launcher`` and ``follower``
+(placement and readiness workers), ``background`` (the daemon threads), ``reporting`` (``previews``/``hosts``),
+``reaper``, ``maintenance`` (cordon, drain). Each is handed the collaborators it needs when it is made; none
+of them imports this module.
 """
 
 from __future__ import annotations
@@ -25,11 +26,8 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
-from ipaddress import IPv4Network
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +35,16 @@ from docker.errors import APIError
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.runtime import PreviewResources, RuntimeSettings
-from drape_fleet.runtime import lifecycle, maintenance, reaper, reporting
+from drape_fleet.runtime import lifecycle, maintenance, reporting
 from drape_fleet.runtime.activity import ActivityBuffer
 from drape_fleet.runtime.background import Loops, flush_buffered_activity, watch_health
+from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
 from drape_fleet.runtime.engines import Endpoint, Fleet, TlsFiles, tls_endpoints
-from drape_fleet.runtime.errors import EngineError, HostUnavailable, QueueFull, RuntimeFailure, WorkspaceConflict
-from drape_fleet.runtime.launcher import Launcher, request_of
+from drape_fleet.runtime.errors import EngineError, HostUnavailable, QueueFull, RuntimeFailure
+from drape_fleet.runtime.launcher import Launcher, check_same, request_of
 from drape_fleet.runtime.lifecycle import Reaped
 from drape_fleet.runtime.readiness import Phase
+from drape_fleet.runtime.reaper import Reaper
 from drape_fleet.runtime.spec import PreviewRequest, make_request
 from drape_fleet.runtime.state import PreviewRecord
 from drape_fleet.runtime.status import HostStatus, PreviewStatus, ReapReport
@@ -54,32 +54,30 @@ from drape_fleet.runtime.views import Observer
 from drape_fleet.runtime.wait_queue import WaitQueue
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class PreviewRuntime:
     """Place, keep and fail over previews across the fleet. Every public method is thread-safe."""
 
     def __init__(self, config: FleetConfig, fleet: Fleet, *, background: bool = True,
-                 reaper: bool = True, rng: random.Random | None = None) -> None:
+                 reaper: bool = True, rng: random.Random | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
         self.settings: RuntimeSettings = config.runtime
-        check_address_plan(config)
         self.fleet = fleet
         self.observer = Observer(config, fleet, self.settings)
+        self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter and subnet choice, not security
         self._closed = threading.Event()
         self._workspace_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._trackers = Trackers(config, fleet)
-        self._queue = WaitQueue(self._trackers, self.settings, self._closed)
-        self._tombstones = TombstoneSightings()
-        self._launcher = Launcher(config, fleet, self.observer, self._trackers, self._queue, self._tombstones,
-                                  closed=self._closed, rng=self._rng)
-        self._activity = ActivityBuffer()
+        self._trackers = Trackers(config, fleet, clock)
+        self._queue = WaitQueue(self._trackers, self.settings, self._closed, clock)
+        tombstones = TombstoneSightings(clock)
+        self._launcher = Launcher(config, fleet, self.observer, self._trackers, self._queue, tombstones,
+                                  closed=self._closed, rng=self._rng, clock=clock)
+        self._activity = ActivityBuffer(clock)
+        self._reaper = Reaper(self.settings, fleet, self.observer, self._trackers, tombstones, self._activity,
+                              on_freed=self._queue.wake, clock=clock)
         self._loops = Loops(self._closed)
         if background:
-            self._loops.start(lambda: watch_health(fleet, self._closed, self._queue.wake), "drape-health")
+            self._loops.start(lambda: watch_health(fleet, self._closed, self._queue.wake, clock), "drape-health")
             self._loops.repeat(self.flush_activity, lambda: self.settings.activity_flush_s, "drape-activity")
             if reaper:  # every 0.8-1.2 intervals: reapers of several processes drift apart
                 self._loops.repeat(self.reap, lambda: self.settings.reaper_interval_s * self._rng.uniform(0.8, 1.2),
@@ -102,7 +100,8 @@ class PreviewRuntime:
         names = {e.host for e in endpoints}
         if names != set(config.host_names):
             raise ValueError(f"endpoints for {sorted(names)} do not match the fleet's hosts {list(config.host_names)}")
-        return cls(config, Fleet.from_endpoints(endpoints, config.runtime), **kwargs)
+        fleet = Fleet.from_endpoints(endpoints, config.runtime, clock=kwargs.get("clock", SYSTEM_CLOCK))
+        return cls(config, fleet, **kwargs)
 
     def close(self) -> None:
         self._closed.set()
@@ -159,7 +158,7 @@ class PreviewRuntime:
             found, _ = self.observer.find(workspace)
             removed = False
             for record in found:
-                result = lifecycle.reap_one(self.fleet[record.host], record, now=_now(),
+                result = lifecycle.reap_one(self.fleet[record.host], record, now=self._clock.now(),
                                             persist_s=self.settings.persist_s, force=True)
                 removed = removed or result is Reaped.REMOVED
         self._queue.wake()
@@ -181,10 +180,7 @@ class PreviewRuntime:
             if self._trackers.forget_container(workspace, remembered.container_id or ""):
                 self._queue.wake()  # its capacity is free: the queue's head looks again
         found, _ = self.observer.find(workspace)
-        serving = sorted((p for p in found if p.serving), key=lambda p: p.created, reverse=True)
-        if not serving:
-            return None
-        return self._launcher.adopt(serving[0], touch=False)
+        return self._launcher.adopt_newest(found, touch=False)
 
     def wait_ready(self, workspace: str, timeout: float) -> PreviewStatus:
         """Block until the workspace's preview is ready, failed or lost, or ``timeout`` passes."""
@@ -202,33 +198,33 @@ class PreviewRuntime:
     # -- maintenance ------------------------------------------------------------------------------
 
     def cordon(self, host: str, reason: str = "") -> None:
-        maintenance.cordon(self.fleet[host], self.settings, reason=reason, now=_now())
+        maintenance.cordon(self.fleet[host], self.settings, reason=reason, now=self._clock.now())
 
     def uncordon(self, host: str) -> None:
-        maintenance.uncordon(self.fleet[host])
+        maintenance.uncordon(self.fleet[host], self.settings)
         self._queue.wake()
 
     def drain(self, host: str, *, idle_s: float = 300.0, deadline_s: float = 1800.0, poll_s: float = 5.0,
               progress: Callable[[str], None] | None = None) -> maintenance.DrainReport:
         """Cordon ``host``, stop its previews as they go idle, and move the rest after ``deadline_s``."""
-        return maintenance.drain(self, host, idle_s=idle_s, deadline_s=deadline_s, poll_s=poll_s,
+        return maintenance.drain(self.fleet[host], self.observer, self.settings, move=self.move, clock=self._clock,
+                                 idle_s=idle_s, deadline_s=deadline_s, poll_s=poll_s,
                                  progress=progress or (lambda _m: None))
 
     def move(self, record: PreviewRecord, *, timeout: float | None = None) -> PreviewStatus:
         """Place a replacement for ``record`` on another host, wait until it is ready, then remove ``record``.
         On failure the original is left running. Used by ``drain``."""
-        request = request_of(record, self.settings)
         with self._workspace_locks[record.workspace]:
-            tracker = Tracker(request=request, phase=Phase.PLACING, since=_now(), requested_at=time.monotonic(),
-                              seq=self._trackers.next_seq())
-            self._trackers.supersede(tracker)
+            tracker = self._trackers.replace(request_of(record, self.settings))
         self._launcher.launch(tracker, exclude=frozenset({record.host}), replacing=record.id,
                               thread_name=f"drape-move-{record.workspace}")
         status = self.wait_ready(record.workspace, timeout or self.settings.frameworks[record.framework]
                                  .ready_timeout_s + self.settings.queue_timeout_s)
         if status.phase is Phase.READY:
-            lifecycle.reap_one(self.fleet[record.host], record, now=_now(), persist_s=self.settings.persist_s,
-                               force=True)
+            lifecycle.reap_one(self.fleet[record.host], record, now=self._clock.now(),
+                               persist_s=self.settings.persist_s, force=True)
+        else:  # the original still serves: this process follows it again, so status() says so
+            self._launcher.adopt_newest([record], touch=False)
         return status
 
     # -- housekeeping (also run by the background threads) --------------------------------------------
@@ -240,7 +236,7 @@ class PreviewRuntime:
     def reap(self) -> ReapReport:
         """One reaper pass: idle previews, duplicates after a failover, abandoned claims, dead containers,
         orphan networks. Safe to run from several processes at once (see ``reaper``)."""
-        return reaper.reap(self)
+        return self._reaper.reap()
 
     # ----------------------------------------------------------------------------------------------
     # Start: hot path, then placement (``launcher``)
@@ -249,33 +245,26 @@ class PreviewRuntime:
     def _start(self, request: PreviewRequest, *, prewarm: bool) -> PreviewStatus:
         workspace = request.workspace
         with self._workspace_locks[workspace]:
-            with self._trackers.lock:
-                tracker = self._trackers.get(workspace)
-                if tracker is not None:
-                    _check_same(tracker.request.user, tracker.request.framework, request)
-                    if tracker.phase.active:  # join the start under way (a start is no longer a mere pre-warm)
-                        if not prewarm:
-                            tracker.prewarm = False
-                        return self._trackers.status(tracker)
-            if tracker is not None and tracker.phase is Phase.READY and tracker.container_id and tracker.host:
-                status = self._hot(tracker)
-                if status is not None:
-                    return status
+            tracker = self._trackers.get(workspace)
+            if tracker is not None:
+                check_same(tracker.request.user, tracker.request.framework, request)
+                joined = self._trackers.join(tracker, prewarm=prewarm)  # the start under way
+                if joined is not None:
+                    return joined
+                if tracker.phase is Phase.READY and tracker.container_id and tracker.host:
+                    hot = self._hot(tracker)
+                    if hot is not None:
+                        return hot
             found, _ = self.observer.find(workspace)
-            serving = sorted((p for p in found if p.serving), key=lambda p: p.created, reverse=True)
-            for record in serving:
-                _check_same(record.user, record.framework, request)
-                status = self._launcher.adopt(record, touch=True)
-                if status is not None:
-                    return status
+            adopted = self._launcher.adopt_newest(found, touch=True, request=request)
+            if adopted is not None:
+                return adopted
             with self._trackers.lock:
                 if self._queue.full() and not prewarm:
                     raise QueueFull(f"every host is full and {self._queue.length()} previews are waiting "
                                     f"(limit {self.settings.queue_limit}); try again later")
-                tracker = Tracker(request=request, phase=Phase.PLACING, since=_now(),
-                                  requested_at=time.monotonic(), prewarm=prewarm, seq=self._trackers.next_seq())
-                self._trackers.put(tracker)
-                self._launcher.launch(tracker)
+                tracker = self._trackers.start(request, prewarm=prewarm)
+                self._launcher.launch(tracker, listing=found)
                 return self._trackers.status(tracker)
 
     def _still_serving(self, status: PreviewStatus) -> bool:
@@ -294,7 +283,7 @@ class PreviewRuntime:
         assert tracker.host is not None and tracker.container_id is not None
         engine = self.fleet[tracker.host]
         try:
-            inspected = lifecycle.confirm(engine, tracker.container_id, tracker.request.workspace, _now())
+            inspected = lifecycle.confirm(engine, tracker.container_id, tracker.request.workspace, self._clock.now())
         except (HostUnavailable, EngineError):
             inspected = None
         if inspected is None:
@@ -303,42 +292,9 @@ class PreviewRuntime:
         return self._trackers.status(tracker)
 
 
-def _check_same(user: str, framework: str, request: PreviewRequest) -> None:
-    """A workspace has one preview: of one user, running one framework."""
-    if user != request.user:
-        raise WorkspaceConflict(f"workspace {request.workspace!r} has a preview of another user")
-    if framework != request.framework:
-        raise WorkspaceConflict(f"workspace {request.workspace!r} runs {framework}, not "
-                                f"{request.framework}: stop it first")
-
-
-def check_address_plan(config: FleetConfig) -> None:
-    """Preview networks come from ``runtime.subnet_pool``; the engines' own networks from the provisioning's
-    ``docker.address_pool`` and ``bridge_address``. An overlap would make network creation fail at random."""
-    pool = IPv4Network(config.runtime.subnet_pool)
-    docker = config.provisioning.docker
-    for name, other in (("provisioning.docker.address_pool", docker.address_pool),
-                        ("provisioning.docker.bridge_address", docker.bridge_address.network)):
-        if pool.overlaps(other):
-            raise ValueError(f"runtime.subnet_pool {pool} overlaps {name} {other}: give the previews a range of "
-                             "their own, e.g. 10.240.0.0/16")
-    for host in config.hosts:
-        if host.private_address in pool or host.public_address in pool:
-            raise ValueError(f"runtime.subnet_pool {pool} contains {host.name}'s address: pick another range")
-
-
 def default_pki_dir(config: FleetConfig) -> Path:
     """Where the backend's client certificate lives for this environment (``drape_fleet.pki.paths``:
     ``$DRAPE_PKI_DIR``, else the lab's state directory, else ``~/.config/drape-fleet/pki``)."""
     from drape_fleet.pki.paths import pki_dir
 
     return pki_dir(config.environment.name)
-
-
-@contextlib.contextmanager
-def running(config: FleetConfig, **kwargs: Any) -> Iterator[PreviewRuntime]:
-    runtime = PreviewRuntime.connect(config, **kwargs)
-    try:
-        yield runtime
-    finally:
-        runtime.close()

@@ -152,13 +152,11 @@ class ContainerSpec:
         return dict(self.body["Labels"])
 
 
-def pick_subnet(pool: str, rng: random.Random) -> IPv4Network:
+def pick_subnet(pool: IPv4Network, rng: random.Random) -> IPv4Network:
     """A random /28 from ``pool``; the engine refuses one that overlaps an existing network, and the caller
     tries another (so several processes never need to agree on an allocation table)."""
-    network = IPv4Network(pool)
-    count = 2 ** (SUBNET_PREFIX - network.prefixlen)
-    index = rng.randrange(count)
-    return IPv4Network((int(network.network_address) + index * 2 ** (32 - SUBNET_PREFIX), SUBNET_PREFIX))
+    index = rng.randrange(2 ** (SUBNET_PREFIX - pool.prefixlen))
+    return IPv4Network((int(pool.network_address) + index * 2 ** (32 - SUBNET_PREFIX), SUBNET_PREFIX))
 
 
 def network_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim: str, subnet: IPv4Network,

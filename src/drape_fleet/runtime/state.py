@@ -10,7 +10,7 @@ never reaped, reported to ops; their memory label, when readable, still counts a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -87,8 +87,6 @@ class HostView:
     previews: tuple[PreviewRecord, ...] = ()
     foreign: tuple[Foreign, ...] = ()
     disk_limit: bool = False
-    taken_at: float = 0.0
-    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def memory_used(self) -> int:

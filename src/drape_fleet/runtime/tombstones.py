@@ -9,15 +9,16 @@ the age is counted from this process's first sighting.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable
 
+from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
 from drape_fleet.runtime.lifecycle import TOMBSTONE_GRACE_S
 from drape_fleet.runtime.state import PreviewRecord
 
 
 class TombstoneSightings:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._first_seen: dict[str, float] = {}
 
@@ -26,8 +27,8 @@ class TombstoneSightings:
         if not record.tombstone:
             return False
         with self._lock:
-            first = self._first_seen.setdefault(record.id, time.monotonic())
-        return time.monotonic() - first > TOMBSTONE_GRACE_S
+            first = self._first_seen.setdefault(record.id, self._clock.monotonic())
+        return self._clock.monotonic() - first > TOMBSTONE_GRACE_S
 
     def keep_only(self, present: Iterable[str]) -> None:
         """Forget the tombstones that are gone (ids not in ``present``)."""

@@ -3,7 +3,8 @@ host, published port) and the wait line, under one lock; and the ``PreviewStatus
 
 Nothing here is the truth (the engines are, see ``views``); trackers save round trips and let callers wait.
 Every change a worker thread makes carries the *generation* it started with: once the workspace was stopped,
-placed again or taken over, the worker's generation is outdated and its writes are ignored.
+placed again or taken over, the worker's generation is outdated and its writes are ignored. Trackers change
+only through ``Trackers``' methods, which check that generation under the lock; others read them.
 
 The wait line lives here, not in ``wait_queue``, because a tracker's phase and its place in line change together
 under the same lock: a status never shows a failed preview with a queue position. ``wait_queue`` is how a
@@ -15,11 +16,11 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from drape_fleet.config.models import FleetConfig
+from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
 from drape_fleet.runtime.engines import Fleet
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.spec import PreviewRequest
@@ -28,10 +29,6 @@ from drape_fleet.runtime.status import PreviewStatus
 
 FAILED_KEPT_S = 60.0
 """A failed preview's container is kept this long so its logs can be read, then the reaper removes it."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -63,9 +60,10 @@ class Trackers:
     """Every workspace this process is placing, following or serving, and the wait line. Thread-safe: ``lock``
     (re-entrant) guards both, and ``changed`` is notified on every phase change and every departure from line."""
 
-    def __init__(self, config: FleetConfig, fleet: Fleet) -> None:
+    def __init__(self, config: FleetConfig, fleet: Fleet, clock: Clock = SYSTEM_CLOCK) -> None:
         self._config = config
         self._fleet = fleet
+        self._clock = clock
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._by_workspace: dict[str, Tracker] = {}
@@ -82,26 +80,49 @@ class Trackers:
         with self.lock:
             return list(self._by_workspace.values())
 
-    def next_seq(self) -> int:
-        """The next request's place in the first-come, first-served order."""
+    def start(self, request: PreviewRequest, *, prewarm: bool) -> Tracker:
+        """A new request for a workspace that has no live preview: placing, next in request order."""
         with self.lock:
-            return next(self._sequence)
+            tracker = Tracker(request=request, phase=Phase.PLACING, since=self._clock.now(),
+                              requested_at=self._clock.monotonic(), prewarm=prewarm, seq=next(self._sequence))
+            self._by_workspace[request.workspace] = tracker
+            return tracker
 
-    def put(self, tracker: Tracker) -> None:
-        """Make ``tracker`` the workspace's tracker (a new request: any earlier one is final, not in line)."""
+    def replace(self, request: PreviewRequest) -> Tracker:
+        """A replacement being placed for the workspace's running preview (a move): the old tracker's workers
+        stop."""
         with self.lock:
-            self._by_workspace[tracker.request.workspace] = tracker
+            tracker = Tracker(request=request, phase=Phase.PLACING, since=self._clock.now(),
+                              requested_at=self._clock.monotonic(), seq=next(self._sequence))
+            self._supersede(tracker)
+            return tracker
 
-    def supersede(self, tracker: Tracker) -> None:
-        """Make ``tracker`` the workspace's tracker in place of a live one: the old one's workers stop (their
-        tracker is no longer current) and it leaves the line."""
+    def take_over(self, request: PreviewRequest, record: PreviewRecord, *, ready: bool) -> Tracker:
+        """Follow a container found on a host (another process's, or from before a restart)."""
         with self.lock:
-            old = self._by_workspace.get(tracker.request.workspace)
-            if old is not None:
-                tracker.generation = old.generation + 1
-                self.leave_line(old)
-            self._by_workspace[tracker.request.workspace] = tracker
-            self.changed.notify_all()
+            tracker = Tracker(request=request, phase=Phase.READY if ready else Phase.STARTING,
+                              since=self._clock.now(), requested_at=self._clock.monotonic(), host=record.host,
+                              container_id=record.id, public_port=record.public_port, created=record.created)
+            self._supersede(tracker)
+            return tracker
+
+    def join(self, tracker: Tracker, *, prewarm: bool) -> PreviewStatus | None:
+        """A new request for a workspace whose preview is on its way: its status (a start is no longer a mere
+        pre-warm); None when that preview is not on its way any more."""
+        with self.lock:
+            if not tracker.phase.active:
+                return None
+            if not prewarm:
+                tracker.prewarm = False
+            return self.status(tracker)
+
+    def _supersede(self, tracker: Tracker) -> None:
+        old = self._by_workspace.get(tracker.request.workspace)
+        if old is not None:
+            tracker.generation = old.generation + 1
+            self.leave_line(old)
+        self._by_workspace[tracker.request.workspace] = tracker
+        self.changed.notify_all()
 
     def forget(self, workspace: str) -> Tracker | None:
         """Drop the workspace's tracker (an explicit stop): its workers stop, it leaves the line."""
@@ -123,8 +144,9 @@ class Trackers:
             tracker.generation += 1
             return True
 
-    def forget_failed(self, *, older_than_s: float, now: datetime) -> None:
+    def forget_failed(self, *, older_than_s: float) -> None:
         """Failed previews are remembered for a while (their error), then forgotten."""
+        now = self._clock.now()
         with self.lock:
             for workspace, tracker in list(self._by_workspace.items()):
                 if tracker.phase is Phase.FAILED and (now - tracker.since).total_seconds() > older_than_s:
@@ -136,7 +158,7 @@ class Trackers:
             tracker = self._by_workspace.get(record.workspace)
             if tracker is None or tracker.container_id != record.id or tracker.phase is not Phase.FAILED:
                 return False
-            return (_now() - tracker.since).total_seconds() < FAILED_KEPT_S
+            return (self._clock.now() - tracker.since).total_seconds() < FAILED_KEPT_S
 
     def location(self, workspace: str) -> tuple[str, str] | None:
         """(host, container id) of the workspace's container, when this process knows it."""
@@ -159,7 +181,7 @@ class Trackers:
             if tracker.generation != generation or tracker.phase is phase:
                 return
             tracker.phase = phase
-            tracker.since = _now()
+            tracker.since = self._clock.now()
             if phase is not Phase.FAILED:  # a re-placement keeps saying why it is placing again
                 tracker.error = None if phase is not Phase.PLACING else tracker.error
             self.changed.notify_all()
@@ -172,12 +194,43 @@ class Trackers:
             tracker.error = why
             self.set_phase(tracker, generation, Phase.FAILED)
 
+    def started(self, tracker: Tracker, generation: int, record: PreviewRecord) -> bool:
+        """The preview's container runs on ``record.host``: follow it there. False when the worker that started
+        it is no longer in charge (the workspace was stopped or placed anew meanwhile)."""
+        with self.lock:
+            if not self.current(tracker, generation):
+                return False
+            tracker.host, tracker.container_id = record.host, record.id
+            tracker.public_port, tracker.created = record.public_port, record.created
+            self.set_phase(tracker, generation, Phase.STARTING)
+            self.leave_line(tracker)
+            return True
+
+    def published(self, tracker: Tracker, generation: int, port: int | None) -> None:
+        """The port the engine published for the preview, learned after its start."""
+        with self.lock:
+            if tracker.generation == generation:
+                tracker.public_port = port
+
+    def place_again(self, tracker: Tracker, generation: int, why: str) -> int | None:
+        """The preview's host died before it was ready: forget that container and place the same request again.
+        Returns the generation of the new placement; None when the worker is no longer in charge."""
+        with self.lock:
+            if not self.current(tracker, generation):
+                return None
+            tracker.generation += 1
+            tracker.host = tracker.container_id = None
+            tracker.public_port = None
+            tracker.error = why
+            self.set_phase(tracker, tracker.generation, Phase.PLACING)
+            return tracker.generation
+
     # -- the wait line ----------------------------------------------------------------------------
 
     def join_line(self, tracker: Tracker, generation: int) -> None:
         with self.lock:
             bisect.insort(self._line, tracker, key=lambda t: t.seq)
-            tracker.queued_at = time.monotonic()
+            tracker.queued_at = self._clock.monotonic()
             self.set_phase(tracker, generation, Phase.QUEUED)
 
     def leave_line(self, tracker: Tracker) -> None:
@@ -210,23 +263,24 @@ class Trackers:
                 error = f"host {tracker.host} is not answering: {self._fleet[tracker.host].health.last_error}"
             position = self._line.index(tracker) + 1 if tracker in self._line else None
             started = tracker.queued_at if position is not None and tracker.queued_at else tracker.requested_at
+            waited = round(self._clock.monotonic() - started, 3)
             return PreviewStatus(workspace=request.workspace, user=request.user, project=request.project,
                                  framework=request.framework, phase=phase, since=tracker.since, host=tracker.host,
                                  container_id=tracker.container_id,
                                  url=preview_url(self._config, tracker.host, tracker.public_port),
-                                 queue_position=position, waited_s=round(time.monotonic() - started, 3), error=error,
+                                 queue_position=position, waited_s=waited, error=error,
                                  created=tracker.created)
 
     def wait_final(self, workspace: str, timeout: float, closed: threading.Event) -> PreviewStatus:
         """Block until the workspace's preview is ready, failed or lost, or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         with self.changed:
             while True:
                 tracker = self._by_workspace.get(workspace)
                 if tracker is None:
                     raise KeyError(f"workspace {workspace!r} has no preview being started")
                 status = self.status(tracker)
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self._clock.monotonic()
                 if status.phase.final or remaining <= 0 or closed.is_set():
                     return status
                 self.changed.wait(timeout=min(remaining, 1.0))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from docker.errors import NotFound
 
-from drape_fleet.config.models import FleetConfig, Host
+from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.engines import Engine, Fleet
@@ -43,9 +42,6 @@ class Observer:
         """A container this process just made from its own spec needs no inspection."""
         with self._lock:
             self._verified.add(container_id)
-
-    def host(self, name: str) -> Host:
-        return self._config.host(name)
 
     def records(self, engine: Engine, *, workspace: str | None = None) -> tuple[list[PreviewRecord], list[Foreign]]:
         entries = list_owned(engine, self._settings, workspace=workspace)
@@ -94,13 +90,12 @@ class Observer:
         return HostView(name=name, reachable=True, memory_capacity=host.capacity.memory_gib * GIB,
                         cpu_capacity=float(host.capacity.cpus), roles=tuple(host.roles), cordon=cordon,
                         previews=tuple(previews), foreign=tuple(foreign),
-                        disk_limit=bool(engine.facts.get("disk_limit")), taken_at=time.monotonic())
+                        disk_limit=bool(engine.facts.get("disk_limit")))
 
     def unreachable(self, name: str, error: str) -> HostView:
         host = self._config.host(name)
         return HostView(name=name, reachable=False, memory_capacity=host.capacity.memory_gib * GIB,
-                        cpu_capacity=float(host.capacity.cpus), roles=tuple(host.roles), error=error,
-                        taken_at=time.monotonic())
+                        cpu_capacity=float(host.capacity.cpus), roles=tuple(host.roles), error=error)
 
     def views(self, *, hosts: Iterable[str] | None = None, timeout: float | None = None) -> dict[str, HostView]:
         """Every host's view in parallel; hosts in backoff or slower than the deadline are unreachable."""

@@ -10,9 +10,9 @@ pre-warm never queues. The line itself is kept with the trackers (``tracking``).
 from __future__ import annotations
 
 import threading
-import time
 
 from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
 from drape_fleet.runtime.tracking import Tracker, Trackers
 
 QUEUE_POLL_S = 1.0
@@ -20,10 +20,12 @@ QUEUE_POLL_S = 1.0
 
 
 class WaitQueue:
-    def __init__(self, trackers: Trackers, settings: RuntimeSettings, closed: threading.Event) -> None:
+    def __init__(self, trackers: Trackers, settings: RuntimeSettings, closed: threading.Event,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._trackers = trackers
         self._settings = settings
         self._closed = closed
+        self._clock = clock
 
     def full(self) -> bool:
         """Requests are waiting and their number is at the limit: a new ``start`` is refused."""
@@ -59,7 +61,7 @@ class WaitQueue:
                     return False
                 self._trackers.join_line(tracker, generation)
                 return self._wait_head(tracker, generation, deadline)
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 self._fail_waited(tracker, generation)
                 return False
@@ -72,13 +74,13 @@ class WaitQueue:
                 return False
             if self._trackers.first_in_line(tracker):
                 return True
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 self._fail_waited(tracker, generation)
                 return False
             self._trackers.changed.wait(timeout=min(remaining, QUEUE_POLL_S))
 
     def _fail_waited(self, tracker: Tracker, generation: int) -> None:
-        waited = time.monotonic() - (tracker.queued_at or tracker.requested_at)
+        waited = self._clock.monotonic() - (tracker.queued_at or tracker.requested_at)
         self._trackers.fail(tracker, generation, f"no capacity on any host within {waited:.0f} s "
                                                  f"(queue timeout {self._settings.queue_timeout_s:.0f} s)")

@@ -141,7 +141,7 @@ def drain(c: Context, host: str, idle_minutes: float = 5, deadline_minutes: floa
             "base": "base image for the templates (production default node:22-bookworm-slim)"})
 def images(c: Context, env: str = "", framework: str = "", base: str = "") -> None:
     """Build the preview templates (drape-nextjs/react/vue) and put them on every host."""
-    from drape_fleet.runtime import templates
+    from drape_fleet import preview_images
 
     target = target_of(env)
     fleet = target.fleet
@@ -159,7 +159,8 @@ def images(c: Context, env: str = "", framework: str = "", base: str = "") -> No
                 image = fleet.runtime.frameworks[name].image
                 for engine in runtime.fleet.engines():
                     say(f"{engine.name}: building {image}")
-                    templates.build_on_engine(engine, name, image, base=base or templates.PRODUCTION_BASE)
+                    preview_images.build_on_engine(engine, name, image,
+                                                   base=base or preview_images.PRODUCTION_BASE)
     except (RuntimeFailure, KeyError) as exc:
         fail(str(exc))
     finally:

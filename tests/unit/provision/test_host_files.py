@@ -96,7 +96,8 @@ def _on_disk() -> set[str]:
 
 def test_files_holds_exactly_the_templates_and_plain_files_the_deploys_use() -> None:
     templates = {name for name in _on_disk() if name.endswith(TEMPLATE_SUFFIX)}
-    assert templates == set(RENDERS) | RENDERED_ELSEWHERE, "a template without a golden test, or a test for a missing template"
+    assert templates == set(RENDERS) | RENDERED_ELSEWHERE, \
+        "a template without a golden test, or a test for a missing template"
     assert _on_disk() - templates == PLAIN
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from provision_testdata import fixture_text, make_fleet, make_target
+from provision_testdata import fixture_text, make_target
 
 from drape_fleet import shell
 from drape_fleet.config import FleetConfig
@@ -15,7 +15,6 @@ from drape_fleet.provision.notes import DeployNote, NoteKind
 from drape_fleet.provision.preflight import (
     PROBE,
     ProvisionRefused,
-    check_address_pools,
     ensure_pki,
     resolve_hosts,
 )
@@ -65,12 +64,6 @@ def test_unknown_host_lists_the_known_ones(fleet: FleetConfig) -> None:
     with pytest.raises(ProvisionRefused, match=r"--host NAME \(one of ax1, ax2\) or --all"):
         resolve_hosts(fleet, [], False)
     assert [h.name for h in resolve_hosts(fleet, [], True)] == ["ax1", "ax2"]
-
-
-def test_docker_pools_must_not_hit_the_fleets_addresses() -> None:
-    fleet = make_fleet(network={"admin_allowlist": ["203.0.113.7/32"], "backend_addresses": ["10.200.3.2/32"]})
-    with pytest.raises(ProvisionRefused, match=r"10.200.0.0/16 overlaps network.backend_addresses"):
-        check_address_pools(fleet)
 
 
 def test_missing_ca_is_refused_in_production_and_made_in_the_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

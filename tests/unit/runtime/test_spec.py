@@ -129,7 +129,7 @@ def test_network_spec_isolates_and_binds_privately(fleet: FleetConfig) -> None:
 def test_subnets_are_28s_inside_the_pool() -> None:
     rng = random.Random(7)
     pool = IPv4Network("10.240.0.0/16")
-    seen = {pick_subnet("10.240.0.0/16", rng) for _ in range(200)}
+    seen = {pick_subnet(IPv4Network("10.240.0.0/16"), rng) for _ in range(200)}
     assert all(s.prefixlen == 28 and s.subnet_of(pool) for s in seen)
     assert len(seen) > 190
 

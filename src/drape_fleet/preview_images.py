@@ -1,4 +1,8 @@
-"""The preview templates (drape-nextjs, drape-react, drape-vue): their build context, and building them.
+"""The preview templates' images (drape-nextjs, drape-react, drape-vue): build contexts and building them.
+
+Ops side, outside the runtime: the backend installs only ``drape_fleet.runtime``, which knows the images by
+name (``runtime.frameworks.<name>.image``) and never reads the checkout. Used by ``invoke fleet.images``, the
+lab (``lab.previews``) and the tests.
 
 A template's build context is ``images/preview/common`` (Dockerfile, entrypoint) plus the framework's
 ``images/preview/<framework>/starter`` project, assembled in memory (pure). Building goes through an engine's
@@ -12,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from docker.errors import NotFound
 
 from drape_fleet.paths import project_root
 from drape_fleet.runtime.engines import Engine
@@ -41,7 +47,7 @@ def context_files(framework: str, root: Path | None = None) -> dict[str, bytes]:
     return files
 
 
-def context_tar(files: dict[str, bytes]) -> bytes:
+def context_tar(files: Mapping[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, data in sorted(files.items()):
@@ -53,7 +59,7 @@ def context_tar(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def recipe(files: dict[str, bytes], base: str) -> str:
+def recipe(files: Mapping[str, bytes], base: str) -> str:
     digest = hashlib.sha256(base.encode())
     for name, data in sorted(files.items()):
         digest.update(name.encode() + b"\0" + data)
@@ -71,17 +77,17 @@ def build_log_errors(chunks: Iterable[dict[str, Any]]) -> tuple[list[str], list[
     return lines, errors
 
 
-def build_with(api: Any, framework: str, tag: str, *, base: str, network_mode: str | None = None,
-               labels: dict[str, str] | None = None) -> str:
-    """Build ``tag`` with a docker-py APIClient (any engine); skipped when the same recipe is there."""
-    files = context_files(framework)
-    wanted = recipe(files, base)
+def build_image(api: Any, files: Mapping[str, bytes], tag: str, *, base: str, recipe_base: str | None = None,
+                network_mode: str | None = None, labels: Mapping[str, str] | None = None) -> str:
+    """Build ``files`` as ``tag`` with ``BASE=base`` through a docker-py ``APIClient`` (any engine); skipped when
+    the image there has the same recipe (the files and ``recipe_base``, by default the base's name)."""
+    wanted = recipe(files, recipe_base or base)
     try:
         existing = api.inspect_image(tag)
         if (existing.get("Config", {}).get("Labels") or {}).get(RECIPE_LABEL) == wanted:
             return tag
-    except Exception:  # noqa: S110 - not there yet: build it
-        pass
+    except NotFound:
+        pass  # not there yet: build it
     chunks = api.build(fileobj=io.BytesIO(context_tar(files)), custom_context=True, tag=tag,
                        buildargs={"BASE": base}, labels={**(labels or {}), RECIPE_LABEL: wanted}, rm=True, forcerm=True,
                        decode=True, network_mode=network_mode)
@@ -92,8 +98,15 @@ def build_with(api: Any, framework: str, tag: str, *, base: str, network_mode: s
     return tag
 
 
+def build_template(api: Any, framework: str, tag: str, *, base: str, network_mode: str | None = None,
+                   labels: Mapping[str, str] | None = None) -> str:
+    """Build the ``framework`` template as ``tag``."""
+    return build_image(api, context_files(framework), tag, base=base, network_mode=network_mode, labels=labels)
+
+
 def build_on_engine(engine: Engine, framework: str, tag: str, *, base: str = PRODUCTION_BASE) -> str:
+    """Build a template on a host's engine, through the runtime's seam (its own long-timeout client)."""
     try:
-        return engine.call(lambda api: build_with(api, framework, tag, base=base), f"build {tag}", timeout=3600)
+        return engine.call(lambda api: build_template(api, framework, tag, base=base), f"build {tag}", timeout=3600)
     except RuntimeError as exc:
         raise EngineError(engine.name, None, str(exc)) from exc

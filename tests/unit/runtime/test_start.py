@@ -1,0 +1,151 @@
+"""``start``: the hot path, placement, following to ready, taking over and failing over, against fake engines
+(``runtime_testkit``). Every outcome is read back from the fake engines, not from the runtime's memory alone."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from runtime_testkit import World, api_error, eventually
+
+from drape_fleet.config.runtime import PreviewResources
+from drape_fleet.runtime.errors import WorkspaceConflict
+from drape_fleet.runtime.follower import HOST_DEAD_S
+from drape_fleet.runtime.readiness import Phase
+
+BIG = PreviewResources(cpus=0.5, memory_mib=512, pids_limit=256, disk_gib=1, tmp_mib=16)
+
+
+def test_a_cold_start_places_on_the_freest_host_and_lists_the_workspace_once(world: World) -> None:
+    runtime = world.runtime()
+    first = runtime.start("w-1", "u1", "tiny", resources=BIG, wait=5)
+    assert first.phase is Phase.READY and first.host == "ax1"  # a tie, broken by name
+    assert first.url == f"http://127.0.0.11:{world.hosts['ax1'].container('drape-pv-w-1').server.port}"  # type: ignore[union-attr]
+    # Where the workspace was looked for: once by start() on every host, then once more on the two other hosts
+    # after the claim (is it placed elsewhere too?); the placement did not list it again.
+    assert {n: h.count("containers:w-1") for n, h in world.hosts.items()} == {"ax1": 1, "ax2": 2, "ax3": 2}
+    second = runtime.start("w-2", "u1", "tiny", wait=5)
+    third = runtime.start("w-3", "u1", "tiny", wait=5)
+    assert [second.host, third.host] == ["ax2", "ax3"]  # ax1 has less free memory now
+    assert world.everywhere() == {"ax1": ["drape-pv-w-1"], "ax2": ["drape-pv-w-2"], "ax3": ["drape-pv-w-3"]}
+
+
+def test_a_hot_start_is_one_stamp_and_one_inspect(world: World) -> None:
+    runtime = world.runtime()
+    first = runtime.start("w-hot", "u1", "tiny", wait=5)
+    host = world.hosts[first.host or ""]
+    before = {name: len(h.calls) for name, h in world.hosts.items()}
+    again = runtime.start("w-hot", "u1", "tiny")
+    assert again.phase is Phase.READY and again.container_id == first.container_id
+    assert host.calls[before[host.name]:] == ["put_archive", "inspect_container"]  # stamp first, then check
+    assert all(len(h.calls) == before[name] for name, h in world.hosts.items() if h is not host)
+
+
+def test_phases_follow_what_the_template_reports_until_http_answers(world: World) -> None:
+    runtime = world.runtime()
+    for host in world.hosts.values():
+        host.ready_on_start = False
+    runtime.start("w-ph", "u1", "tiny")
+    container = eventually(lambda: next(iter(world.hosts["ax1"].named("drape-pv-w-ph")), None))
+    seen = []
+    for phase, text in ((Phase.INSTALLING, "installing"), (Phase.COMPILING, "compiling")):
+        container.set_phase(text)
+        seen.append(eventually(lambda p=phase: (s := runtime.status("w-ph")) and s.phase is p and s.phase))
+    container.ready = True  # the dev server answers HTTP
+    assert runtime.wait_ready("w-ph", 5).phase is Phase.READY
+    assert seen == [Phase.INSTALLING, Phase.COMPILING]
+
+
+def test_a_template_failure_or_an_exit_fails_with_the_reason(world: World) -> None:
+    runtime = world.runtime()
+    for host in world.hosts.values():
+        host.ready_on_start = False
+    runtime.start("w-bad", "u1", "tiny")
+    runtime.start("w-exit", "u1", "tiny")
+    bad = eventually(lambda: next(iter(world.hosts["ax1"].named("drape-pv-w-bad")), None))
+    bad.set_phase("failed: pnpm install exited with 1")
+    status = runtime.wait_ready("w-bad", 5)
+    assert status.phase is Phase.FAILED and status.error == "pnpm install exited with 1"
+    exited = eventually(lambda: next(iter(world.hosts["ax2"].named("drape-pv-w-exit")), None))
+    exited.logs = b"starting\nError: Cannot find module 'vite'\n"
+    exited.stop(1)
+    status = runtime.wait_ready("w-exit", 5)
+    assert status.phase is Phase.FAILED
+    assert status.error == "the dev server exited (code 1): starting | Error: Cannot find module 'vite'"
+
+
+def test_another_process_finds_the_preview_and_takes_it_over(world: World) -> None:
+    first, second = world.runtime(), world.runtime()
+    started = first.start("w-own", "u1", "tiny", wait=5)
+    taken = second.start("w-own", "u1", "tiny")
+    assert taken.phase is Phase.READY and taken.container_id == started.container_id
+    assert world.everywhere()["ax1"] == ["drape-pv-w-own"]  # nothing new was made
+    with pytest.raises(WorkspaceConflict, match="another user"):
+        second.start("w-own", "u2", "tiny")
+    with pytest.raises(WorkspaceConflict, match="runs tiny, not other: stop it first"):
+        world.runtime().start("w-own", "u1", "other")
+
+
+def test_two_processes_starting_one_workspace_make_one_preview(world: World) -> None:
+    runtimes = [world.runtime() for _ in range(4)]
+    results = [None] * len(runtimes)
+
+    def start(index: int) -> None:
+        results[index] = runtimes[index].start("w-race", "u1", "tiny", wait=10)  # type: ignore[call-overload]
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(len(runtimes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    names = [name for names in world.everywhere().values() for name in names]
+    assert names == ["drape-pv-w-race"]
+    assert {r.container_id for r in results if r is not None} == {  # type: ignore[attr-defined]
+        c.id for h in world.hosts.values() for c in h.named("drape-pv-w-race")}
+
+
+def test_a_host_that_fails_to_start_the_preview_is_left_for_the_next(world: World) -> None:
+    world.hosts["ax1"].faults["start"] = api_error(500, "OCI runtime create failed")
+    status = world.runtime().start("w-next", "u1", "tiny", wait=5)
+    assert status.phase is Phase.READY and status.host == "ax2"
+    assert world.everywhere() == {"ax1": [], "ax2": ["drape-pv-w-next"], "ax3": []}  # the claim was removed
+    assert world.hosts["ax1"].network_table == {}
+
+
+def test_a_host_that_dies_before_ready_gets_its_preview_placed_elsewhere(world: World) -> None:
+    runtime = world.runtime()
+    world.hosts["ax1"].ready_on_start = False
+    runtime.start("w-lost", "u1", "tiny")
+    eventually(lambda: world.hosts["ax1"].named("drape-pv-w-lost"))
+    world.hosts["ax1"].down = True
+    eventually(lambda: not runtime.fleet["ax1"].health.healthy)  # the follower ran into it
+    moved = eventually(lambda: (s := runtime.status("w-lost")) and s.phase is Phase.READY and s,
+                       tick=lambda: world.clock.advance(HOST_DEAD_S / 2))
+    assert moved.host in ("ax2", "ax3")
+    assert world.owned(moved.host) == ["drape-pv-w-lost"]
+    assert "placing again" not in (moved.error or "")
+
+
+def test_a_ready_preview_on_a_host_that_stopped_answering_is_lost(world: World) -> None:
+    runtime = world.runtime()
+    status = runtime.start("w-gone", "u1", "tiny", wait=5)
+    world.hosts[status.host or ""].down = True
+    runtime.hosts()  # any call that reaches the host notices
+    lost = runtime.status("w-gone")
+    assert lost is not None and lost.phase is Phase.LOST and "is not answering" in (lost.error or "")
+    world.hosts[status.host or ""].down = False
+    world.clock.advance(60)  # past the backoff: the host is asked again
+    runtime.hosts()
+    back = runtime.status("w-gone")
+    assert back is not None and back.phase is Phase.READY and back.container_id == status.container_id
+
+
+def test_a_preview_stopped_by_another_process_is_no_longer_ready(world: World) -> None:
+    ours, theirs = world.runtime(), world.runtime()
+    started = ours.start("w-st", "u1", "tiny", wait=5)
+    assert theirs.stop("w-st")
+    assert world.everywhere() == {"ax1": [], "ax2": [], "ax3": []}
+    assert world.hosts["ax1"].network_table == {}
+    assert ours.status("w-st") is None
+    again = ours.start("w-st", "u1", "tiny", wait=5)
+    assert again.phase is Phase.READY and again.container_id != started.container_id
