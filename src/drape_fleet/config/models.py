@@ -17,6 +17,7 @@ from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.provisioning import ProvisioningSettings
 from drape_fleet.config.reinstall import ReinstallSettings
 from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.config.service import ServiceSettings, service_hosts_problem
 
 IPAddress = IPvAnyAddress
 IPNetwork = IPvAnyNetwork
@@ -77,6 +78,8 @@ class FleetConfig(FrozenModel):
     fly: FlySettings | None = None
     preview_dns: PreviewDnsSettings | None = None
     reinstall: ReinstallSettings = ReinstallSettings()
+    service: ServiceSettings | None = None
+    """The runtime service for the Node backend (``drape_fleet.config.service``); None: not deployed."""
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -120,6 +123,14 @@ class FleetConfig(FrozenModel):
     def _address_plan_is_clear(self) -> Self:
         problem = address_plan_problem(self.provisioning.docker, self.runtime.subnet_pool, self.hosts,
                                        self.network.backend_addresses, self.network.admin_allowlist)
+        if problem is not None:
+            raise problem
+        return self
+
+    @model_validator(mode="after")
+    def _service_reaches_engines(self) -> Self:
+        problem = None if self.service is None else service_hosts_problem(self.service, self.hosts,
+                                                                           self.network.backend_addresses)
         if problem is not None:
             raise problem
         return self

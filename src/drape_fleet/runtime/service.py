@@ -41,6 +41,7 @@ from drape_fleet.runtime.background import Loops, flush_buffered_activity, watch
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
 from drape_fleet.runtime.engines import Endpoint, Fleet, TlsFiles, tls_endpoints
 from drape_fleet.runtime.errors import EngineError, HostUnavailable, QueueFull, RuntimeFailure
+from drape_fleet.runtime.events import RuntimeEvents, guarded
 from drape_fleet.runtime.launcher import Launcher, check_same, request_of
 from drape_fleet.runtime.lifecycle import Reaped
 from drape_fleet.runtime.readiness import Phase
@@ -58,7 +59,8 @@ class PreviewRuntime:
     """Place, keep and fail over previews across the fleet. Every public method is thread-safe."""
 
     def __init__(self, config: FleetConfig, fleet: Fleet, *, background: bool = True,
-                 reaper: bool = True, rng: random.Random | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 reaper: bool = True, rng: random.Random | None = None, clock: Clock = SYSTEM_CLOCK,
+                 events: RuntimeEvents | None = None) -> None:
         self.config = config
         self.settings: RuntimeSettings = config.runtime
         self.fleet = fleet
@@ -67,7 +69,8 @@ class PreviewRuntime:
         self._rng = rng or random.Random()  # noqa: S311 - jitter and subnet choice, not security
         self._closed = threading.Event()
         self._workspace_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._trackers = Trackers(config, fleet, clock)
+        self._events = guarded(events)  # hooks for metrics and phase streams (``events``)
+        self._trackers = Trackers(config, fleet, clock, self._events)
         self._queue = WaitQueue(self._trackers, self.settings, self._closed, clock)
         tombstones = TombstoneSightings(clock)
         self._launcher = Launcher(config, fleet, self.observer, self._trackers, self._queue, tombstones,
@@ -236,7 +239,9 @@ class PreviewRuntime:
     def reap(self) -> ReapReport:
         """One reaper pass: idle previews, duplicates after a failover, abandoned claims, dead containers,
         orphan networks. Safe to run from several processes at once (see ``reaper``)."""
-        return self._reaper.reap()
+        report = self._reaper.reap()
+        self._events.reaped(report)
+        return report
 
     # ----------------------------------------------------------------------------------------------
     # Start: hot path, then placement (``launcher``)
