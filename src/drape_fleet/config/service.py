@@ -9,15 +9,13 @@ section, which every instance of the fleet enforces alike, and the two files an 
 
 ``InstanceConfig`` is ``/etc/drape-runtime/service.toml`` (which fleet file, which instance, the Docker API
 client certificate, the tokens file); ``TokenDigests`` is the tokens file: SHA-256 digests of the bearer tokens,
-never the tokens (those stay in the ops secrets store, ``drape_fleet.service_deploy.tokens``). Paths may begin
-with ``${CREDENTIALS_DIRECTORY}``, where systemd's ``LoadCredential=`` puts root-only files for the service.
+never the tokens (those stay in the ops secrets store, ``drape_fleet.service_deploy.tokens``).
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar, get_args
@@ -33,8 +31,6 @@ Scope = Literal["previews", "fleet", "metrics"]
 """``previews``: start, pre-warm, activity, stop, status, list. ``fleet``: hosts, cordon, drain, uncordon.
 ``metrics``: ``GET /metrics`` (Prometheus)."""
 SCOPES: tuple[str, ...] = get_args(Scope)
-CREDENTIALS_VAR = "CREDENTIALS_DIRECTORY"
-_CREDENTIALS_PREFIX = "${" + CREDENTIALS_VAR + "}"
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -136,32 +132,9 @@ class TokenDigests(FrozenModel):
         return self
 
 
-def expand_credentials(value: str, environ: Mapping[str, str]) -> str:
-    """``${CREDENTIALS_DIRECTORY}/x`` -> the directory systemd made for this service's credentials."""
-    if not value.startswith(_CREDENTIALS_PREFIX):
-        return value
-    directory = environ.get(CREDENTIALS_VAR)
-    if not directory:
-        raise ValueError(f"{value} needs ${CREDENTIALS_VAR}, which is not set: run the service from its systemd "
-                         "unit (LoadCredential=), or write a plain path")
-    return directory + value[len(_CREDENTIALS_PREFIX):]
-
-
-def load_instance(path: str | Path, environ: Mapping[str, str] | None = None) -> InstanceConfig:
+def load_instance(path: str | Path) -> InstanceConfig:
     """Read an instance's service.toml; raise ``ConfigError`` naming the file, the field and the fix."""
-    environ = os.environ if environ is None else environ
-    data = _read_toml(Path(path))
-    try:
-        for field in ("tokens_file",):
-            if isinstance(data.get(field), str):
-                data[field] = expand_credentials(data[field], environ)
-        tls = data.get("engine_tls")
-        if isinstance(tls, dict):
-            data["engine_tls"] = {k: expand_credentials(v, environ) if isinstance(v, str) else v
-                                  for k, v in tls.items()}
-    except ValueError as exc:
-        raise ConfigError(str(path), [Problem("(paths)", str(exc), "see docs/service.md")]) from None
-    return _validate(InstanceConfig, data, str(path))
+    return _validate(InstanceConfig, _read_toml(Path(path)), str(path))
 
 
 def load_token_digests(path: str | Path) -> TokenDigests:

@@ -26,7 +26,9 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
         "environment": {"name": "lab", "deploy_user": "deploy"},
         "network": {
             "admin_allowlist": [f"{settings.public_gateway}/32"],
-            "backend_addresses": [f"{settings.private_gateway}/32"],
+            # This machine (the backend's stand-in) and every host: each runs the runtime service (docs/service.md).
+            "backend_addresses": [f"{settings.private_gateway}/32",
+                                  *(f"{settings.private_address(i)}/32" for i in range(1, settings.hosts + 1))],
         },
         "provisioning": {**LAB_PROVISIONING, "firewall": {"private_network": [str(settings.private_subnet)]}},
         "hosts": [
@@ -41,6 +43,7 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             for i in range(1, settings.hosts + 1)
         ],
         "runtime": lab_runtime_data(),
+        "service": {},
     }
 
 

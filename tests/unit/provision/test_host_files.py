@@ -84,10 +84,14 @@ RENDERS: dict[str, Callable[[Case], str]] = {
 
 # Templates for a server's rescue system rather than a provisioned host, with goldens of their own (BIOS and
 # UEFI layouts of a production fleet): tests/unit/installimage/test_render_and_layout.py.
-RENDERED_ELSEWHERE = {"installimage/installimage.conf.j2", "installimage/post-install.sh.j2"}
+RENDERED_ELSEWHERE = {"installimage/installimage.conf.j2", "installimage/post-install.sh.j2",
+                      # The runtime service and its ingress: tests/service/test_service_files.py.
+                      "service/drape-runtime.service.j2", "service/service.toml.j2", "service/drape-runtime.caddy.j2",
+                      "ingress/Caddyfile.j2"}
 
 # Plain files (nothing varies), put as they are.
-PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE}
+PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE,
+         "service/install-release"}
 
 
 def _on_disk() -> set[str]:
