@@ -18,6 +18,10 @@
  * workspace id (`preview.id === preview.workspace`), and `preview.state` maps its phase onto a Fly machine's
  * states for code that reads those.
  *
+ * An instance that dies while it places a preview leaves only a claim behind (the runtime reaps it after its claim
+ * timeout); `wait()` then hears "no preview" from the next instance, and sends the start again (it is idempotent)
+ * when this client made the preview and failed over since: the request is not lost, only delayed.
+ *
  * Retries: only what is safe to send again. Every call of the API is idempotent except starting a drain (it
  * runs on the instance that got it), so those calls fail over to the next base URL on a connection error, a
  * timeout, or a gateway answer (502/503/504 from the ingress while its instance restarts); a drain is sent again
@@ -97,6 +101,7 @@ const FLY_STATE = /** @type {Record<Phase, MachineState>} */ ({
   ready: 'started', failed: 'failed', lost: 'failed',
 });
 const LONG_POLL_S = 25;
+const REMEMBERED_SPECS = 10000;
 /** Connection errors that mean the request never left: safe to send again, even when not idempotent. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
   'UND_ERR_CONNECT_TIMEOUT']);
@@ -150,6 +155,10 @@ export class DockerService {
     this.authorization = `Bearer ${token}`;
     /** The instance that answered last: calls stick to it until it fails. */
     this.current = 0;
+    /** How many times a call moved on to another instance. */
+    this.failovers = 0;
+    /** @type {Map<string, PreviewSpec>} the specs this client started, to start again after a failover */
+    this.specs = new Map();
   }
 
   // -- the names fly-service.js has --------------------------------------------------------------------------
@@ -161,6 +170,7 @@ export class DockerService {
    */
   async create(spec, options = {}) {
     const { workspace, ...body } = spec;
+    this.#remember(spec);
     const waitS = options.waitMs ? Math.min(options.waitMs / 1000, 120) : undefined;
     return this.#preview(await this.#call('PUT', `/v1/previews/${enc(workspace)}`, {
       body: { ...body, wait_s: waitS }, timeoutMs: this.timeoutMs + (waitS ?? 0) * 1000,
@@ -176,6 +186,7 @@ export class DockerService {
   /** Stop and remove the workspace's preview. Idempotent: `stopped` is false when there was none.
    * @param {string} workspace @returns {Promise<{workspace: string, stopped: boolean}>} */
   async stop(workspace) {
+    this.specs.delete(workspace);
     return /** @type {{workspace: string, stopped: boolean}} */ (
       await this.#call('DELETE', `/v1/previews/${enc(workspace)}`));
   }
@@ -207,6 +218,7 @@ export class DockerService {
     const deadline = Date.now() + (options.timeoutMs ?? 600000);
     /** @type {Phase|undefined} */
     let after;
+    let failovers = this.failovers;
     for (;;) {
       const left = deadline - Date.now();
       if (left <= 0) {
@@ -215,9 +227,19 @@ export class DockerService {
       }
       const timeoutS = Math.max(1, Math.min(LONG_POLL_S, Math.floor(left / 1000)));
       const query = `?timeout_s=${timeoutS}${after ? `&after=${after}` : ''}`;
-      const preview = this.#preview(await this.#call('GET', `/v1/previews/${enc(workspace)}/wait${query}`, {
-        timeoutMs: this.timeoutMs + timeoutS * 1000,
-      }));
+      /** @type {Preview} */
+      let preview;
+      try {
+        preview = this.#preview(await this.#call('GET', `/v1/previews/${enc(workspace)}/wait${query}`, {
+          timeoutMs: this.timeoutMs + timeoutS * 1000,
+        }));
+      } catch (error) {
+        const spec = this.specs.get(workspace);
+        const movedOn = this.failovers > failovers;
+        if (!(error instanceof DockerServiceError && error.code === 'not_found' && spec && movedOn)) throw error;
+        failovers = this.failovers;  // the instance that had it died placing it: start it again, once per failover
+        preview = await this.create(spec);
+      }
       if (preview.phase !== after) options.onPhase?.(preview);
       after = preview.phase;
       if (preview.ready) return preview;
@@ -234,6 +256,7 @@ export class DockerService {
    * @returns {Promise<Preview>} */
   async prewarm(spec) {
     const { workspace, ...body } = spec;
+    this.#remember(spec);
     return this.#preview(await this.#call('PUT', `/v1/previews/${enc(workspace)}/prewarm`, { body }));
   }
 
@@ -321,12 +344,22 @@ export class DockerService {
         }
       }
       if (attempt === this.attempts) break;
-      if (retry !== 'rate limited') this.current = (index + 1) % this.baseUrls.length;  // fail over
+      if (retry !== 'rate limited') {  // fail over
+        this.current = (index + 1) % this.baseUrls.length;
+        this.failovers += 1;
+      }
       this.onRetry({ method, path, from: base, to: this.baseUrls[this.current], attempt, reason: retry });
       const cycled = attempt % this.baseUrls.length === 0;
       await sleep(waitMs || (cycled ? 200 * attempt + Math.random() * 200 : 0));
     }
     throw last ?? new DockerServiceError(`${method} ${path}: no attempt made`, { code: 'unreachable' });
+  }
+
+  /** @param {PreviewSpec} spec */
+  #remember(spec) {
+    this.specs.delete(spec.workspace);
+    this.specs.set(spec.workspace, spec);
+    if (this.specs.size > REMEMBERED_SPECS) this.specs.delete(this.specs.keys().next().value ?? '');
   }
 
   /** @param {any} answer @returns {Preview} */

@@ -162,6 +162,33 @@ test('wait() rejects a preview that failed, with the preview and its reason', as
   });
 });
 
+test('wait() after an instance died placing the preview starts it again on the next one', async () => {
+  let placed = false;
+  const dying = await serve((request, response, count) => {
+    if (count === 1) json(response, 200, { ...PREVIEW, phase: 'placing', ready: false, final: false });
+    else request.socket.destroy();  // died while placing: the wait's connection is cut
+  });
+  const next = await serve((request, response) => {
+    if (request.method === 'PUT') {
+      placed = true;
+      json(response, 200, { ...PREVIEW, phase: 'placing', ready: false, final: false });
+    } else if (!placed) {
+      json(response, 404, { error: 'not_found', message: "workspace 'ws-1' has no preview" });
+    } else {
+      json(response, 200, PREVIEW);
+    }
+  });
+  const previews = new DockerService({ baseUrls: [dying.url, next.url], token: 't' });
+  await previews.create({ workspace: 'ws-1', user: 'u1', framework: 'tiny' });
+  assert.equal((await previews.wait('ws-1')).phase, 'ready');
+  assert.deepEqual(next.seen.map((r) => r.method), ['GET', 'PUT', 'GET']);
+  assert.deepEqual(JSON.parse(next.seen[1].body), { user: 'u1', framework: 'tiny' });
+
+  const stranger = new DockerService({ baseUrls: [next.url], token: 't' });
+  placed = false;
+  await assert.rejects(stranger.wait('ws-2'), (error) => error.code === 'not_found');  // no failover: no restart
+});
+
 test('a missing preview is null from status()', async () => {
   const none = await serve((_q, response) => json(response, 404, { error: 'not_found', message: 'no preview' }));
   const previews = new DockerService({ baseUrls: [none.url], token: 't' });

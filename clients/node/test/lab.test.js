@@ -21,7 +21,7 @@ const spec = (workspace, env = {}) => ({ workspace: `${workspace}-${run}`, user:
 
 test('start a preview through the service, follow its phases, get its URL, stop it', async () => {
   const previews = new DockerService({ baseUrls: URLS, token: TOKEN });
-  const wanted = spec('node-life', { TINY_INSTALL_S: '1', TINY_COMPILE_S: '1' });
+  const wanted = spec('node-life', { TINY_INSTALL_S: '3', TINY_COMPILE_S: '3' });  // the runtime polls <= 1.5 s
   const created = await previews.create(wanted);
   assert.equal(created.id, wanted.workspace);
   assert.ok(['placing', 'starting', 'installing', 'queued'].includes(created.phase), created.phase);
@@ -71,13 +71,20 @@ test('an instance killed mid-request loses nothing: the client goes on with anot
   assert.ok(process.env.DRAPE_KILL_FIRST, 'set DRAPE_KILL_FIRST');
   const retries = [];
   const previews = new DockerService({ baseUrls: URLS, token: TOKEN, onRetry: (r) => retries.push(r) });
-  const wanted = spec('node-kill', { TINY_INSTALL_S: '6' });
+  const wanted = spec('node-kill', { TINY_INSTALL_S: '8' });
   const created = await previews.create(wanted);
   assert.equal(previews.current, 0, 'the first instance answered');
-  const waiting = previews.wait(created.id, { timeoutMs: 90000 });
-  await new Promise((resolve) => { setTimeout(resolve, 1500); });
-  execSync(process.env.DRAPE_KILL_FIRST, { stdio: 'inherit' });
-  const ready = await waiting;
+  let killed = false;
+  const ready = await previews.wait(created.id, {
+    timeoutMs: 90000,
+    onPhase: (preview) => {  // mid-install, while the next long-poll is held open by the first instance
+      if (preview.phase === 'installing' && !killed) {
+        killed = true;
+        setTimeout(() => execSync(process.env.DRAPE_KILL_FIRST, { stdio: 'inherit' }), 1000);
+      }
+    },
+  });
+  assert.ok(killed, 'the preview was seen installing');
   assert.equal(ready.phase, 'ready');
   assert.ok(retries.some((r) => r.from === URLS[0] && r.path.includes('/wait')), JSON.stringify(retries));
   const again = await previews.status(wanted.workspace);

@@ -46,9 +46,10 @@ LAB_CALLERS: dict[str, tuple[tuple[Scope, ...], CallerLimits | None]] = {
     "ops": (("previews", "fleet", "metrics"), None),
     "monitoring": (("metrics",), None),
     "bench": (("previews", "fleet", "metrics"), CallerLimits(rate_per_s=100_000, burst=100_000)),
+    "flood": (("previews",), CallerLimits(rate_per_s=2, burst=5)),
 }
 """The lab's callers, made on its first deploy: the Node tests use ``backend``, the benchmark ``bench`` (its
-rate is unlimited: it measures the service, not the limiter)."""
+rate is unlimited: it measures the service, not the limiter), the rate-limit test ``flood`` (2/s, burst 5)."""
 
 
 class StoredToken(FrozenModel):
