@@ -92,6 +92,7 @@
  * @property {number} [timeoutMs]     per request (default 15000; long-polls add their own wait)
  * @property {number} [attempts]      sends of one call at most, across instances (default: 2 per instance, >= 3)
  * @property {number} [maxRetryAfterMs]  the longest a 429 is waited out before giving up (default 5000)
+ * @property {number|'random'} [first]  the instance to use first (default 'random': backend processes spread out)
  * @property {typeof fetch} [fetch]
  * @property {(info: RetryInfo) => void} [onRetry]
  */
@@ -154,7 +155,8 @@ export class DockerService {
     /** @type {string} */
     this.authorization = `Bearer ${token}`;
     /** The instance that answered last: calls stick to it until it fails. */
-    this.current = 0;
+    this.current = options.first === undefined || options.first === 'random'
+      ? Math.floor(Math.random() * this.baseUrls.length) : options.first % this.baseUrls.length;
     /** How many times a call moved on to another instance. */
     this.failovers = 0;
     /** @type {Map<string, PreviewSpec>} the specs this client started, to start again after a failover */

@@ -62,7 +62,7 @@ test('an instance that is down is skipped: the call goes to the next one, which 
   const down = await closedUrl();
   const up = await serve((_q, response) => json(response, 200, PREVIEW));
   const retries = [];
-  const previews = new DockerService({ baseUrls: [down, up.url], token: 't', onRetry: (r) => retries.push(r) });
+  const previews = new DockerService({ baseUrls: [down, up.url], token: 't', first: 0, onRetry: (r) => retries.push(r) });
   assert.equal((await previews.create({ workspace: 'ws-1', user: 'u1', framework: 'tiny' })).phase, 'ready');
   assert.equal(retries.length, 1);
   assert.equal(retries[0].from, down);
@@ -76,7 +76,7 @@ test('an instance that is down is skipped: the call goes to the next one, which 
 test('a 502 from an ingress whose instance is restarting fails over for idempotent calls', async () => {
   const restarting = await serve((_q, response) => { response.writeHead(502); response.end('Bad Gateway'); });
   const up = await serve((_q, response) => json(response, 200, { workspace: 'ws-1', stopped: true }));
-  const previews = new DockerService({ baseUrls: [restarting.url, up.url], token: 't' });
+  const previews = new DockerService({ baseUrls: [restarting.url, up.url], token: 't', first: 0 });
   assert.deepEqual(await previews.stop('ws-1'), { workspace: 'ws-1', stopped: true });
   assert.equal(restarting.seen.length, 1);
 });
@@ -85,7 +85,7 @@ test("the runtime's own refusals are errors with the field and the fix, never se
   const full = await serve((_q, response) => json(response, 503, {
     error: 'queue_full', message: 'every host is full', fix: 'try again later' }, { 'Retry-After': '10' }));
   const other = await serve((_q, response) => json(response, 200, PREVIEW));
-  const previews = new DockerService({ baseUrls: [full.url, other.url], token: 't' });
+  const previews = new DockerService({ baseUrls: [full.url, other.url], token: 't', first: 0 });
   await assert.rejects(previews.create({ workspace: 'ws-1', user: 'u1', framework: 'tiny' }), (error) => {
     assert.ok(error instanceof DockerServiceError);
     assert.equal(error.status, 503);
@@ -123,11 +123,11 @@ test('a 429 waits Retry-After on the same instance, then goes on', async () => {
 test('a connection cut after the request arrived: status is asked again elsewhere, a drain is not', async () => {
   const cut = await serve((request) => { request.socket.destroy(); });
   const up = await serve((_q, response) => json(response, 200, PREVIEW));
-  const previews = new DockerService({ baseUrls: [cut.url, up.url], token: 't' });
+  const previews = new DockerService({ baseUrls: [cut.url, up.url], token: 't', first: 0 });
   assert.equal((await previews.status('ws-1')).phase, 'ready');
   assert.equal(cut.seen.length, 1);
 
-  const drains = new DockerService({ baseUrls: [cut.url, up.url], token: 't' });
+  const drains = new DockerService({ baseUrls: [cut.url, up.url], token: 't', first: 0 });
   await assert.rejects(drains.drain('ax1'), (error) => {
     assert.equal(error.code, 'unreachable');
     return true;
@@ -178,7 +178,7 @@ test('wait() after an instance died placing the preview starts it again on the n
       json(response, 200, PREVIEW);
     }
   });
-  const previews = new DockerService({ baseUrls: [dying.url, next.url], token: 't' });
+  const previews = new DockerService({ baseUrls: [dying.url, next.url], token: 't', first: 0 });
   await previews.create({ workspace: 'ws-1', user: 'u1', framework: 'tiny' });
   assert.equal((await previews.wait('ws-1')).phase, 'ready');
   assert.deepEqual(next.seen.map((r) => r.method), ['GET', 'PUT', 'GET']);
@@ -193,6 +193,13 @@ test('a missing preview is null from status()', async () => {
   const none = await serve((_q, response) => json(response, 404, { error: 'not_found', message: 'no preview' }));
   const previews = new DockerService({ baseUrls: [none.url], token: 't' });
   assert.equal(await previews.status('ws-9'), null);
+});
+
+test('backend processes start on different instances (random first), or on the one asked for', () => {
+  const firsts = new Set(Array.from({ length: 64 }, () => new DockerService({ baseUrls: ['http://a', 'http://b'],
+    token: 't' }).current));
+  assert.deepEqual([...firsts].sort(), [0, 1]);
+  assert.equal(new DockerService({ baseUrls: ['http://a', 'http://b'], token: 't', first: 1 }).current, 1);
 });
 
 test('bad options are refused with the fix', () => {

@@ -70,7 +70,7 @@ test('two instances on two hosts serve the same workspace consistently', async (
 test('an instance killed mid-request loses nothing: the client goes on with another', async () => {
   assert.ok(process.env.DRAPE_KILL_FIRST, 'set DRAPE_KILL_FIRST');
   const retries = [];
-  const previews = new DockerService({ baseUrls: URLS, token: TOKEN, onRetry: (r) => retries.push(r) });
+  const previews = new DockerService({ baseUrls: URLS, token: TOKEN, first: 0, onRetry: (r) => retries.push(r) });
   const wanted = spec('node-kill', { TINY_INSTALL_S: '8' });
   const created = await previews.create(wanted);
   assert.equal(previews.current, 0, 'the first instance answered');

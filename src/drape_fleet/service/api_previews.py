@@ -62,7 +62,7 @@ def previews_router(ctx: ServiceContext) -> APIRouter:
             raise ctx.api_error(exc) from None
 
     @router.put("/{workspace}", response_model=Preview, responses=ERRORS, summary="Start, or get the running one")
-    async def start(workspace: Workspace, body: StartBody) -> Preview:
+    async def start(workspace: Workspace, body: StartBody) -> Response:
         """Start the workspace's preview, or get the one it has. Answers at once (a hot start answers ``ready``
         and its URL) unless ``wait_s`` asks to hold the answer until ready, failed or lost."""
         checked(workspace)
@@ -73,15 +73,15 @@ def previews_router(ctx: ServiceContext) -> APIRouter:
             waited = await wait_final(ctx.board, ctx.status, workspace, status,
                                       min(body.wait_s, ctx.settings.long_poll_max_s))
             status = waited or status
-        return Preview.from_status(status)
+        return answer(status)
 
     @router.put("/{workspace}/prewarm", response_model=Preview, responses=ERRORS,
                 summary="The user opened the project: prepare its preview")
-    async def prewarm(workspace: Workspace, body: PrewarmBody) -> Preview:
+    async def prewarm(workspace: Workspace, body: PrewarmBody) -> Response:
         """Start preparing the preview in the background. Never queues: when the fleet is full the pre-warm
         gives up (phase ``failed``) and a later start queues as usual."""
         checked(workspace)
-        return Preview.from_status(await call(runtime.project_opened, workspace, **body.runtime_kwargs()))
+        return answer(await call(runtime.project_opened, workspace, **body.runtime_kwargs()))
 
     @router.post("/{workspace}/activity", status_code=204, responses=ERRORS, response_class=Response,
                  summary="The user is still here")
@@ -97,19 +97,19 @@ def previews_router(ctx: ServiceContext) -> APIRouter:
         return Stopped(workspace=workspace, stopped=await call(runtime.stop, workspace))
 
     @router.get("/{workspace}", response_model=Preview, responses={**ERRORS, **NOT_FOUND}, summary="Status")
-    async def status(workspace: Workspace) -> Preview:
+    async def status(workspace: Workspace) -> Response:
         checked(workspace)
         found = await call(runtime.status, workspace)
         if found is None:
             raise not_found(workspace)
-        return Preview.from_status(found)
+        return answer(found)
 
     @router.get("/{workspace}/wait", response_model=Preview, responses={**ERRORS, **NOT_FOUND},
                 summary="Long-poll: the status once its phase moves on")
     async def wait(workspace: Workspace,
                    after: Annotated[Phase | None, Query(description="The phase you last saw.")] = None,
                    timeout_s: Annotated[float, Query(ge=0, le=120, description="Capped by the service.")] = 25.0,
-                   ) -> Preview:
+                   ) -> Response:
         """Answers as soon as the phase differs from ``after`` (or the queue position moves), the preview is
         ready, failed or lost, or ``timeout_s`` passes (then with the same phase: ask again)."""
         checked(workspace)
@@ -117,7 +117,7 @@ def previews_router(ctx: ServiceContext) -> APIRouter:
                                       timeout=min(timeout_s, ctx.settings.long_poll_max_s))
         if found is None:
             raise not_found(workspace)
-        return Preview.from_status(found)
+        return answer(found)
 
     @router.get("/{workspace}/events", responses={**ERRORS, **NOT_FOUND,
                                                   200: {"content": {"text/event-stream": {}},
@@ -137,6 +137,11 @@ def previews_router(ctx: ServiceContext) -> APIRouter:
         return PreviewList(previews=[Preview.from_status(s) for s in await call(runtime.previews)])
 
     return router
+
+
+def answer(status: PreviewStatus) -> Response:
+    """A preview as JSON, serialised once by pydantic (the hot path: FastAPI would validate and encode it again)."""
+    return Response(Preview.from_status(status).model_dump_json(), media_type="application/json")
 
 
 def _guarded_status(ctx: ServiceContext, call: Any) -> Any:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from drape_fleet.runtime.events import RuntimeEvents
@@ -21,21 +23,36 @@ from drape_fleet.service.schemas import Preview
 
 RECHECK_S = 1.0
 HEARTBEAT_S = 15.0
+MAX_WORKSPACES = 50_000
+"""Versions kept (oldest forgotten first): bounded memory whatever the traffic."""
 
 ReadStatus = Callable[[str], Awaitable[PreviewStatus | None]]
 
 
 class PhaseBoard(RuntimeEvents):
+    """A version per workspace, moved by every phase change; waiters sleep until it moves past the one they saw
+    before they last read the status, so a change between that read and the sleep is never missed."""
+
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._versions: OrderedDict[str, int] = OrderedDict()
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
+    def version(self, workspace: str) -> int:
+        return self._versions.get(workspace, 0)
+
     def phase_changed(self, workspace: str, old: Phase, new: Phase, *, seconds: float, host: str | None) -> None:
+        with self._lock:
+            self._versions[workspace] = self._versions.get(workspace, 0) + 1
+            self._versions.move_to_end(workspace)
+            if len(self._versions) > MAX_WORKSPACES:
+                self._versions.popitem(last=False)
         loop = self._loop
-        if loop is not None and workspace in self._waiters:  # a racy read is fine: the waiters re-check anyway
+        if loop is not None and workspace in self._waiters:  # a racy read: ``changed`` checks the version again
             loop.call_soon_threadsafe(self._wake, workspace)
 
     def _wake(self, workspace: str) -> None:
@@ -43,12 +60,16 @@ class PhaseBoard(RuntimeEvents):
             if not future.done():
                 future.set_result(None)
 
-    async def changed(self, workspace: str, timeout: float) -> None:
-        """Sleep until the workspace's phase changes in this process, or ``timeout`` passes."""
+    async def changed(self, workspace: str, seen: int, timeout: float) -> None:
+        """Sleep until the workspace's version moves past ``seen`` (a phase change in this process), or
+        ``timeout`` passes."""
+        if self.version(workspace) != seen:
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(workspace, set()).add(future)
         try:
-            await asyncio.wait_for(future, timeout)
+            if self.version(workspace) == seen:  # moved while registering: do not sleep
+                await asyncio.wait_for(future, timeout)
         except TimeoutError:
             pass
         finally:
@@ -93,11 +114,12 @@ async def wait_for_change(board: PhaseBoard, read: ReadStatus, workspace: str, *
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
+        seen = board.version(workspace)
         status = await read(workspace)
         remaining = deadline - loop.time()
         if status is None or remaining <= 0 or _moved(status, after, position):
             return status
-        await board.changed(workspace, min(remaining, RECHECK_S))
+        await board.changed(workspace, seen, min(remaining, RECHECK_S))
 
 
 async def wait_final(board: PhaseBoard, read: ReadStatus, workspace: str, status: PreviewStatus,
