@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import ssl
 import statistics
@@ -199,6 +200,25 @@ def throughput(url: str, token: str, ca: Path | None, path: str, *, seconds: flo
             "p50": f"{percentile(latencies, 50) * 1000:.1f}ms", "errors": "none"}
 
 
+def module_throughput(runtime: PreviewRuntime, workspace: str, *, seconds: float,
+                      threads: int) -> dict[str, float | str]:
+    """The baseline: ``status`` calls per second from ``threads`` threads of this process, for ``seconds``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def loop(_: int) -> list[float]:
+        latencies = []
+        deadline = time.perf_counter() + seconds
+        while (t0 := time.perf_counter()) < deadline:
+            runtime.status(workspace)
+            latencies.append(time.perf_counter() - t0)
+        return latencies
+
+    with ThreadPoolExecutor(threads) as pool:
+        latencies = [v for run in pool.map(loop, range(threads)) for v in run]
+    return {"tool": f"{threads} threads", "rps": len(latencies) / seconds,
+            "p50": f"{percentile(latencies, 50) * 1000:.2f}ms", "errors": "none"}
+
+
 # ---------------------------------------------------------------------------------------------------
 # One run
 # ---------------------------------------------------------------------------------------------------
@@ -211,6 +231,10 @@ def run(fleet: FleetConfig, fleet_file: Path, *, pki: Path, ingress_url: str, in
     log(f"module: {count} previews to ready, hot starts, {status_rounds} x status")
     with PreviewRuntime.connect(fleet, pki_dir=pki) as runtime:
         results["module"] = series_module(runtime, [f"bench-m{i}" for i in range(count)], status_rounds)
+        runtime.start("bench-rps", "bench", "tiny", wait=60)
+        log(f"throughput of the module: {seconds:.0f} s of status calls")
+        module_rps = module_throughput(runtime, "bench-rps", seconds=seconds, threads=connections)
+        runtime.stop("bench-rps")
     with tempfile.TemporaryDirectory(prefix="drape-bench-service-") as scratch:
         process, url = local_service(fleet_file, pki, token_digest(token), Path(scratch), log)
         try:
@@ -235,9 +259,10 @@ def run(fleet: FleetConfig, fleet_file: Path, *, pki: Path, ingress_url: str, in
                             connections=connections, log=log)
     remote.call("DELETE", "/v1/previews/bench-rps")
     remote.close()
-    return {"latency": {path: {call: summary(values) for call, values in calls.items()}
+    return {"load": os.getloadavg(), "cpus": os.cpu_count(),
+            "latency": {path: {call: summary(values) for call, values in calls.items()}
                         for path, calls in results.items()},
-            "throughput": {"service (loopback)": local_rps, "service (ax1 ingress)": remote_rps}}
+            "throughput": {"module": module_rps, "service (loopback)": local_rps, "service (ax1 ingress)": remote_rps}}
 
 
 def render(results: dict[str, Any]) -> str:
@@ -252,9 +277,12 @@ def render(results: dict[str, Any]) -> str:
         added = ", ".join(f"{(latency[p][call]['p50'] - base) * 1000:+.1f}" for p in paths[1:])
         lines.append(f"{call:<25}{cells}   {added}")
     lines.append("")
-    lines.append("status throughput (one instance):")
+    lines.append("status throughput (one process / one instance):")
     for path, figures in results["throughput"].items():
         lines.append(f"  {path:<24} {figures['rps']:>8.0f} req/s  p50 {figures['p50']}  ({figures['tool']}; "
                      f"errors: {figures['errors']})")
     lines.append("targets: <= 5 ms added at p50 for hot start and status; >= 500 status req/s on one instance")
+    load = ", ".join(f"{v:.1f}" for v in results["load"])
+    lines.append(f"this machine: {results['cpus']} cores, load average {load} at the end (the lab hosts, their "
+                 "engines, the ingress, the load generator and the service all share them)")
     return "\n".join(lines)

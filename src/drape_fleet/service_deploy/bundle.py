@@ -93,12 +93,17 @@ def bundle_digest(python: str, root: Path | None = None) -> str:
     return digest.hexdigest()
 
 
-def ensure_bundle(distro: str, *, log: object = None) -> Bundle:
+def ensure_bundle(distro: str) -> Bundle:
     """The bundle for a host of ``distro`` (``debian-12``...), built unless cached. Raises ``BundleError``."""
     python = PYTHON_BY_DISTRO.get(distro)
     if python is None:
         raise BundleError(f"no Python version known for {distro}: add it to PYTHON_BY_DISTRO "
                           f"(known: {', '.join(PYTHON_BY_DISTRO)})")
+    return bundle_for(python)
+
+
+def bundle_for(python: str) -> Bundle:
+    """The bundle for Python ``python`` (``3.11``), built unless cached."""
     digest = bundle_digest(python)
     directory = cache_dir() / digest[:32]
     bundle_path = directory / f"drape-runtime-{digest[:16]}.tar"
