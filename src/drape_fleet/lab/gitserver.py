@@ -81,14 +81,19 @@ def check_name(name: str) -> str:
 # Pure builders
 # ---------------------------------------------------------------------------------------------------
 
-def repos_conf(names: Iterable[str]) -> str:
-    """Apache configuration for the served repositories: each behind a token of its own; any other path under
-    /git/ is a 404 (as hosted git answers for a repository one cannot see)."""
+def repos_conf(names: Iterable[str], public: Iterable[str] = ()) -> str:
+    """Apache configuration for the served repositories: each behind a token of its own, or open to anyone
+    when ``public`` (as a public GitHub repository); any other path under /git/ is a 404 (what hosted git
+    answers for a repository one cannot see)."""
     names = sorted(check_name(n) for n in names)
+    open_to_all = set(public)
     lines = ["# Written by drape_fleet.lab.gitserver: one <Location> per repository.", "RewriteEngine on"]
     known = "|".join(names) if names else "(?!)"
     lines += [f'RewriteCond "%{{REQUEST_URI}}" "!^/git/({known})\\.git/"', 'RewriteRule "^/git/" "-" [R=404,L]']
     for name in names:
+        if name in open_to_all:
+            lines += [f"<Location /git/{name}.git/>", "    Require all granted", "</Location>"]
+            continue
         lines += [
             f"<Location /git/{name}.git/>",
             "    AuthType Basic",
@@ -161,9 +166,13 @@ class Tokens:
 # Repositories
 # ---------------------------------------------------------------------------------------------------
 
-def publish(settings: LabSettings, name: str, source: Path) -> str:
+PUBLIC_MARKER = "drape-public"
+
+
+def publish(settings: LabSettings, name: str, source: Path, *, public: bool = False) -> str:
     """Serve the git repository at ``source`` (a work tree or a bare repository, every branch and tag) as
-    ``name``; returns its URL. Replaces what was served under that name."""
+    ``name``, behind per-preview tokens or, when ``public``, to anyone; returns its URL. Replaces what was
+    served under that name (``ensure`` then reloads the server)."""
     target = root_dir(settings) / "repos" / f"{check_name(name)}.git"
     staging = target.with_suffix(".staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -174,13 +183,18 @@ def publish(settings: LabSettings, name: str, source: Path) -> str:
                    capture_output=True, timeout=600)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
+    if public:
+        (target / PUBLIC_MARKER).write_text("served without a token\n")
     _chmod_readable(target)
     return repo_url(settings, name)
 
 
-def served(settings: LabSettings) -> list[str]:
+def served(settings: LabSettings) -> tuple[list[str], list[str]]:
+    """(every repository, the public ones) as they are on disk."""
     repos = root_dir(settings) / "repos"
-    return sorted(p.name.removesuffix(".git") for p in repos.glob("*.git")) if repos.is_dir() else []
+    found = sorted(repos.glob("*.git")) if repos.is_dir() else []
+    return ([p.name.removesuffix(".git") for p in found],
+            [p.name.removesuffix(".git") for p in found if (p / PUBLIC_MARKER).exists()])
 
 
 def _chmod_readable(path: Path) -> None:
@@ -247,7 +261,7 @@ def ensure(settings: LabSettings, log: Log) -> str:
     root.chmod(0o755)
     _issue_certificate(settings)
     Tokens(settings).purge_expired()
-    (root / "etc" / "repos.conf").write_text(repos_conf(served(settings)))
+    (root / "etc" / "repos.conf").write_text(repos_conf(*served(settings)))
     spec = container_spec(settings, client.images.get(image).id or image)
     name = container_name(settings)
     try:
