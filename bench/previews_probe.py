@@ -32,10 +32,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from drape_fleet.config import FleetConfig  # noqa: E402
-from drape_fleet.config.runtime import RuntimeSettings  # noqa: E402
-from drape_fleet.runtime.readiness import Phase  # noqa: E402
-from drape_fleet.runtime.service import PreviewRuntime  # noqa: E402
+from drape_fleet.config import FleetConfig
+from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.runtime.readiness import Phase
+from drape_fleet.runtime.service import PreviewRuntime
 
 FRAMEWORK = {"vite-react": "react", "vite-vue": "vue", "next-app": "nextjs"}
 MARKER = "Drape lab {name}"
@@ -88,7 +88,7 @@ def read_file(runtime: PreviewRuntime, host: str, container_id: str, path: str) 
 
     try:
         data = runtime.fleet[host].call(fetch, "read file")
-    except Exception:  # noqa: BLE001 - not written yet
+    except Exception:
         return None
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         member = tar.next()
@@ -163,7 +163,7 @@ def naive(runtime: PreviewRuntime, name: str, repo: str, image: str) -> dict[str
               f">/dev/null 2>&1 && t installed && exec {dev}")
     t0, wall0 = time.monotonic(), time.time()
     config = engine.api.create_host_config(port_bindings={"3000/tcp": (address, None)}, mem_limit="1g",
-                                           tmpfs={"/tmp": "size=3g,exec"})
+                                           tmpfs={"/tmp": "size=3g,exec"})  # noqa: S108 - the container's own
     created = engine.call(lambda api: api.create_container(  # type: ignore[no-any-return]
         image, name=f"probe-naive-{name}", entrypoint=["sh", "-c", script], host_config=config, ports=[3000],
         user="1000:1000", labels={"probe": "naive"}, use_config_proxy=False), "create")

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(os.environ.get("DRAPE_STORE_PROBE_DIR", "/var/tmp/drape-store-probe"))
+ROOT = Path(os.environ.get("DRAPE_STORE_PROBE_DIR", "/var/tmp/drape-store-probe"))  # noqa: S108 - root-only probe
 IMAGE_FILE = ROOT / "xfs.img"
 MOUNT = ROOT / "xfs"
 PNPM = "/opt/drape/pnpm/10/bin/pnpm"
@@ -124,7 +124,7 @@ def candidates(image: str, project: Path) -> dict[str, tuple[float, str, int]]:
     # copy into the container's writable layer (overlay2 on this machine's ext4)
     stage = fresh_workspace(project, "stage")
     results["copy/overlay2"] = docker_run(
-        image, f"cp -r /stage/app /workspace/app && cd /workspace/app && " + timed.format(cmd=install("copy")),
+        image, "cp -r /stage/app /workspace/app && cd /workspace/app && " + timed.format(cmd=install("copy")),
         store_ro, f"type=bind,source={stage},target=/stage,readonly")
     for name, method in (("copy/xfs", "copy"), ("clone/xfs", "clone"), ("hardlink/ro", "hardlink")):
         work = fresh_workspace(project, name.replace("/", "-"))

@@ -6,15 +6,39 @@ the code under test.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker
 from docker.errors import NotFound
+
+from drape_fleet.lab.settings import LabSettings
+
+
+@dataclass
+class PreviewLab:
+    settings: LabSettings
+    client: docker.DockerClient
+    image: str
+    ca: bytes
+    projects: Path
+
+    def url(self, repo: str) -> str:
+        from drape_fleet.lab import gitserver
+
+        return gitserver.repo_url(self.settings, repo)
+
+    def token(self, repo: str, ttl_s: float = 600) -> Any:
+        from drape_fleet.lab import gitserver
+
+        return gitserver.Tokens(self.settings).create(repo, ttl_s)
+
 
 HANDOVER_DIR = "/drape/handover"
 PREVIEW_UID = 1000
@@ -74,10 +98,8 @@ def run_preview(client: docker.DockerClient, image: str, *, network: str, name: 
         environment["DRAPE_REPO"] = repo
     if ref:
         environment["DRAPE_REF"] = ref
-    try:
+    with contextlib.suppress(NotFound):  # a leftover of an interrupted run
         client.containers.get(name).remove(force=True)
-    except NotFound:
-        pass
     container = client.containers.create(image, name=name, environment=environment, network=network,
                                           user="1000:1000", labels={"drape.test": "previews"}, **host_config)
     started = time.monotonic()

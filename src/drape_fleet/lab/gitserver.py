@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from docker.errors import NotFound
+from docker.models.containers import Container
 
 from drape_fleet.lab.errors import LabError
 from drape_fleet.lab.settings import LabSettings
@@ -264,6 +265,7 @@ def ensure(settings: LabSettings, log: Log) -> str:
     (root / "etc" / "repos.conf").write_text(repos_conf(*served(settings)))
     spec = container_spec(settings, client.images.get(image).id or image)
     name = container_name(settings)
+    container: Container | None
     try:
         container = client.containers.get(name)
         if container.labels.get(SPEC_LABEL) != spec["Labels"][SPEC_LABEL]:
@@ -284,7 +286,8 @@ def ensure(settings: LabSettings, log: Log) -> str:
         else:
             code, out = container.exec_run(["apache2ctl", "graceful"])
             if code != 0:
-                raise LabError(f"{name}: reloading Apache failed: {out.decode(errors='replace')[-500:]}")
+                text = out.decode(errors="replace") if isinstance(out, bytes) else ""
+                raise LabError(f"{name}: reloading Apache failed: {text[-500:]}")
     base = f"https://{address(settings)}"
     _wait_answers(base, ca_file(settings), name)
     return base

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 Commit = Callable[[Path, str, int], None]
 
@@ -111,7 +112,7 @@ def make_all(out: Path, repos: Path, versions: dict[str, str], *, commit: Commit
         _mark_vite("big-assets")(path)
         assets = path / "public" / "big"
         assets.mkdir(parents=True)
-        rng = random.Random(7)  # incompressible, so the repository really is this large
+        rng = random.Random(7)  # noqa: S311 - incompressible filler, so the repository really is this large
         for i in range(4):
             (assets / f"blob-{i}.bin").write_bytes(rng.randbytes(16 * 1024 * 1024))
 
@@ -161,7 +162,7 @@ def _mark_next(name: str) -> Callable[[Path], None]:
     return edit
 
 
-def _edit_json(path: Path, change: Callable[[dict[str, object]], object]) -> None:
+def _edit_json(path: Path, change: Callable[[dict[str, Any]], object]) -> None:
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data, indent=2) + "\n")
