@@ -20,6 +20,7 @@ measures speed, the token path is proven by tests/previews. Run on a provisioned
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import subprocess
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.runtime.errors import HostUnavailable
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.service import PreviewRuntime
 
@@ -119,7 +121,7 @@ def through_runtime(runtime: PreviewRuntime, name: str, repo: str, scenario: str
     row: dict[str, Any] = {"project": name, "scenario": scenario, "ready": time.monotonic() - t0}
     if status.phase is not Phase.READY or status.container_id is None or status.host is None:
         row["error"] = f"{status.phase}: {status.error}"
-        runtime.stop(workspace)
+        stop(runtime, workspace)
         return row
     phase = ""
     while time.monotonic() < deadline:  # the template's own "ready": the start page compiled
@@ -139,8 +141,18 @@ def through_runtime(runtime: PreviewRuntime, name: str, repo: str, scenario: str
     t1 = time.monotonic()
     hot = runtime.start(workspace, "probe", FRAMEWORK[name], repo=repo, env=INSECURE_LAB_GIT)
     row["hot"] = time.monotonic() - t1 if hot.phase is Phase.READY else None
-    runtime.stop(workspace)
+    stop(runtime, workspace)
     return row
+
+
+def stop(runtime: PreviewRuntime, workspace: str) -> None:
+    """Removing a container holding a real node_modules can outlast the runtime's call timeout (issue 8 #8):
+    wait for the engine to finish instead of failing the run."""
+    with contextlib.suppress(HostUnavailable):
+        runtime.stop(workspace)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and runtime.status(workspace) is not None:
+        time.sleep(1)
 
 
 def fill_store(host: str, image: str, repo: str) -> None:
@@ -164,7 +176,7 @@ def naive(runtime: PreviewRuntime, name: str, repo: str, image: str) -> dict[str
     t0, wall0 = time.monotonic(), time.time()
     config = engine.api.create_host_config(port_bindings={"3000/tcp": (address, None)}, mem_limit="1g",
                                            tmpfs={"/tmp": "size=3g,exec"})  # noqa: S108 - the container's own
-    created = engine.call(lambda api: api.create_container(  # type: ignore[no-any-return]
+    created = engine.call(lambda api: api.create_container(
         image, name=f"probe-naive-{name}", entrypoint=["sh", "-c", script], host_config=config, ports=[3000],
         user="1000:1000", labels={"probe": "naive"}, use_config_proxy=False), "create")
     cid = created["Id"]
@@ -175,7 +187,7 @@ def naive(runtime: PreviewRuntime, name: str, repo: str, image: str) -> dict[str
                          else "<div id=", t0 + 900)
         logs = engine.call(lambda api: api.logs(cid), "logs").decode(errors="replace")
     finally:
-        engine.call(lambda api: api.remove_container(cid, force=True), "remove")
+        engine.call(lambda api: api.remove_container(cid, force=True), "remove", timeout=120)
     marks = {line.split()[1]: int(line.split()[2]) / 1000 - wall0 for line in logs.splitlines()
              if line.startswith("MARK ")}
     return {"project": name, "scenario": "naive", "container": marks.get("start"),
@@ -216,14 +228,15 @@ def main() -> None:
         for name in names:
             repo = gitserver.repo_url(settings, f"pub-{name}")
             lab_exec(host, f"find {STORE} -mindepth 1 -delete")
-            log(f"{name}: cold")
-            rows.append(through_runtime(runtime, name, repo, "cold"))
-            log(f"{name}: filling ax1's store (trusted job)")
-            fill_store(host, tags[FRAMEWORK[name]], repo)
-            log(f"{name}: warm")
-            rows.append(through_runtime(runtime, name, repo, "warm"))
-            log(f"{name}: naive")
-            rows.append(naive(runtime, name, repo, tags[FRAMEWORK[name]]))
+            for scenario in ("cold", "warm", "naive"):
+                log(f"{name}: {scenario}")
+                try:
+                    if scenario == "warm":
+                        fill_store(host, tags[FRAMEWORK[name]], repo)
+                    rows.append(naive(runtime, name, repo, tags[FRAMEWORK[name]]) if scenario == "naive"
+                                else through_runtime(runtime, name, repo, scenario))
+                except Exception as exc:  # one failed scenario must not lose the others
+                    rows.append({"project": name, "scenario": scenario, "error": str(exc)[:200]})
     finally:
         runtime.close()
     print(render(rows))

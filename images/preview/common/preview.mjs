@@ -47,10 +47,20 @@ function phase (name, details = []) {
 }
 
 let server = null
+let current = null  // the child running now (an install, then the dev server)
 function fail (why, log = []) {
   phase(`failed: ${why}`, log)
-  if (server) killGroup(server, 'SIGKILL')
+  if (current) killGroup(current, 'SIGKILL')
   process.exit(1)
+}
+// As PID 1 (without an init) a signal has no default action: stop what runs, then leave.
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    if (!current) process.exit(0)
+    killGroup(current, 'SIGTERM')
+    setTimeout(() => { killGroup(current, 'SIGKILL'); process.exit(0) }, 4000).unref()
+    current.once('exit', () => process.exit(0))
+  })
 }
 
 class Tail {  // the last lines of a process's output, kept for the failure report
@@ -79,6 +89,7 @@ function run (command, args, { timeoutS = INSTALL_TIMEOUT_S, extraEnv = {} } = {
   return new Promise((resolve) => {
     const tail = new Tail(60)
     const child = spawn(command, args, { env: { ...childEnv, ...extraEnv }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    current = child
     const onData = (d) => { tail.push(d); process.stdout.write(d) }
     child.stdout.on('data', onData)
     child.stderr.on('data', onData)
@@ -323,15 +334,13 @@ async function serve (framework, pkg, node, details) {
     env: { ...childEnv, PORT: String(PORT), HOST: '0.0.0.0', PATH: `${node.bin}:${env.PATH}` },
     detached: true, stdio: ['ignore', 'pipe', 'pipe']
   })
+  current = server
   const onData = (d) => { tail.push(d); process.stdout.write(d) }
   server.stdout.on('data', onData)
   server.stderr.on('data', onData)
   let exited = null
   const exit = new Promise((resolve) => server.on('exit', (code, signal) => { exited = { code, signal }; resolve(exited) }))
   const exitReason = () => `the dev server exited (${exited.signal || 'code ' + exited.code})`
-  for (const signal of ['SIGTERM', 'SIGINT']) {
-    process.on(signal, () => { killGroup(server, 'SIGTERM'); setTimeout(() => killGroup(server, 'SIGKILL'), 4000).unref(); exit.then(() => process.exit(0)) })
-  }
 
   const listenDeadline = Date.now() + LISTEN_TIMEOUT_S * 1000
   while (!(await answers(PORT))) {
@@ -341,7 +350,8 @@ async function serve (framework, pkg, node, details) {
       // get ephemeral ones and say nothing about where the dev server went.
       const elsewhere = listeningPorts().filter((p) => p !== PORT && p < 32768)
       const where = elsewhere.length ? `; it listens on port ${elsewhere.join(', ')} instead (the project's own configuration)` : ''
-      fail(`nothing answers on port ${PORT} after ${LISTEN_TIMEOUT_S} s${where}`, tail.last())
+      fail(`nothing answers on port ${PORT} after ${LISTEN_TIMEOUT_S} s${where}`,
+        tail.last().length ? tail.last() : ['(the dev server printed nothing)'])
     }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
