@@ -105,7 +105,7 @@ def test_the_token_never_leaks(preview_lab: PreviewLab) -> None:
             if container.status != "running":
                 break
             try:
-                commands += [" ".join(p[-1:]) for p in client.api.top(container.id, ps_args="-o pid,args")["Processes"]]
+                commands += [" ".join(p[-1:]) for p in client.api.top(container.id, ps_args="-ww -o pid,args")["Processes"]]
             except Exception:  # noqa: S112 - the container may stop between reload and top
                 continue
             phase = (read_file(container, "/drape/phase") or "").strip().splitlines()
