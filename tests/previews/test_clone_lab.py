@@ -56,7 +56,8 @@ def test_refs_branch_tag_and_commit_are_checked_out_shallow_and_blobless(preview
     wanted = subprocess.run(["git", "-C", str(bare), "rev-parse", {"commit": "feature", "v1": "v1^{commit}"}.get(ref, ref)],
                             capture_output=True, text=True, check=True).stdout.strip()
     # The commit case asks for the feature branch's tip by its id: not on main, so only a fetch by id finds it.
-    token = preview_lab.token("not-a-framework")  # fails after the clone (no framework): the clone is what counts
+    # It fails after the clone (no framework): the clone is what counts.
+    token = preview_lab.token("not-a-framework")
     outcome = start(preview_lab, "not-a-framework", credential=token.credential(),
                     ref=wanted if ref == "commit" else ref, keep=True)
     container = outcome.container  # type: ignore[attr-defined]
@@ -105,7 +106,8 @@ def test_the_token_never_leaks(preview_lab: PreviewLab) -> None:
             if container.status != "running":
                 break
             try:
-                commands += [" ".join(p[-1:]) for p in client.api.top(container.id, ps_args="-ww -o pid,args")["Processes"]]
+                listing = client.api.top(container.id, ps_args="-ww -o pid,args")["Processes"]
+                commands += [" ".join(p[-1:]) for p in listing]
             except Exception:  # noqa: S112 - the container may stop between reload and top
                 continue
             phase = (read_file(container, "/drape/phase") or "").strip().splitlines()
