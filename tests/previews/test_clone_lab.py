@@ -53,8 +53,9 @@ def test_missing_repository_and_missing_ref(preview_lab: PreviewLab) -> None:
 @pytest.mark.parametrize("ref", ["feature", "v1", "commit"])
 def test_refs_branch_tag_and_commit_are_checked_out_shallow_and_blobless(preview_lab: PreviewLab, ref: str) -> None:
     bare = gitserver.root_dir(preview_lab.settings) / "repos" / "not-a-framework.git"
-    wanted = subprocess.run(["git", "-C", str(bare), "rev-parse", {"commit": "feature", "v1": "v1^{commit}"}.get(ref, ref)],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    revision = {"commit": "feature", "v1": "v1^{commit}"}.get(ref, ref)
+    wanted = subprocess.run(["git", "-C", str(bare), "rev-parse", revision], capture_output=True, text=True,
+                            check=True).stdout.strip()
     # The commit case asks for the feature branch's tip by its id: not on main, so only a fetch by id finds it.
     # It fails after the clone (no framework): the clone is what counts.
     token = preview_lab.token("not-a-framework")
