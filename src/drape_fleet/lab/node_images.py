@@ -44,9 +44,9 @@ def node_base_files() -> dict[str, bytes]:
 
 
 def _build(files: dict[str, bytes], tag: str, base: str, log: Log, what: str) -> str:
+    from drape_fleet import preview_images as templates
     from drape_fleet.lab.engine import ensure_engine
     from drape_fleet.lab.images import ensure_rootfs_image
-    from drape_fleet.runtime import templates
 
     client = ensure_engine(log)
     if base == ROOTFS:
@@ -74,7 +74,7 @@ def ensure_node_base(log: Log) -> str:
 
 def ensure_template(framework: str, log: Log) -> str:
     """A framework template on the Node 22 base, from the same context production builds."""
-    from drape_fleet.runtime import templates
+    from drape_fleet import preview_images as templates
 
     base = ensure_node_base(log)
     return _build(templates.context_files(framework), template_tag(framework), base, log, f"template {framework}")
