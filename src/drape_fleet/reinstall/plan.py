@@ -59,9 +59,19 @@ def resume_index(state: ReinstallState | None) -> int:
 
 
 def confirmation_text(host: Host, server: str, fleet: FleetConfig) -> str:
-    drives = ", ".join(drive.device for drive in fleet.reinstall.drives)
-    return (f"Reinstall {host.name}: Robot server {server}. The running system is reset at once, and ALL DATA ON "
-            f"{drives} IS DESTROYED (Ubuntu 24.04 is installed on a fresh RAID1 with LVM).")
+    """What ops confirm: the server as Robot knows it (number, name, address, product), and what is destroyed."""
+    devices = [drive.device for drive in fleet.reinstall.drives]
+    if len(devices) == 2:
+        drives = f"BOTH DRIVES ({devices[0]} and {devices[1]})"
+    elif len(devices) == 1:
+        drives = f"THE DRIVE {devices[0]}"
+    else:
+        drives = f"ALL {len(devices)} DRIVES ({', '.join(devices)})"
+    image = fleet.reinstall.image.rsplit("/", 1)[-1]
+    raid = "a fresh RAID1 with LVM" if fleet.reinstall.software_raid else "LVM"
+    return (f"Reinstall {host.name}: Robot server {server}.\n"
+            f"The running system is reset at once and {image} is installed on {raid}: ALL DATA ON {drives} "
+            "WILL BE DESTROYED.")
 
 
 def plan_text(fleet: FleetConfig, host_name: str, state: ReinstallState | None) -> str:
