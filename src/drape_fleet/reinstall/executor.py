@@ -120,7 +120,7 @@ class Reinstall:
         try:
             summary = STEP_FUNCTIONS[current.name](context)
         except RobotError as exc:
-            self._fail(context, current, began, StepFailed(f"Robot refused: {exc.code}", seen=str(exc),
+            self._fail(context, current, began, StepFailed(f"Robot webservice: {exc.code}", seen=str(exc),
                                                           next_steps=exc.hint))
         except StepFailed as failure:
             self._fail(context, current, began, failure)

@@ -59,6 +59,15 @@ def preflight(ctx: FlowContext) -> str:
         raise StepFailed("no SSH keys to give the rescue system", next_steps="set reinstall.rescue_keys to the "
                          "fingerprints of keys stored in Robot (`invoke fleet.robot-list --keys`), or list the "
                          "deploy keys in provisioning.ssh.authorized_keys")
+    # The fleet file first: a layout that cannot work needs no credentials to be refused.
+    for mode in BOOT_MODES:
+        try:
+            layout = layout_for(ctx.fleet, ctx.host.name, mode)
+            require_valid(f"{ctx.host.name} ({mode} boot)", render_config(layout),
+                          Machine.from_settings(ctx.fleet.reinstall, mode), xfs_mounts=layout.quota_mounts)
+        except (LayoutError, InvalidConfig) as exc:
+            raise StepFailed("the disk layout is not valid", seen=str(exc),
+                             next_steps="fix the fleet file as each line says; nothing was touched") from None
     try:
         server = ctx.robot.servers.get(ctx.server_number)
     except RobotNotFound as exc:
@@ -74,14 +83,6 @@ def preflight(ctx: FlowContext) -> str:
         raise StepFailed(f"Robot does not store the key(s) {', '.join(missing)}, and the rescue system accepts only "
                          "keys Robot stores", next_steps="add the public key(s) in Robot (Key management), or "
                          "remove them from reinstall.rescue_keys / provisioning.ssh.authorized_keys")
-    for mode in BOOT_MODES:
-        try:
-            layout = layout_for(ctx.fleet, ctx.host.name, mode)
-            require_valid(f"{ctx.host.name} ({mode} boot)", render_config(layout),
-                          Machine.from_settings(ctx.fleet.reinstall, mode), xfs_mounts=layout.quota_mounts)
-        except (LayoutError, InvalidConfig) as exc:
-            raise StepFailed("the disk layout is not valid", seen=str(exc),
-                             next_steps="fix the fleet file as each line says; nothing was touched") from None
     if server.cancelled:
         ctx.note(f"Robot says {server.describe()} is cancelled")
     ctx.update(server=server.describe())
