@@ -64,6 +64,7 @@ class Reinstall:
             raise ReinstallRefused(f"{self.host_name} has no robot_server_number in the fleet file: add it (Robot, "
                                    "Servers, column #, or `invoke fleet.robot-list`)")
         self.path = state_path(self.state_dir, self.host_name)
+        self._checked: tuple[bool, FlowContext] | None = None
 
     def saved_state(self) -> ReinstallState | None:
         return load_state(self.path)
@@ -84,25 +85,31 @@ class Reinstall:
             return None
         return state.steps[STEPS[-1].name].at
 
-    def check(self) -> str:
-        """The read-only preflight (Robot and the layout); answers the confirmation text."""
-        context = self._context(self._matching(self.saved_state()) or self._fresh())
+    def check(self, *, restart: bool = False) -> str:
+        """The read-only preflight (Robot and the layout); answers the confirmation text. A ``run`` with the same
+        ``restart`` right after it does not repeat it."""
+        state = None if restart else self._matching(self.saved_state())
+        context = self._context(state or self._fresh())
         self._run_step(context, step("preflight"), 1)
+        self._checked = (restart, context)
         return confirmation_text(self.host, context.state.server, self.fleet)
 
     def run(self, *, confirmed: bool, restart: bool = False) -> ReinstallState:
-        state = None if restart else self._matching(self.saved_state())
-        start = resume_index(state)
-        if start == len(STEPS):
-            assert state is not None
-            self._say_done(state)
-            return state
+        checked, self._checked = self._checked, None
+        if checked is not None and checked[0] == restart:
+            context = checked[1]
+        else:
+            state = None if restart else self._matching(self.saved_state())
+            if state is not None and resume_index(state) == len(STEPS):
+                self._say_done(state)
+                return state
+            context = self._context(state or self._fresh())
+            checked = None
+        start = resume_index(context.state)
         if not confirmed and any(s.destructive for s in STEPS[start:]):
             raise ReinstallRefused(f"reinstalling {self.host_name} destroys its data: confirm first (see check())")
-        context = self._context(state or self._fresh())
-        context.save()
-        # The preflight always runs: the fleet file or Robot may have changed since the last run.
-        self._run_step(context, STEPS[0], 1)
+        if checked is None:  # every run makes the preflight: the fleet file or Robot may have changed
+            self._run_step(context, STEPS[0], 1)
         for index, current in enumerate(STEPS[1:], start=1):
             if index < start:
                 self._progress().skipped(current, context.state.steps[current.name])
@@ -132,7 +139,9 @@ class Reinstall:
     def _fail(self, context: FlowContext, current: Step, began: float, failure: StepFailed) -> None:
         seconds = self.clock() - began
         record = StepRecord(status="failed", seconds=seconds, summary=failure.what)
-        context.update(steps={**context.state.steps, current.name: record})
+        if context.state.steps or self.saved_state() is None:
+            context.update(steps={**context.state.steps, current.name: record})
+        # else: a first preflight refused (a mistyped server number, say) leaves another run's saved state alone
         self._progress().failed(current, seconds, failure)
         raise ReinstallFailed(current, seconds, failure) from None
 

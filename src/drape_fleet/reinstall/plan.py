@@ -52,10 +52,12 @@ def step(name: str) -> Step:
 
 
 def resume_index(state: ReinstallState | None) -> int:
-    """Where a run starts: the first step not done (len(STEPS) when every step is done)."""
+    """Where a run picks up: 0 without a saved state, else the first step after the preflight (which every run
+    makes anyway) that is not done; ``len(STEPS)`` when all of them are. A preflight that failed in a later
+    run does not undo the steps done before it."""
     if state is None:
         return 0
-    return next((index for index, s in enumerate(STEPS) if not state.done(s.name)), len(STEPS))
+    return next((index for index, s in enumerate(STEPS) if index > 0 and not state.done(s.name)), len(STEPS))
 
 
 def confirmation_text(host: Host, server: str, fleet: FleetConfig) -> str:
@@ -80,7 +82,7 @@ def plan_text(fleet: FleetConfig, host_name: str, state: ReinstallState | None) 
     start = resume_index(state)
     lines = [f"Reinstall plan for {host_name}:"]
     for index, s in enumerate(STEPS):
-        marker = "done, skipped" if index < start else ("DESTROYS DATA" if s.destructive else "")
+        marker = "done, skipped" if 0 < index < start else ("DESTROYS DATA" if s.destructive else "")
         lines.append(f"  {index + 1:2}. {s.title}: {s.does}{f'  [{marker}]' if marker else ''}")
     modes = [m for m in BOOT_MODES if state is None or state.boot_mode in (None, m)]
     for mode in modes:

