@@ -13,8 +13,9 @@ loopback that answers as the documentation describes.
   GET /reset, GET|POST /reset/{n}, GET /key, GET|POST /firewall/{n}.
 
 In a test: ``with RobotFake(RobotFakeState(...)) as robot: robot.url``. As a process (for end-to-end tests):
-``PYTHONPATH=tests/support python -m fakes.robot --scenario FILE [--port N] [--ready-file F] [--on-reset CMD]``
-(see ``main``).
+``PYTHONPATH=tests/support python -m fakes.robot --scenario FILE [--port N] [--ready-file F] [--on-reset CMD]
+[--request-log F]`` (see ``main``; ``tests/support/robot_process.py`` starts it). The reset hook is how a reset
+reaches a machine: the lab's bare-metal stand-in boots its rescue system with the keys the activation named.
 """
 
 from __future__ import annotations
