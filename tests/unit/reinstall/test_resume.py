@@ -11,9 +11,11 @@ from fleets import RESCUE_HOST_KEY_MD5, make_fleet
 from world import OLD_OS_HOST_KEY
 
 from drape_fleet.reinstall import commands
+from drape_fleet.reinstall.context import FlowContext, StepFailed
 from drape_fleet.reinstall.executor import ReinstallFailed
 from drape_fleet.reinstall.plan import STEP_NAMES
 from drape_fleet.reinstall.state import load_state
+from drape_fleet.reinstall.steps import STEP_FUNCTIONS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 POSTS = ["POST /boot/2100001/rescue", "POST /reset/2100001"]
@@ -170,3 +172,26 @@ def test_a_mistyped_server_number_neither_loses_the_progress_nor_resets_the_serv
     bench.reinstall().run(confirmed=True)
     assert posts(bench) == POSTS
     assert bench.progress.of("skipped") == ["activate-rescue", "reset"]
+
+
+@pytest.mark.parametrize("failing", STEP_NAMES[1:])
+def test_a_rerun_after_a_failure_at_any_step_resumes_at_that_step(bench: Bench, monkeypatch: pytest.MonkeyPatch,
+                                                                  failing: str) -> None:
+    """Whatever stops a step (the specific failures have their own tests above), the next run makes the preflight,
+    skips what was done, and goes on from the step that failed: one activation and one reset in all."""
+    working = STEP_FUNCTIONS[failing]
+
+    def broken(ctx: FlowContext) -> str:
+        raise StepFailed(f"{failing} broke", seen="as arranged", next_steps="re-run")
+
+    monkeypatch.setitem(STEP_FUNCTIONS, failing, broken)
+    with pytest.raises(ReinstallFailed, match=rf"step '{failing}' \(.*\) failed after .*: {failing} broke"):
+        bench.reinstall().run(confirmed=True)
+    monkeypatch.setitem(STEP_FUNCTIONS, failing, working)
+    bench.progress.events.clear()
+    state = bench.reinstall().run(confirmed=True)
+    index = STEP_NAMES.index(failing)
+    assert bench.progress.of("skipped") == list(STEP_NAMES[1:index])
+    assert bench.progress.of("finished") == ["preflight", *STEP_NAMES[index:]]
+    assert posts(bench) == POSTS
+    assert all(record.status == "done" for record in state.steps.values())
