@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -87,9 +88,7 @@ def down(settings: LabSettings, machine: BareMetal, log: Log) -> None:
         container.remove(force=True)
     with contextlib.suppress(NotFound):
         client.volumes.get(machine.disk_volume(settings)).remove(force=True)
-    directory = machine.directory(settings)
-    if directory.exists():
-        subprocess.run(["rm", "-rf", str(directory)], check=True)
+    shutil.rmtree(machine.directory(settings), ignore_errors=True)
     log(f"{machine.name}: removed")
 
 
