@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Bench
 from fleets import NEW_OS_HOST_KEY, OPS_KEY_MD5, RESCUE_HOST_KEY, XFS_VOLUMES, make_fleet
+from reinstall_bench import Bench
 from rich.console import Console
 
 from drape_fleet.hetzner.robot import RobotClient

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Bench
 from fleets import RESCUE_HOST_KEY_MD5, make_fleet
+from reinstall_bench import Bench
 from world import OLD_OS_HOST_KEY
 
 from drape_fleet.reinstall import commands
