@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,17 @@ def test_a_full_queue_is_503_with_retry_after(tmp_path: Path) -> None:
         assert refused.status_code == 503 and refused.json()["error"] == "queue_full"
         assert refused.headers["Retry-After"] == "10"
         assert 'drape_preview_failures_total{reason="queue_full"} 1.0' in svc.ops.call("GET", "/metrics").text
+
+
+def test_a_host_that_does_not_answer_is_503_with_retry_after_and_readyz_tells(svc: ServedWorld) -> None:
+    svc.world.hosts["ax2"].down = True
+    answer = svc.ops.call("POST", "/v1/hosts/ax2/cordon", json={"reason": "test"})
+    assert answer.status_code == 503 and answer.json()["error"] == "host_unavailable"
+    assert answer.json()["field"] == "host" and int(answer.headers["Retry-After"]) >= 1
+    time.sleep(2.1)  # past the readiness cache
+    ready = svc.client(None).call("GET", "/readyz").json()
+    assert ready["status"] == "ready" and ready["engines"] == {"ax1": True, "ax2": False, "ax3": True}
+    for host in ("ax1", "ax3"):
+        svc.world.hosts[host].down = True
+    time.sleep(2.1)
+    assert svc.client(None).call("GET", "/readyz").status_code == 503
