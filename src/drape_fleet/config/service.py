@@ -54,7 +54,10 @@ class ServiceSettings(FrozenModel):
     stream_max_s: Annotated[float, Field(ge=10, le=3600)] = 900.0
     """The longest one event stream (``GET .../events``) stays open; the client reconnects after."""
     threads: Annotated[int, Field(ge=4, le=1024)] = 64
-    """Worker threads for the runtime's blocking calls (each request in flight holds one)."""
+    """Threads per process for the runtime's blocking calls (each request in flight holds one)."""
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    """Processes per instance (one event loop and one runtime each; state is the engines', so any process
+    answers for any workspace). One process is bound by Python's GIL near a few hundred status calls/s."""
 
     def runs_on(self, host_names: Iterable[str]) -> tuple[str, ...]:
         names = tuple(host_names)
@@ -156,6 +159,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 M = TypeVar("M", bound=FrozenModel)
+_FIXES = {
+    "string_pattern_mismatch": "use lowercase letters, digits and dashes (2-32), starting with a letter",
+    "ip_any_address": "write an IPv4 or IPv6 address, e.g. 127.0.0.1",
+    "int_parsing": "write a whole number without quotes",
+    "greater_than_equal": "use a larger number",
+    "less_than_equal": "use a smaller number",
+}
 
 
 def _validate(model: type[M], data: dict[str, Any], source: str) -> M:
@@ -171,6 +181,6 @@ def _validate(model: type[M], data: dict[str, Any], source: str) -> M:
             elif error["type"] == "missing":
                 problems.append(Problem(field, "this required field is missing", "add it"))
             else:
-                problems.append(Problem(field, f"{error['msg']} (got {error.get('input')!r})",
-                                        str(ctx.get("fix") or "correct the value")))
+                fix = ctx.get("fix") or _FIXES.get(error["type"], "correct the value")
+                problems.append(Problem(field, f"{error['msg']} (got {error.get('input')!r})", str(fix)))
         raise ConfigError(source, problems) from None

@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
 from drape_fleet.config.service import ServiceSettings
@@ -87,8 +87,7 @@ def create_app(runtime: PreviewRuntime, *, settings: ServiceSettings, instance: 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics (scope metrics)",
              response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
     async def prometheus() -> Response:
-        data = await run_in_threadpool(generate_latest, metrics.registry)
-        return Response(data, media_type=CONTENT_TYPE_LATEST)
+        return Response(await run_in_threadpool(metrics.scrape), media_type=CONTENT_TYPE_LATEST)
 
     return Guard(app, tokens=tokens, limiter=RateLimiter(), max_body_bytes=settings.max_body_bytes, metrics=metrics,
                  log_workspace=log_workspace)

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from drape_fleet.config import ConfigError, FleetConfig, load_fleet
 from drape_fleet.config.errors import Problem
@@ -25,7 +29,7 @@ from drape_fleet.runtime.service import PreviewRuntime
 from drape_fleet.service.app import create_app
 from drape_fleet.service.auth import TokenTable
 from drape_fleet.service.guard import Asgi
-from drape_fleet.service.metrics import ServiceMetrics
+from drape_fleet.service.metrics import MULTIPROC_ENV, ServiceMetrics
 from drape_fleet.service.phases import Events, PhaseBoard
 
 log = logging.getLogger("drape_fleet.service")
@@ -67,15 +71,45 @@ def build(loaded: Loaded) -> Asgi:
                       metrics=metrics, board=board, log_workspace=loaded.config.workspace_log)
 
 
-def serve(loaded: Loaded) -> None:
+CONFIG_ENV = "DRAPE_RUNTIME_CONFIG"
+LOG_LEVEL_ENV = "DRAPE_RUNTIME_LOG_LEVEL"
+
+
+def serve(loaded: Loaded, config_path: Path, log_level: str) -> None:
+    """One process, or ``service.workers`` processes under uvicorn's supervisor (each builds its own runtime from
+    the same files; their metrics meet in a directory of the service's runtime directory, or a private one)."""
     import uvicorn
 
-    app = build(loaded)
-    config = uvicorn.Config(app, host=str(loaded.config.listen), port=loaded.port, loop="auto", http="auto",
-                            access_log=False, log_config=None, proxy_headers=True, forwarded_allow_ips="127.0.0.1",
-                            server_header=False, timeout_graceful_shutdown=10, timeout_keep_alive=75,
-                            limit_concurrency=4096, backlog=2048)
-    uvicorn.Server(config).run()
+    options: dict[str, Any] = {
+        "host": str(loaded.config.listen), "port": loaded.port, "loop": "auto", "http": "auto", "access_log": False,
+        "log_config": None, "proxy_headers": True, "forwarded_allow_ips": "127.0.0.1", "server_header": False,
+        "timeout_graceful_shutdown": 10, "timeout_keep_alive": 75, "limit_concurrency": 4096, "backlog": 2048,
+    }
+    if loaded.settings.workers == 1:
+        uvicorn.Server(uvicorn.Config(build(loaded), **options)).run()
+        return
+    os.environ[MULTIPROC_ENV] = str(_metrics_dir(loaded))
+    os.environ[CONFIG_ENV] = str(config_path.resolve())
+    os.environ[LOG_LEVEL_ENV] = log_level
+    uvicorn.run("drape_fleet.service.cli:worker_app", factory=True, workers=loaded.settings.workers, **options)
+
+
+def worker_app() -> Asgi:
+    """A worker process's app (uvicorn's factory): the same files, read again in this process."""
+    logging.basicConfig(level=os.environ.get(LOG_LEVEL_ENV, "info").upper(), stream=sys.stderr,
+                        format="%(levelname)s %(name)s[%(process)d]: %(message)s")
+    return build(load(Path(os.environ[CONFIG_ENV])))
+
+
+def _metrics_dir(loaded: Loaded) -> Path:
+    """Empty at every start (values of processes that are gone must not count)."""
+    runtime_dir = Path(os.environ.get("RUNTIME_DIRECTORY", ""))
+    base = runtime_dir if runtime_dir.is_dir() and os.access(runtime_dir, os.W_OK) else Path(
+        tempfile.mkdtemp(prefix=f"drape-runtime-{loaded.config.instance}-"))
+    directory = base / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700)
+    return directory
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"({len(loaded.fleet.hosts)} hosts), listening on {loaded.config.listen}:{loaded.port}, "
               f"callers {', '.join(loaded.tokens.callers)}")
         return 0
-    serve(loaded)
+    serve(loaded, args.config, args.log_level)
     return 0
 
 

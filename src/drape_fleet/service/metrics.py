@@ -27,20 +27,25 @@ are this instance's view: with several instances, a project warm on the fleet ma
 never served it.
 
 Hot path cost: each request is one counter and one histogram observation; runtime events are a dictionary
-lookup and an observation. The per-host figures are read from the engines only when scraped.
+lookup and an observation. The per-host figures are read from the engines only when scraped. With several
+worker processes per instance (``service.workers``), each writes its values to files that a scrape sums
+(prometheus-client's multiprocess mode); kinds are each process's view, like each instance's.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from drape_fleet.runtime.events import RuntimeEvents
@@ -52,6 +57,7 @@ REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 KINDS = ("cold", "warm", "prewarmed", "hot")
 FAILED_IN = {Phase.QUEUED: "queue_timeout", Phase.PLACING: "placement", Phase.STARTING: "start",
              Phase.INSTALLING: "install", Phase.COMPILING: "compile"}
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_REMEMBERED = 20_000
 """Workspaces and projects remembered for kinds (oldest forgotten first): bounded memory whatever the traffic."""
 
@@ -97,11 +103,12 @@ class ServiceMetrics(RuntimeEvents):
         self.failures = Counter("drape_preview_failures", "Previews that failed, by reason.", ["reason"],
                                 registry=r)
         self.queue_length_gauge = Gauge("drape_preview_queue_length", "Placements waiting for capacity.",
-                                        registry=r)
+                                        multiprocess_mode="livesum", registry=r)
         self.queue_wait = Histogram("drape_preview_queue_wait_seconds", "Time a placement waited for capacity.",
                                     buckets=START_BUCKETS, registry=r)
         self.reaped_total = Counter("drape_preview_reaped", "Previews and claims the reaper removed.", ["outcome"],
                                     registry=r)
+        self._hosts: _HostCollector | None = None
         self._lock = threading.Lock()
         self._pending: _Bounded[_Pending] = _Bounded()
         """Starts on their way to ready: their kind and when the call came."""
@@ -115,7 +122,22 @@ class ServiceMetrics(RuntimeEvents):
 
     def watch_hosts(self, hosts: Callable[[], list[HostStatus]]) -> None:
         """Read the hosts' capacity at scrape time (``PreviewRuntime.hosts``)."""
-        self.registry.register(_HostCollector(hosts))
+        self._hosts = _HostCollector(hosts)
+        if multiprocess_dir() is None:
+            self.registry.register(self._hosts)
+
+    def scrape(self) -> bytes:
+        """The text Prometheus reads: this process's metrics, or, with several worker processes
+        (``$PROMETHEUS_MULTIPROC_DIR``), every worker's, summed by prometheus-client's multiprocess collector."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        _forget_dead_workers(directory)
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        if self._hosts is not None:
+            registry.register(self._hosts)
+        return generate_latest(registry)
 
     # -- requests (guard) --------------------------------------------------------------------------
 
@@ -185,6 +207,19 @@ class ServiceMetrics(RuntimeEvents):
             self.reaped_total.labels("removed").inc(len(report.removed))
         if report.errors:
             self.reaped_total.labels("error").inc(len(report.errors))
+
+
+def multiprocess_dir() -> str | None:
+    """Where worker processes keep their metrics (set by ``cli.serve`` before they start), or None."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """A worker that died (and was replaced) must not count in the live gauges any more."""
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
 
 
 class _HostCollector(Collector):
