@@ -91,7 +91,10 @@ def serve(loaded: Loaded, config_path: Path, log_level: str) -> None:
     os.environ[MULTIPROC_ENV] = str(_metrics_dir(loaded))
     os.environ[CONFIG_ENV] = str(config_path.resolve())
     os.environ[LOG_LEVEL_ENV] = log_level
-    uvicorn.run("drape_fleet.service.cli:worker_app", factory=True, workers=loaded.settings.workers, **options)
+    # A worker imports and builds its runtime before it answers the supervisor's health check: on a busy host that
+    # takes longer than uvicorn's default of 5 s, and the worker would be killed as hung while it starts.
+    uvicorn.run("drape_fleet.service.cli:worker_app", factory=True, workers=loaded.settings.workers,
+                timeout_worker_healthcheck=30, **options)
 
 
 def worker_app() -> Asgi:
