@@ -56,6 +56,7 @@ def runtime_service() -> None:
         files.directory(name=f"{path_}", path=path_, user="root", group=group, mode=mode)
 
     put_file("Release installer", "service/install-release", layout.INSTALLER, mode="755")
+    put_file("Health wait", "service/wait-healthy", layout.WAIT_HEALTHY, mode="755")
     bundle_dest = f"{layout.OPT}/bundles/{bundle.name}"
     files.put(name=f"Bundle of {len(bundle.wheels)} wheels for Python {bundle.python}", src=str(bundle.path),
               dest=bundle_dest, user="root", group="root", mode="644")
@@ -83,8 +84,9 @@ def runtime_service() -> None:
     unit = put_text("systemd unit", layout.unit_file(ctx.fleet), f"/etc/systemd/system/{layout.UNIT}")
     systemd.daemon_reload(name="systemd reads the unit", _if=unit.did_change)
     systemd.service(name="Service enabled and running", service=layout.UNIT, running=True, enabled=True)
-    server.shell(name="Service restarted for its new release or configuration",
-                 commands=[f"systemctl restart {layout.UNIT}"], _if=any_changed(unit, *release, *config))
+    server.shell(name="Service restarted for its new release or configuration, and answering",
+                 commands=[f"systemctl restart {layout.UNIT}", layout.wait_healthy_command(ctx.fleet)],
+                 _if=any_changed(unit, *release, *config))
 
     site = [
         files.put(name="Ingress certificate", src=str(certificates.ingress_cert), dest=layout.SITE_CERT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -110,13 +111,16 @@ def test_unsafe_values_are_400_naming_the_field(svc: ServedWorld) -> None:
 
 
 def test_a_flood_from_one_caller_is_429_with_retry_after_and_others_go_on(tmp_path: Path) -> None:
-    settings = ServiceSettings(limits=CallerLimits(rate_per_s=5, burst=10))
+    settings = ServiceSettings(limits=CallerLimits(rate_per_s=1, burst=10))
     for svc in served(tmp_path, settings=settings):
+        started = time.monotonic()
         answers = [svc.backend.call("GET", "/v1/previews/ws-1").status_code for _ in range(30)]
-        assert answers.count(404) == 10 and answers.count(429) == 20, answers
+        refilled = math.ceil(time.monotonic() - started)  # one more per second, however slow the machine is
+        assert 10 <= answers.count(404) <= 10 + refilled and answers.count(429) >= 20 - refilled, answers
+        assert answers[:10] == [404] * 10
         limited = svc.backend.call("GET", "/v1/previews/ws-1")
         assert limited.status_code == 429 and limited.json()["error"] == "rate_limited"
-        assert 1 <= int(limited.headers["Retry-After"]) <= 2
+        assert int(limited.headers["Retry-After"]) == 1
         assert svc.ops.call("GET", "/v1/previews/ws-1").status_code == 404, "another caller has its own bucket"
 
 

@@ -26,7 +26,7 @@ test('start a preview through the service, follow its phases, get its URL, stop 
   assert.equal(created.id, wanted.workspace);
   assert.ok(['placing', 'starting', 'installing', 'queued'].includes(created.phase), created.phase);
   const phases = [];
-  const ready = await previews.wait(created.id, { state: 'started', timeoutMs: 60000, onPhase: (p) => phases.push(p.phase) });
+  const ready = await previews.wait(created.id, { state: 'started', timeoutMs: 120000, onPhase: (p) => phases.push(p.phase) });
   assert.equal(ready.state, 'started');
   assert.ok(phases.includes('installing') && phases.includes('compiling'), phases.join(' > '));
   assert.equal(phases.at(-1), 'ready');
@@ -48,7 +48,8 @@ test('start a preview through the service, follow its phases, get its URL, stop 
 test('two instances on two hosts serve the same workspace consistently', async () => {
   const [first, second] = URLS.map((url) => new DockerService({ baseUrls: [url], token: TOKEN, attempts: 1 }));
   const wanted = spec('node-two');
-  const onFirst = await first.create(wanted, { waitMs: 30000 });
+  const held = await first.create(wanted, { waitMs: 20000 });  // held until ready, or 20 s on a busy machine
+  const onFirst = held.ready ? held : await first.wait(held.id, { timeoutMs: 120000 });
   assert.equal(onFirst.phase, 'ready');
   const onSecond = await second.status(wanted.workspace);
   for (const field of ['host', 'container_id', 'url', 'user', 'framework']) {
@@ -76,7 +77,7 @@ test('an instance killed mid-request loses nothing: the client goes on with anot
   assert.equal(previews.current, 0, 'the first instance answered');
   let killed = false;
   const ready = await previews.wait(created.id, {
-    timeoutMs: 90000,
+    timeoutMs: 150000,
     onPhase: (preview) => {  // mid-install, while the next long-poll is held open by the first instance
       if (preview.phase === 'installing' && !killed) {
         killed = true;

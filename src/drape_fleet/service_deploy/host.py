@@ -32,6 +32,7 @@ RUNTIME_DIR_NAME = "drape-runtime"
 RUNTIME_DIR = f"/run/{RUNTIME_DIR_NAME}"
 """The service's private tmpfs (``RuntimeDirectory=``): its copy of the Docker API client key."""
 INSTALLER = f"{OPT}/bin/install-release"
+WAIT_HEALTHY = f"{OPT}/bin/wait-healthy"
 CURRENT_MARK = f"{OPT}/current/.bundle"
 CADDY_ETC = "/etc/caddy"
 CADDYFILE = f"{CADDY_ETC}/Caddyfile"
@@ -87,6 +88,10 @@ def caddy_site(fleet: FleetConfig, host: Host) -> str:
 
 def caddyfile(host: Host) -> str:
     return render("ingress/Caddyfile.j2", sites=CADDY_SITES, default_sni=str(host.public_address))
+
+
+def wait_healthy_command(fleet: FleetConfig, seconds: int = 120) -> str:
+    return f"{WAIT_HEALTHY} {(fleet.service or ServiceSettings()).port} {seconds}"
 
 
 def install_command(digest: str, bundle_path: str) -> str:

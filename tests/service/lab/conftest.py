@@ -55,5 +55,26 @@ def service_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> ServiceLab:
         tokens = {name: store.newest(name).token for name in LAB_CALLERS}  # type: ignore[union-attr]
     except Exception as exc:  # the lab must work for these tests: fail, never skip
         pytest.fail(f"the service lab could not be prepared: {exc}", pytrace=False)
-    return ServiceLab(fleet=lab_fleet, urls=layout.base_urls(lab_fleet), ca=ingress_ca("lab"), tokens=tokens,
+    urls = layout.base_urls(lab_fleet)
+    _every_instance_answers(urls, ingress_ca("lab"))
+    return ServiceLab(fleet=lab_fleet, urls=urls, ca=ingress_ca("lab"), tokens=tokens,
                       container_prefix=rl.lab_settings().prefix)
+
+
+def _every_instance_answers(urls: list[str], ca: Path, within: float = 120) -> None:
+    """The deploy waits for its restart; this covers an instance restarting for any other reason."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + within
+    for url in urls:
+        while True:
+            try:
+                if requests.get(f"{url}/healthz", verify=str(ca), timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the service at {url} does not answer /healthz", pytrace=False)
+            time.sleep(0.5)

@@ -91,7 +91,7 @@ RENDERED_ELSEWHERE = {"installimage/installimage.conf.j2", "installimage/post-in
 
 # Plain files (nothing varies), put as they are.
 PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE,
-         "service/install-release"}
+         "service/install-release", "service/wait-healthy"}
 
 
 def _on_disk() -> set[str]:
