@@ -26,7 +26,9 @@ test('start a preview through the service, follow its phases, get its URL, stop 
   assert.equal(created.id, wanted.workspace);
   assert.ok(['placing', 'starting', 'installing', 'queued'].includes(created.phase), created.phase);
   const phases = [];
-  const ready = await previews.wait(created.id, { state: 'started', timeoutMs: 120000, onPhase: (p) => phases.push(p.phase) });
+  const ready = await previews.wait(created.id, {
+    state: 'started', timeoutMs: 120000, onPhase: (p) => phases.push(p.phase),
+  });
   assert.equal(ready.state, 'started');
   assert.ok(phases.includes('installing') && phases.includes('compiling'), phases.join(' > '));
   assert.equal(phases.at(-1), 'ready');
