@@ -5,7 +5,7 @@ section, which every instance of the fleet enforces alike, and the two files an 
     hosts = ["ax1", "ax2", "ax3"]   # default: every host
     port = 8420                     # where uvicorn listens on loopback, behind the ingress (https on 443)
     max_body_bytes = 65536
-    limits = { rate_per_s = 100, burst = 200 }   # per caller and instance; a token may have its own
+    limits = { rate_per_s = 100, burst = 200 }   # per caller and worker process; a token may have its own
 
 ``InstanceConfig`` is ``/etc/drape-runtime/service.toml`` (which fleet file, which instance, the Docker API
 client certificate, the tokens file); ``TokenDigests`` is the tokens file: SHA-256 digests of the bearer tokens,
@@ -35,7 +35,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class CallerLimits(FrozenModel):
-    """A token bucket per caller and instance: ``rate_per_s`` sustained, ``burst`` at once."""
+    """A token bucket per caller and worker process: ``rate_per_s`` sustained, ``burst`` at once."""
 
     rate_per_s: Annotated[float, Field(gt=0, le=100_000)] = 100.0
     burst: Annotated[int, Field(ge=1, le=1_000_000)] = 200

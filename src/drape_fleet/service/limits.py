@@ -1,8 +1,10 @@
-"""Per-caller rate limits: a token bucket per caller and instance (``rate_per_s`` sustained, ``burst`` at once).
+"""Per-caller rate limits: a token bucket per caller and worker process (``rate_per_s`` sustained, ``burst`` at
+once).
 
-Per instance, not fleet-wide: the backend spreads its calls over the instances (or sticks to one and fails over),
-so a caller's fleet-wide ceiling is at most the number of instances times its rate. A fleet-wide count would
-need a shared store on the request path, which the service deliberately does not have.
+Per process, not fleet-wide: a caller's ceiling is its rate times the worker processes of the instances it
+reaches (``service.workers`` each; the backend sticks to one instance and fails over). A fleet-wide count would
+need a shared store on the request path, which the service deliberately does not have; the limit is there to
+stop one caller's flood from starving the others, which a per-process bucket does.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ the service deploy's second run changing nothing."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -73,11 +74,14 @@ def test_bad_input_over_https_keeps_its_meaning_and_no_token_reaches_the_journal
     assert unknown.status_code == 400 and "tiny" in unknown.json()["known"]
     assert call(service_lab, "backend", "GET", "/v1/hosts", host=1).status_code == 403
 
-    with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda _: call(service_lab, "flood", "GET", "/v1/previews/ws-x", host=1), range(12)))
+    workers = service_lab.fleet.service.workers if service_lab.fleet.service else 1
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:  # flood: 2/s, burst 5, in each worker process of the instance
+        codes = list(pool.map(lambda _: call(service_lab, "flood", "GET", "/v1/previews/ws-x", host=1), range(24)))
+    allowed = workers * (5 + 2 * math.ceil(time.monotonic() - started))
     limited = [r for r in codes if r.status_code == 429]
     assert limited and all(int(r.headers["Retry-After"]) >= 1 for r in limited)
-    assert sum(r.status_code == 404 for r in codes) <= 6, [r.status_code for r in codes]
+    assert sum(r.status_code == 404 for r in codes) <= allowed, [r.status_code for r in codes]
 
     journal = service_lab.on_host("ax2", f"journalctl -u drape-runtime.service --since '{since}' --no-pager -o cat")
     assert "no valid token" in journal and "by backend" in journal and "by flood" in journal
