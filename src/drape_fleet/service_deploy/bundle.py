@@ -147,7 +147,7 @@ def _reproducible_tar(files: list[Path], destination: Path) -> None:
     """The same files make the same bytes: sorted, no times, no owners."""
     temporary = destination.with_suffix(".partial")
     with tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as tar:
-        for path in files:
+        for path in sorted(files, key=lambda f: f.name):
             info = tarfile.TarInfo(path.name)
             data = path.read_bytes()
             info.size, info.mode, info.mtime = len(data), 0o644, 0

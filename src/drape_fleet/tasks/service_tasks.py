@@ -18,6 +18,7 @@ from drape_fleet.config import ConfigError
 from drape_fleet.config.service import SCOPES
 from drape_fleet.console import console, fail, say
 from drape_fleet.pki.authority import PkiError
+from drape_fleet.service.auth import token_digest
 from drape_fleet.service_deploy import host as layout
 from drape_fleet.service_deploy.certificates import ingress_ca, init_ingress_ca
 from drape_fleet.service_deploy.tokens import add_token, load_store, store_path
@@ -93,10 +94,11 @@ def tokens(c: Context, env: str = "") -> None:
     except ConfigError as exc:
         fail(str(exc))
     table = Table(title=f"runtime service tokens ({environment.name})")
-    for column in ("caller", "scopes", "created", "token"):
+    for column in ("caller", "scopes", "created", "sha256 (as the hosts know it)"):
         table.add_column(column)
     for entry in sorted(store.tokens, key=lambda t: (t.caller, t.created)):
-        table.add_row(entry.caller, ", ".join(entry.scopes), f"{entry.created:%Y-%m-%d %H:%M}", entry.token[:8] + "…")
+        table.add_row(entry.caller, ", ".join(entry.scopes), f"{entry.created:%Y-%m-%d %H:%M}",
+                      token_digest(entry.token)[:16] + "…")
     console.print(table)
 
 
