@@ -106,9 +106,13 @@ def worker_app() -> Asgi:
 
 def _metrics_dir(loaded: Loaded) -> Path:
     """Empty at every start (values of processes that are gone must not count)."""
-    runtime_dir = Path(os.environ.get("RUNTIME_DIRECTORY", ""))
-    base = runtime_dir if runtime_dir.is_dir() and os.access(runtime_dir, os.W_OK) else Path(
-        tempfile.mkdtemp(prefix=f"drape-runtime-{loaded.config.instance}-"))
+    given = os.environ.get("RUNTIME_DIRECTORY")  # systemd's RuntimeDirectory= (the unit's /run/drape-runtime)
+    runtime_dir = Path(given) if given else None
+    if runtime_dir is not None and runtime_dir.is_absolute() and runtime_dir.is_dir() and os.access(runtime_dir,
+                                                                                                    os.W_OK):
+        base = runtime_dir
+    else:
+        base = Path(tempfile.mkdtemp(prefix=f"drape-runtime-{loaded.config.instance}-"))
     directory = base / "metrics"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o700)
