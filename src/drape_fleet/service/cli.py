@@ -88,13 +88,17 @@ def serve(loaded: Loaded, config_path: Path, log_level: str) -> None:
     if loaded.settings.workers == 1:
         uvicorn.Server(uvicorn.Config(build(loaded), **options)).run()
         return
-    os.environ[MULTIPROC_ENV] = str(_metrics_dir(loaded))
+    metrics_dir, private = _metrics_dir(loaded)
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
     os.environ[CONFIG_ENV] = str(config_path.resolve())
     os.environ[LOG_LEVEL_ENV] = log_level
-    # A worker imports and builds its runtime before it answers the supervisor's health check: on a busy host that
-    # takes longer than uvicorn's default of 5 s, and the worker would be killed as hung while it starts.
-    uvicorn.run("drape_fleet.service.cli:worker_app", factory=True, workers=loaded.settings.workers,
-                timeout_worker_healthcheck=30, **options)
+    try:
+        # A worker imports and builds its runtime before it answers the supervisor's health check: on a busy host
+        # that takes longer than uvicorn's default of 5 s, and the worker would be killed as hung while it starts.
+        uvicorn.run("drape_fleet.service.cli:worker_app", factory=True, workers=loaded.settings.workers,
+                    timeout_worker_healthcheck=30, **options)
+    finally:
+        shutil.rmtree(metrics_dir.parent if private else metrics_dir, ignore_errors=True)
 
 
 def worker_app() -> Asgi:
@@ -104,19 +108,19 @@ def worker_app() -> Asgi:
     return build(load(Path(os.environ[CONFIG_ENV])))
 
 
-def _metrics_dir(loaded: Loaded) -> Path:
-    """Empty at every start (values of processes that are gone must not count)."""
+def _metrics_dir(loaded: Loaded) -> tuple[Path, bool]:
+    """An empty directory for the workers' metrics (values of processes that are gone must not count): in the
+    unit's runtime directory, else a private temporary one (True: remove it all afterwards)."""
     given = os.environ.get("RUNTIME_DIRECTORY")  # systemd's RuntimeDirectory= (the unit's /run/drape-runtime)
     runtime_dir = Path(given) if given else None
-    if runtime_dir is not None and runtime_dir.is_absolute() and runtime_dir.is_dir() and os.access(runtime_dir,
-                                                                                                    os.W_OK):
-        base = runtime_dir
-    else:
-        base = Path(tempfile.mkdtemp(prefix=f"drape-runtime-{loaded.config.instance}-"))
+    private = not (runtime_dir is not None and runtime_dir.is_absolute() and runtime_dir.is_dir()
+                   and os.access(runtime_dir, os.W_OK))
+    base = Path(tempfile.mkdtemp(prefix=f"drape-runtime-{loaded.config.instance}-")) if private else runtime_dir
+    assert base is not None
     directory = base / "metrics"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o700)
-    return directory
+    return directory, private
 
 
 def main(argv: Sequence[str] | None = None) -> int:
