@@ -13,7 +13,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import Directory
-from pyinfra.facts.server import Mounts
+from pyinfra.facts.server import Command, Mounts
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -36,7 +36,9 @@ def storage() -> None:
         warn(host, "storage", NoteKind.RAID_FORCED, verdict.message)
 
     if settings.manage_volumes:
-        apt.packages(name="LVM tools", packages=["lvm2"], update=True, cache_time=3600, no_recommends=True)
+        tools = ["lvm2", *(["xfsprogs"] if any(v.filesystem == "xfs" for v in settings.volumes) else [])]
+        apt.packages(name="LVM and filesystem tools", packages=tools, update=True, cache_time=3600,
+                     no_recommends=True)
         try:
             plan = builders.volume_plan(settings, host.get_fact(LvmVolumeGroups), host.get_fact(LvmLogicalVolumes))
         except builders.StoragePlanError as exc:
@@ -61,7 +63,16 @@ def storage() -> None:
             files.line(name=f"{volume.mount} in fstab", path="/etc/fstab", line=f"^{step.device} ",
                        replace=builders.fstab_line(step))
             server.mount(name=f"{volume.mount} mounted", path=volume.mount, device=step.device,
-                         fs_type=volume.filesystem, options=["defaults", "noatime"])
+                         fs_type=volume.filesystem, options=list(builders.mount_options(volume)))
+        docker = ctx.fleet.provisioning.docker
+        inodes = docker.container_inodes
+        docker_volume = next((v for v in settings.volumes if v.mount == "/var/lib/docker"), None)
+        if docker.disk_quotas and docker_volume is not None and docker_volume.filesystem == "xfs":
+            query = builders.DEFAULT_INODE_LIMIT_QUERY.format(mount=docker_volume.mount)
+            if host.get_fact(Command, command=query).strip() != str(inodes):
+                server.shell(name=f"Every container's writable layer limited to {inodes} files (XFS default "
+                                  "project quota)",
+                             commands=[builders.default_inode_limit_command(docker_volume.mount, inodes)])
     else:
         for volume in settings.volumes:
             # Modes are their owners' (Docker keeps /var/lib/docker at 0710; the cache deploy sets /srv/drape).

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.provisioning import DistroProfile
+from drape_fleet.provision.firewall import UNIT_NAME as FIREWALL_UNIT
 from drape_fleet.provision.render import render
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -59,7 +60,7 @@ def engine_packages(fleet: FleetConfig, profile: DistroProfile) -> EnginePackage
 def systemd_drop_in(engine: EnginePackages) -> str:
     """The packaged unit passes ``-H fd://``; with ``hosts`` in daemon.json dockerd refuses a flag that is
     also in the file, so the drop-in restarts ExecStart without it."""
-    return render("docker/10-drape.conf.j2", dockerd=engine.dockerd)
+    return render("docker/10-drape.conf.j2", dockerd=engine.dockerd, firewall_unit=FIREWALL_UNIT)
 
 
 def apt_source(profile: DistroProfile, keyring: str, architecture: str = "amd64") -> str:
