@@ -48,7 +48,7 @@ def base_system() -> None:
 
     # The security repository (a fresh Debian from debootstrap has none: unattended upgrades would fetch
     # nothing), unless another source already names it (Hetzner's images do).
-    if host.get_fact(Command, command=builders.other_security_sources(ctx.profile)).strip():
+    if (host.get_fact(Command, command=builders.other_security_sources(ctx.profile)) or "").strip():
         files.file(name="Our security source not needed (another names it)", path=builders.SECURITY_SOURCE_PATH,
                    present=False)
     else:

@@ -11,6 +11,7 @@ Alone: `pyinfra inventories/lab.py deploys/docker.py`.
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -59,6 +60,14 @@ def docker_engine() -> None:
         files.put(name="TLS server certificate", src=str(cert), dest=builders.TLS_CERT, mode="644"),
         files.put(name="TLS server key", src=str(key), dest=builders.TLS_KEY, mode="600"),
     ]
+
+    # overlay2's size limit needs XFS with project quotas under /var/lib/docker: dockerd refuses to start
+    # with it otherwise, so this is checked on the host before daemon.json asks for it.
+    if ctx.fleet.provisioning.docker.disk_quotas:
+        backing = host.get_fact(Command, command=builders.BACKING_FILESYSTEM_QUERY) or ""
+        problem = builders.disk_quota_problem(backing)
+        if problem:
+            raise DeployError(f"{host.name}: {problem}")
 
     wanted = builders.daemon_json(ctx.fleet, ctx.me.name)
     put_text("daemon.json candidate", wanted, CANDIDATE, mode="600")

@@ -50,7 +50,7 @@ def hardening() -> None:
                    replace=f"{key}\t{value}")
     files.line(name="Accounts unused for 30 days after their password expired are locked",
                path="/etc/default/useradd", line=r"^\s*#?\s*INACTIVE=", replace="INACTIVE=30")
-    for user in host.get_fact(Command, command=builders.USERS_WITH_LAX_AGING).split():
+    for user in (host.get_fact(Command, command=builders.USERS_WITH_LAX_AGING) or "").split():
         server.shell(name=f"Password aging for {user}", commands=[builders.aging_command(user)])
 
     # File integrity: the baseline after everything else; renewed when a deploy of this run changed a file.

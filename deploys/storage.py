@@ -69,7 +69,7 @@ def storage() -> None:
         docker_volume = next((v for v in settings.volumes if v.mount == "/var/lib/docker"), None)
         if docker.disk_quotas and docker_volume is not None and docker_volume.filesystem == "xfs":
             query = builders.DEFAULT_INODE_LIMIT_QUERY.format(mount=docker_volume.mount)
-            if host.get_fact(Command, command=query).strip() != str(inodes):
+            if (host.get_fact(Command, command=query) or "").strip() != str(inodes):
                 server.shell(name=f"Every container's writable layer limited to {inodes} files (XFS default "
                                   "project quota)",
                              commands=[builders.default_inode_limit_command(docker_volume.mount, inodes)])

@@ -194,19 +194,6 @@ class ProvisioningSettings(FrozenModel):
     storage: StorageSettings = StorageSettings()
     cache: CacheSettings = CacheSettings()
 
-    @model_validator(mode="after")
-    def _disk_limits_have_xfs_quotas(self) -> Self:
-        if not self.docker.disk_quotas or not self.storage.manage_volumes:
-            return self
-        found = next(((i, v) for i, v in enumerate(self.storage.volumes) if v.mount == "/var/lib/docker"), None)
-        if found is None or found[1].filesystem != "xfs":
-            at = f"storage.volumes[{found[0]}].filesystem" if found else "storage.volumes"
-            raise invalid("disk_limits_need_xfs", "per-container disk limits (docker.disk_quotas) need "
-                          "/var/lib/docker on XFS with project quotas", at=at,
-                          fix='put /var/lib/docker on a volume with filesystem = "xfs" (or set docker.disk_quotas '
-                              "= false where the kernel has no XFS quotas, and accept unlimited previews)")
-        return self
-
 
 # ---------------------------------------------------------------------------------------------------
 # Per-distribution profiles (data files)

@@ -66,3 +66,18 @@ def systemd_drop_in(engine: EnginePackages) -> str:
 def apt_source(profile: DistroProfile, keyring: str, architecture: str = "amd64") -> str:
     """Docker's repository in deb822 form, trusted only with its own keyring (signed-by)."""
     return render("docker/docker.sources.j2", docker=profile.docker, keyring=keyring, architecture=architecture)
+
+
+BACKING_FILESYSTEM_QUERY = "findmnt -no FSTYPE,OPTIONS --target /var/lib/docker"
+
+
+def disk_quota_problem(findmnt: str) -> str:
+    """Why overlay2 could not enforce container sizes on this host (``findmnt`` of /var/lib/docker), or ""."""
+    fstype, _, options = findmnt.strip().partition(" ")
+    wanted = {"prjquota", "pquota"}
+    if fstype == "xfs" and wanted & set(options.strip().split(",")):
+        return ""
+    return (f"/var/lib/docker is {fstype or 'not mounted'} ({options.strip() or 'no options'}), but per-container "
+            "disk limits (provisioning.docker.disk_quotas) need XFS mounted with prjquota. Fix: run the storage "
+            "deploy (it mounts the XFS volume with prjquota; XFS turns quotas on only at mount time, so reboot "
+            "or remount it), or set provisioning.docker.disk_quotas = false and accept unlimited previews")

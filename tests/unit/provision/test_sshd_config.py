@@ -46,6 +46,7 @@ ClientAliveCountMax 2
 UseDNS no
 Compression no
 PrintMotd no
+Banner /etc/issue.net
 LogLevel VERBOSE
 DebianBanner no
 AcceptEnv LANG LC_*
