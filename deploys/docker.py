@@ -16,7 +16,7 @@ from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from drape_fleet.facts.system import FileText
-from drape_fleet.pki.paths import ca_files, host_tls_files, pki_dir
+from drape_fleet.pki.paths import host_tls_files, pki_dir, trust_bundle
 from drape_fleet.provision import daemon as builders
 from drape_fleet.provision.context import deploy_context
 from drape_fleet.provision.ops import put_text
@@ -31,10 +31,10 @@ CANDIDATE = "/etc/docker/daemon.json.drape-candidate"
 def docker_engine() -> None:
     ctx = deploy_context(host)
     directory = pki_dir(ctx.environment)
-    ca_cert, _ = ca_files(directory)
+    trusted = trust_bundle(directory)  # every CA trusted now: two while `invoke pki.rotate --new-ca` runs
     cert, key = host_tls_files(directory, ctx.me.name)
-    if not ca_cert.exists():
-        raise DeployError(f"missing TLS CA: {ca_cert} does not exist. Fix: run `invoke pki.init` "
+    if not trusted.exists():
+        raise DeployError(f"missing TLS CA: {trusted} does not exist. Fix: run `invoke pki.init` "
                           "(or set DRAPE_PKI_DIR to the PKI directory), then provision again")
     if not cert.exists() or not key.exists():
         raise DeployError(f"no server certificate for {ctx.me.name} in {directory}. "
@@ -56,7 +56,7 @@ def docker_engine() -> None:
 
     files.directory(name="TLS directory", path=builders.TLS_DIR, user="root", group="root", mode="700")
     tls = [
-        files.put(name="TLS CA", src=str(ca_cert), dest=builders.TLS_CA, mode="644"),
+        files.put(name="TLS CAs trusted for clients (the bundle)", src=str(trusted), dest=builders.TLS_CA, mode="644"),
         files.put(name="TLS server certificate", src=str(cert), dest=builders.TLS_CERT, mode="644"),
         files.put(name="TLS server key", src=str(key), dest=builders.TLS_KEY, mode="600"),
     ]

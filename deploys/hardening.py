@@ -56,13 +56,13 @@ def hardening() -> None:
     # File integrity: the baseline after everything else; renewed when a deploy of this run changed a file.
     conf = put_text("AIDE configuration", builders.aide_conf(), builders.AIDE_CONF_PATH, mode="600")
     files.directory(name="AIDE database directory", path=builders.AIDE_DATABASE.rsplit("/", 1)[0], mode="700")
+    systemd.daemon_reload(name="systemd reads the integrity check units", _if=any_changed(*written_files(host)))
+    systemd.service(name="Nightly integrity check", service=builders.AIDE_TIMER, running=True, enabled=True)
     if host.get_fact(File, path=builders.AIDE_DATABASE) is None:
         server.shell(name="File-integrity baseline made", commands=[f"{builders.AIDE_SCRIPT} init"])
     else:
         server.shell(name="File-integrity baseline renewed (this run changed files)",
                      commands=[f"{builders.AIDE_SCRIPT} accept"], _if=any_changed(conf, *written_files(host)))
-    systemd.daemon_reload(name="systemd reads the integrity check units", _if=any_changed(*written_files(host)))
-    systemd.service(name="Nightly integrity check", service=builders.AIDE_TIMER, running=True, enabled=True)
 
 
 hardening()

@@ -135,6 +135,9 @@ class DockerSettings(FrozenModel):
     container_inodes: Annotated[int, Field(ge=10000)] = 2_000_000
     """Files per container writable layer (XFS default project inode limit; Docker limits only bytes): one
     tenant cannot use up the volume's inodes. A large project's node_modules holds a few hundred thousand."""
+    tls_min_days_left: Annotated[int, Field(ge=1, le=3650)] = 30
+    """`invoke verify` fails when a host's Docker API certificate (or a CA it trusts) expires sooner: time to
+    run `invoke pki.rotate`."""
     log_max_size: Annotated[str, StringConstraints(pattern=r"^[0-9]+[kmg]$")] = "20m"
     log_max_files: Annotated[int, Field(ge=1, le=20)] = 5
 
