@@ -42,8 +42,7 @@ def hardening() -> None:
 
     put_text("Unused filesystems, USB storage and protocols cannot load", builders.modprobe_conf(),
              builders.MODPROBE_PATH)
-    for name, (dest, mode) in builders.PLAIN_FILES.items():
-        put_file(f"{dest}", name, dest, mode=mode)
+    placed = {name: put_file(f"{dest}", name, dest, mode=mode) for name, (dest, mode) in builders.PLAIN_FILES.items()}
     put_text("Password quality", builders.pwquality_conf(), builders.PWQUALITY_PATH)
     for key, value in builders.LOGIN_DEFS.items():
         files.line(name=f"login.defs: {key} {value}", path="/etc/login.defs", line=rf"^\s*#?\s*{key}\s",
@@ -56,7 +55,8 @@ def hardening() -> None:
     # File integrity: the baseline after everything else; renewed when a deploy of this run changed a file.
     conf = put_text("AIDE configuration", builders.aide_conf(), builders.AIDE_CONF_PATH, mode="600")
     files.directory(name="AIDE database directory", path=builders.AIDE_DATABASE.rsplit("/", 1)[0], mode="700")
-    systemd.daemon_reload(name="systemd reads the integrity check units", _if=any_changed(*written_files(host)))
+    units = [placed[name] for name in builders.PLAIN_FILES if name.endswith((".service", ".timer"))]
+    systemd.daemon_reload(name="systemd reads the integrity check units", _if=any_changed(*units))
     systemd.service(name="Nightly integrity check", service=builders.AIDE_TIMER, running=True, enabled=True)
     if host.get_fact(File, path=builders.AIDE_DATABASE) is None:
         server.shell(name="File-integrity baseline made", commands=[f"{builders.AIDE_SCRIPT} init"])

@@ -173,6 +173,16 @@ def _fence(ruleset: dict[str, Any], previews: str) -> list[Rule]:
             and "meta.oifname" not in r.matches]
 
 
+def _refuses(rule: Rule, ruleset: dict[str, Any]) -> bool:
+    """Drops or rejects, itself or in the chain it jumps to (which must end in a refusal for everything)."""
+    if rule.verdict in ("reject", "drop"):
+        return True
+    if rule.verdict and rule.verdict.startswith("jump "):
+        target = ruleset["rules"].get(rule.verdict.split()[1], [])
+        return bool(target) and all(r.verdict in ("reject", "drop") for r in target) and not target[-1].matches
+    return False
+
+
 def _covers(networks: list[Any], address: str) -> bool:
     return any(ip_address(address) in ip_network(n) for n in networks if ip_network(n).version ==
                ip_address(address).version)
@@ -197,7 +207,7 @@ def test_previews_are_fenced(ruleset: dict[str, Any], fleet: FleetConfig) -> Non
     out = _fence(ruleset, previews)
     allowed = [n for r in out if r.verdict == "accept" for n in r.matches.get("ip.daddr", []) +
                r.matches.get("ip6.daddr", [])]
-    refused = [n for r in out if r.verdict in ("reject", "drop") for n in r.matches.get("ip.daddr", []) +
+    refused = [n for r in out if _refuses(r, ruleset) for n in r.matches.get("ip.daddr", []) +
                r.matches.get("ip6.daddr", [])]
     listed = [str(n) for n in firewall.preview_allowed_destinations]
     for address in MUST_BE_FENCED:
@@ -210,7 +220,7 @@ def test_previews_are_fenced(ruleset: dict[str, Any], fleet: FleetConfig) -> Non
         assert _covers(refused, str(network.network_address)), network
     # Every accept toward a listed range comes after the mail and rate rules and before the fence.
     first_accept = next(i for i, r in enumerate(out) if r.verdict == "accept")
-    first_fence = next(i for i, r in enumerate(out) if r.verdict == "reject" and
+    first_fence = next(i for i, r in enumerate(out) if _refuses(r, ruleset) and
                        {"ip.daddr", "ip6.daddr"} & set(r.matches))
     assert first_accept < first_fence
     backend = {ip_network(n) for n in fleet.network.backend_addresses}
@@ -221,7 +231,7 @@ def test_previews_are_fenced(ruleset: dict[str, Any], fleet: FleetConfig) -> Non
 
 def test_previews_send_no_mail(ruleset: dict[str, Any], fleet: FleetConfig) -> None:
     out = _fence(ruleset, fleet.provisioning.firewall.preview_interfaces)
-    mail = next(i for i, r in enumerate(out) if r.verdict in ("reject", "drop") and
+    mail = next(i for i, r in enumerate(out) if _refuses(r, ruleset) and
                 {int(p) for p in r.matches.get("tcp.dport", [])} >= MAIL_PORTS)
     assert all(r.verdict != "accept" for r in out[:mail])
 
@@ -237,7 +247,7 @@ def test_new_connections_per_preview_are_rate_limited(ruleset: dict[str, Any], f
                 key = json.dumps(expr["set"]["elem"])
                 family = "ip6" if '"ip6"' in key else "ip"
                 limits = [s["limit"] for s in expr["set"].get("stmt", []) if "limit" in s]
-                if limits and limits[0].get("inv") and rule.verdict in ("reject", "drop"):
+                if limits and limits[0].get("inv") and _refuses(rule, ruleset):
                     limited[family] = limits[0]
     assert set(limited) == {"ip", "ip6"}, limited
     for limit in limited.values():

@@ -85,17 +85,24 @@ nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
     iifname "drp*" oifname "drp*" drop comment "preview to preview"
     iifname "drp*" tcp dport { 25, 465, 587 } reject with tcp reset comment "previews send no mail"
     iifname "drp*" ct state new update @preview_rate_v4 { ip saddr limit rate over 50/second burst 200 \
-packets } reject with icmpx type admin-prohibited comment "preview connection rate"
+packets } jump refuse comment "preview connection rate"
     iifname "drp*" ct state new update @preview_rate_v6 { ip6 saddr limit rate over 50/second burst 200 \
-packets } reject with icmpx type admin-prohibited comment "preview connection rate"
+packets } jump refuse comment "preview connection rate"
     iifname "drp*" ip daddr @preview_allowed_v4 accept comment "listed for previews"
     iifname "drp*" ip6 daddr @preview_allowed_v6 accept comment "listed for previews"
-    iifname "drp*" ip daddr @fenced_v4 reject with icmpx type admin-prohibited comment "preview to a fenced range"
-    iifname "drp*" ip6 daddr @fenced_v6 reject with icmpx type admin-prohibited comment "preview to a fenced range"
+    iifname "drp*" ip daddr @fenced_v4 jump refuse comment "preview to a fenced range"
+    iifname "drp*" ip6 daddr @fenced_v6 jump refuse comment "preview to a fenced range"
     oifname "drp*" ip saddr @published_v4 accept comment "the backend into previews"
     oifname "drp*" ip6 saddr @published_v6 accept comment "the backend into previews"
     oifname "drp*" drop comment "nobody else into previews"
     ct status dnat jump published
+  }
+
+  # A refusal the tenant's program hears at once: a TCP reset (ICMP errors are rate-limited by the kernel to
+  # about one a second per destination, so most would be lost and the connection would hang on retries).
+  chain refuse {
+    meta l4proto tcp reject with tcp reset
+    reject with icmpx type admin-prohibited
   }
 
   chain published {
