@@ -265,3 +265,13 @@ def _invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run([str(Path(sys.executable).with_name("invoke")), *args], cwd=project_root(),
                           capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def test_runtime_upgrade_reads_what_apt_would_do(provisioned_lab: FleetTarget) -> None:
+    """`invoke hosts.upgrade-runtime --dry` on real Debian hosts: dpkg and apt's simulation answer, and nothing
+    changes (the lab's docker.io is current; the drain/upgrade order is tested in tests/unit)."""
+    run = _invoke("hosts.upgrade-runtime", "--all", "--dry", "--env", "lab")
+    assert run.returncode == 0, run.stderr
+    for name in ("ax1", "ax2", "ax3"):
+        assert re.search(rf"{name}: (the container runtime is up to date \(.*docker\.io.*\)|pending: )", run.stdout), \
+            run.stdout
