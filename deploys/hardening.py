@@ -45,10 +45,11 @@ def hardening() -> None:
     placed = {name: put_file(f"{dest}", name, dest, mode=mode) for name, (dest, mode) in builders.PLAIN_FILES.items()}
     put_text("Password quality", builders.pwquality_conf(), builders.PWQUALITY_PATH)
     for key, value in builders.LOGIN_DEFS.items():
-        files.line(name=f"login.defs: {key} {value}", path="/etc/login.defs", line=rf"^\s*#?\s*{key}\s",
-                   replace=f"{key}\t{value}")
+        # The setting's own line, set or commented out ("#HOME_MODE\t0700"), never the prose that names it.
+        files.line(name=f"login.defs: {key} {value}", path="/etc/login.defs",
+                   line=rf"^#?{key}[[:space:]]+[^[:space:]]+[[:space:]]*$", replace=f"{key}\t{value}")
     files.line(name="Accounts unused for 30 days after their password expired are locked",
-               path="/etc/default/useradd", line=r"^\s*#?\s*INACTIVE=", replace="INACTIVE=30")
+               path="/etc/default/useradd", line=r"^#?[[:space:]]*INACTIVE=.*$", replace="INACTIVE=30")
     for user in (host.get_fact(Command, command=builders.USERS_WITH_LAX_AGING) or "").split():
         server.shell(name=f"Password aging for {user}", commands=[builders.aging_command(user)])
 

@@ -49,7 +49,7 @@ def test_file_integrity_baseline_and_nightly_check(host: Any) -> None:
     assert host.file("/var/lib/drape/aide/aide.db").size > 0
     timer = host.service("drape-aide-check.timer")
     assert timer.is_enabled and timer.is_running
-    selected = host.file("/etc/drape/aide.conf").content_string
+    selected = host.file("/etc/aide/aide.conf").content_string
     for tree in ("/etc", "/usr/bin", "/usr/sbin"):
         assert f"\n{tree} " in selected, tree
     check = host.run("/usr/local/sbin/drape-aide check")

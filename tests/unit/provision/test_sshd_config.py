@@ -43,6 +43,7 @@ PerSourceMaxStartups 10
 LoginGraceTime 30
 ClientAliveInterval 300
 ClientAliveCountMax 2
+TCPKeepAlive no
 UseDNS no
 Compression no
 PrintMotd no
