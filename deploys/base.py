@@ -21,7 +21,7 @@ from drape_fleet.provision.access import (
     desired_authorized_keys,
 )
 from drape_fleet.provision.context import deploy_context
-from drape_fleet.provision.ops import put_file, put_text
+from drape_fleet.provision.ops import put_file, put_text, record_change
 
 
 @deploy("base")
@@ -89,10 +89,10 @@ def base_system() -> None:
     sudoers = builders.SUDOERS_PATH
     rule = builders.sudoers_rule(user)
     if host.get_fact(FileText, path=sudoers) != rule.rstrip("\n"):
-        server.shell(name=f"sudo rule for {user} (checked with visudo first)", commands=[
+        record_change(server.shell(name=f"sudo rule for {user} (checked with visudo first)", commands=[
             f"printf '%s' {shlex.quote(rule)} > {sudoers}.new && chmod 440 {sudoers}.new && visudo -cqf {sudoers}.new "
             f"&& mv -f {sudoers}.new {sudoers} || {{ rm -f {sudoers}.new; exit 1; }}",
-        ])
+        ]))
 
 
 base_system()

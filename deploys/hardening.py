@@ -20,7 +20,7 @@ from drape_fleet.facts.system import ContainerKind
 from drape_fleet.provision import hardening as builders
 from drape_fleet.provision.context import deploy_context
 from drape_fleet.provision.daemon import engine_packages
-from drape_fleet.provision.ops import put_file, put_text, written_files
+from drape_fleet.provision.ops import edit_line, put_file, put_text, record_change, written_files
 
 
 @deploy("hardening")
@@ -45,13 +45,16 @@ def hardening() -> None:
     placed = {name: put_file(f"{dest}", name, dest, mode=mode) for name, (dest, mode) in builders.PLAIN_FILES.items()}
     put_text("Password quality", builders.pwquality_conf(), builders.PWQUALITY_PATH)
     for key, value in builders.LOGIN_DEFS.items():
-        # The setting's own line, set or commented out ("#HOME_MODE\t0700"), never the prose that names it.
-        files.line(name=f"login.defs: {key} {value}", path="/etc/login.defs",
-                   line=rf"^#?{key}[[:space:]]+[^[:space:]]+[[:space:]]*$", replace=f"{key}\t{value}")
-    files.line(name="Accounts unused for 30 days after their password expired are locked",
-               path="/etc/default/useradd", line=r"^#?[[:space:]]*INACTIVE=.*$", replace="INACTIVE=30")
+        # The setting's own line, set or commented out ("#HOME_MODE\t0700"), never the prose that names it
+        # (extended regex: grep and sed read it the same way).
+        edit_line(name=f"login.defs: {key} {value}", path="/etc/login.defs",
+                   line=rf"^#?{key}[[:space:]]+[^[:space:]]+[[:space:]]*$", replace=f"{key}\t{value}",
+                   extended_regex=True)
+    edit_line(name="Accounts unused for 30 days after their password expired are locked",
+               path="/etc/default/useradd", line=r"^#?[[:space:]]*INACTIVE=.*$", replace="INACTIVE=30",
+               extended_regex=True)
     for user in (host.get_fact(Command, command=builders.USERS_WITH_LAX_AGING) or "").split():
-        server.shell(name=f"Password aging for {user}", commands=[builders.aging_command(user)])
+        record_change(server.shell(name=f"Password aging for {user}", commands=[builders.aging_command(user)]))
 
     # File integrity: the baseline after everything else; renewed when a deploy of this run changed a file.
     conf = put_text("AIDE configuration", builders.aide_conf(), builders.AIDE_CONF_PATH, mode="600")

@@ -21,7 +21,7 @@ from drape_fleet.facts.storage import BlockFilesystem, LvmLogicalVolumes, LvmVol
 from drape_fleet.provision import storage as builders
 from drape_fleet.provision.context import deploy_context
 from drape_fleet.provision.notes import NoteKind
-from drape_fleet.provision.ops import put_file, put_text, warn
+from drape_fleet.provision.ops import edit_line, put_file, put_text, warn
 
 
 @deploy("storage")
@@ -60,7 +60,7 @@ def storage() -> None:
                 server.shell(name=f"LV {volume.name} had no filesystem: formatted",
                              commands=[builders.mkfs_command(step)])
             files.directory(name=f"{volume.mount} exists", path=volume.mount)
-            files.line(name=f"{volume.mount} in fstab", path="/etc/fstab", line=f"^{step.device} ",
+            edit_line(name=f"{volume.mount} in fstab", path="/etc/fstab", line=f"^{step.device} ",
                        replace=builders.fstab_line(step))
             server.mount(name=f"{volume.mount} mounted", path=volume.mount, device=step.device,
                          fs_type=volume.filesystem, options=list(builders.mount_options(volume)))
@@ -84,7 +84,7 @@ def storage() -> None:
         script = put_file("Disk alert script", builders.ALERT_SCRIPT_FILE, builders.ALERT_SCRIPT, mode="755")
         changed = [script]
         for pattern, line in builders.mdadm_monitor_lines(settings).items():
-            changed.append(files.line(name=f"mdadm.conf: {line.split()[0]}", path=builders.MDADM_CONF,
+            changed.append(edit_line(name=f"mdadm.conf: {line.split()[0]}", path=builders.MDADM_CONF,
                                       line=pattern, replace=line))
         smartd = put_text("smartd watches every drive", builders.smartd_conf(settings), builders.SMARTD_CONF)
         systemd.service(name="mdadm's monitor running", service="mdmonitor.service", running=True)

@@ -36,7 +36,7 @@ ACCEPTING = 8026
 """ax2 accepts and closes connections here as fast as they come (a perl loop with a deep backlog)."""
 ACCEPT_LOOP = ("use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 8026, Listen => 4096, ReuseAddr => 1) "
                "or die $!; while (my $c = $s->accept) { close $c }")
-ATTEMPTS = 1000
+ATTEMPTS = 600
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +64,13 @@ def world(provisioned_lab: FleetTarget) -> Iterator[dict[str, str]]:
             + "; sudo systemctl reload drape-firewall", check=False)
 
 
-def test_previews_reach_the_internet_but_no_fenced_range(world: dict[str, str]) -> None:
-    targets = [(world["ax2"], OPEN), *((address, OPEN) for address in FENCED)]
+def test_previews_reach_the_internet_but_no_fenced_range_and_no_mail_port(world: dict[str, str]) -> None:
+    targets = [(world["ax2"], OPEN), *((address, OPEN) for address in FENCED), *((world["ax2"], p) for p in MAIL)]
     with networks("ax1", "drptest1") as (preview, plain):
         control, fenced = reachable("ax1", plain, targets), reachable("ax1", preview, targets)
     assert all(control.values()), f"control: every target answers a plain network: {control}"
-    # The lab's public subnet stands for the internet; everything else is fenced.
-    assert fenced == {target: target[0] == world["ax2"] for target in targets}
-
-
-def test_previews_send_no_mail(world: dict[str, str]) -> None:
-    targets = [(world["ax2"], port) for port in MAIL]
-    with networks("ax1", "drptest2") as (preview, plain):
-        control, fenced = reachable("ax1", plain, targets), reachable("ax1", preview, targets)
-    assert all(control.values()), f"control: mail ports answer a plain network: {control}"
-    assert not any(fenced.values()), f"a preview opened a mail port: {fenced}"
+    # The lab's public subnet stands for the internet: only its ordinary port is reachable from a preview.
+    assert fenced == {target: target == (world["ax2"], OPEN) for target in targets}
 
 
 BURST = """
@@ -148,21 +140,19 @@ def test_no_preview_runs_unfenced_without_the_firewall(world: dict[str, str]) ->
             assert not served(world), "a preview is reachable with the firewall stopped"
             assert not _reaches(pid, world["ax2"], OPEN), "a preview reaches out with the firewall stopped"
 
-            ssh("ax1", "sudo systemctl start docker")  # pulls the firewall in first
-            assert _states() == ["active", "active"]
-            assert served(world) and _reaches(pid, world["ax2"], OPEN)
-
-            # A ruleset that fails to load: the unit fails, Docker stops and will not start, previews stay cut off.
+            # While it is stopped, a ruleset that no longer loads (as at a boot with a broken file): Docker
+            # will not start, and previews stay cut off.
             ssh("ax1", "sudo cp -a /etc/drape/firewall.nft /etc/drape/firewall.nft.test-saved && "
                        "echo 'this is not nftables' | sudo tee /etc/drape/firewall.nft >/dev/null")
             try:
-                ssh("ax1", "sudo systemctl restart drape-firewall", check=False)
-                assert _states() == ["inactive", "failed"]
                 assert ssh("ax1", "sudo systemctl start docker", check=False).startswith("__failed__")
+                assert _states() == ["inactive", "failed"]
                 assert not served(world) and not _reaches(pid, world["ax2"], OPEN)
             finally:
                 ssh("ax1", "sudo mv /etc/drape/firewall.nft.test-saved /etc/drape/firewall.nft && "
-                           "sudo systemctl reset-failed drape-firewall && sudo systemctl start docker")
+                           "sudo systemctl reset-failed drape-firewall")
+            ssh("ax1", "sudo systemctl start docker")  # pulls the firewall in first
             assert _states() == ["active", "active"]
+            assert served(world) and _reaches(pid, world["ax2"], OPEN)
         finally:
             ssh("ax1", f"sudo docker rm -f {cid}", check=False)

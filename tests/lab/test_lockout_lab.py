@@ -86,8 +86,8 @@ def test_a_breaking_ruleset_reverts_by_itself(provisioned_lab: FleetTarget) -> N
 def test_a_confirmed_change_stays(provisioned_lab: FleetTarget) -> None:
     """The control: armed, then confirmed over a new login, the timer is gone and nothing is restored."""
     target = provisioned_lab.ssh_target(provisioned_lab.fleet.host(HOST))
-    ssh(HOST, "sudo " + arm_command("control", 10, "touch /run/drape-control-restored", ["/run/drape-control"]))
+    ssh(HOST, "sudo " + arm_command("control", 8, "touch /run/drape-control-restored", ["/run/drape-control"]))
     assert confirm_by_new_login(target, "control").ok
-    time.sleep(12)
+    time.sleep(10)
     assert ssh(HOST, "test -e /run/drape-control-restored && echo restored || echo kept") == "kept"
     assert "drape-rollback-control" not in ssh(HOST, "systemctl list-timers --all --no-pager")

@@ -25,23 +25,30 @@ def written_files(host: Any) -> list[Any]:
     return list(_WRITTEN.get(host.name, []))
 
 
-def _record(op: Any) -> Any:
+def record_change(op: Any) -> Any:
+    """Count ``op`` among this run's file changes (for operations that write a host file other than through
+    ``put_text``/``put_file``/``edit_line``)."""
     from pyinfra.context import host
 
     _WRITTEN.setdefault(host.name, []).append(op)
     return op
 
 
+def edit_line(**kwargs: Any) -> Any:
+    """``files.line``, counted among this run's file changes."""
+    return record_change(files.line(**kwargs))
+
+
 def put_text(name: str, text: str, dest: str, *, mode: str = "644", user: str = "root", group: str = "root",
              **kwargs: Any) -> Any:
     """Upload a rendered template (a builder's output)."""
-    return _record(files.put(name=name, src=StringIO(text), dest=dest, mode=mode, user=user, group=group,
+    return record_change(files.put(name=name, src=StringIO(text), dest=dest, mode=mode, user=user, group=group,
                              create_remote_dir=True, **kwargs))
 
 
 def put_file(name: str, plain_file: str, dest: str, *, mode: str = "644", **kwargs: Any) -> Any:
     """Upload a plain file from files/ as it is."""
-    return _record(files.put(name=name, src=str(files_path(plain_file)), dest=dest, mode=mode, user="root",
+    return record_change(files.put(name=name, src=str(files_path(plain_file)), dest=dest, mode=mode, user="root",
                              group="root", create_remote_dir=True, **kwargs))
 
 
