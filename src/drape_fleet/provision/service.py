@@ -12,6 +12,8 @@ from pathlib import Path
 from drape_fleet.config import Host
 from drape_fleet.console import Log
 from drape_fleet.environments import ENV_VAR, FleetTarget
+from drape_fleet.monitoring.plan import MonitoringRefused
+from drape_fleet.monitoring.receivers import check_monitoring
 from drape_fleet.paths import project_root
 from drape_fleet.provision.context import FORCE_KEY
 from drape_fleet.provision.notes import NoteKind
@@ -53,6 +55,11 @@ class ProvisionResult:
 def preflight(target: FleetTarget, hosts: Sequence[Host], deploys: Sequence[str], *, force: bool,
               remote: RemoteShell = default_remote, note: Log = lambda _: None) -> dict[str, HostProbe]:
     """Everything that can refuse, for every host, before any host is changed."""
+    if {"monitoring", "monitoring_server"} & set(deploys):
+        try:
+            check_monitoring(target.fleet, str(target.env.fleet_file))
+        except MonitoringRefused as exc:
+            raise ProvisionRefused(f"{exc}\nNothing was changed on any host.") from None
     if "docker" in deploys:
         report = ensure_pki(target.fleet, hosts, create_ca=target.env.is_lab)
         for line in report.notes:
