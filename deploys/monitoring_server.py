@@ -11,6 +11,7 @@ checked with promtool and amtool, and only then installed and reloaded.
 Alone: `pyinfra inventories/lab.py deploys/monitoring_server.py`.
 """
 
+import hashlib
 import shlex
 
 from pyinfra import host, state
@@ -20,7 +21,7 @@ from pyinfra.operations import apt, files, server, systemd
 
 from drape_fleet.config import ConfigError, load_secrets
 from drape_fleet.monitoring import server as builders
-from drape_fleet.monitoring.facts import FilesDiffering
+from drape_fleet.monitoring.facts import Sha256Sums
 from drape_fleet.monitoring.plan import MonitoringRefused, monitoring_plan
 from drape_fleet.monitoring.receivers import monitoring_secrets
 from drape_fleet.paths import project_root
@@ -61,10 +62,11 @@ def monitoring_server() -> None:
         dest = f"{CANDIDATE if item.validated else CONFIG}/{item.path}"
         put_text(f"{item.path}{' (secrets)' if item.secret else ''}{' candidate' if item.validated else ''}",
                  item.text, dest, mode="640" if item.secret else "644", group=builders.GROUP if item.secret else "root")
-    pairs = [(f"{CANDIDATE}/{f.path}", f"{CONFIG}/{f.path}") for f in validated]
-    differing = host.get_fact(FilesDiffering, pairs=pairs)
+    # Compared with what is installed now (not with the candidates, which are uploaded later in the same run).
+    installed_sums = host.get_fact(Sha256Sums, paths=[f"{CONFIG}/{f.path}" for f in validated])
     installed = None
-    if differing:
+    if any(installed_sums.get(f"{CONFIG}/{f.path}") != hashlib.sha256(f.text.encode()).hexdigest()
+           for f in validated):
         installed = server.shell(
             name="Configuration checked with promtool and amtool, then installed",
             commands=[f"promtool check config {CANDIDATE}/{builders.PROMETHEUS_YML}",
