@@ -1,7 +1,9 @@
 """Alertmanager's configuration from the fleet file's receivers and routes (pure).
 
 Routing, top to bottom:
-1. the ``Watchdog`` goes to the watchdog's receiver only, every ``watchdog.interval`` (the dead man's switch);
+1. the ``Watchdog`` goes to the watchdog's receiver only, every ``watchdog.interval`` (the dead man's switch:
+   its group is flushed every interval, and its repeat interval is half that, so each flush sends; with both
+   equal, a flush a moment early skips and the pings come every other interval);
 2. the fleet file's routes, in order (the first that matches wins unless it says ``continue_matching``);
 3. everything else to ``default_receiver``.
 Alerts are grouped by alert name and host. A host that is down silences its other alerts (they follow from it).
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from drape_fleet.config.monitoring import MonitoringSettings, Receiver, Route
+from drape_fleet.config.monitoring import MonitoringSettings, Receiver, Route, seconds
 from drape_fleet.monitoring.receivers import MonitoringSecrets
 from drape_fleet.monitoring.rules import WATCHDOG
 from drape_fleet.provision.render import render
@@ -72,7 +74,9 @@ def routes(monitoring: MonitoringSettings) -> tuple[RouteView, ...]:
 def alertmanager_config(monitoring: MonitoringSettings, secrets: MonitoringSecrets) -> str:
     """/etc/prometheus/drape/alertmanager.yml (with the receivers' secrets)."""
     receivers = [_receiver(r, secrets.receiver(r.name)) for r in monitoring.receivers]
+    watchdog_repeat = f"{max(1, int(seconds(monitoring.watchdog.interval) // 2))}s"
     return render("monitoring/alertmanager.yml.j2", settings=monitoring, group_by=GROUP_BY,
+                  watchdog_repeat=watchdog_repeat,
                   watchdog_matcher=quoted(f'alertname="{WATCHDOG}"'), routes=routes(monitoring),
                   receivers=receivers, host_down_matcher=quoted('alertname="HostDown"'),
                   inhibited_matchers=[quoted('alertname!="HostDown"'), quoted(f'alertname!="{WATCHDOG}"')])
