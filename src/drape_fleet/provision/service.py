@@ -55,11 +55,6 @@ class ProvisionResult:
 def preflight(target: FleetTarget, hosts: Sequence[Host], deploys: Sequence[str], *, force: bool,
               remote: RemoteShell = default_remote, note: Log = lambda _: None) -> dict[str, HostProbe]:
     """Everything that can refuse, for every host, before any host is changed."""
-    if {"monitoring", "monitoring_server"} & set(deploys):
-        try:
-            check_monitoring(target.fleet, str(target.env.fleet_file))
-        except MonitoringRefused as exc:
-            raise ProvisionRefused(f"{exc}\nNothing was changed on any host.") from None
     if "docker" in deploys:
         report = ensure_pki(target.fleet, hosts, create_ca=target.env.is_lab)
         for line in report.notes:
@@ -80,6 +75,11 @@ def preflight(target: FleetTarget, hosts: Sequence[Host], deploys: Sequence[str]
     refusals = [str(o) for o in outcomes if isinstance(o, ProvisionRefused)]
     if refusals:
         raise ProvisionRefused("\n".join(refusals) + "\nNothing was changed on any host.")
+    if {"monitoring", "monitoring_server"} & set(deploys):
+        try:
+            check_monitoring(target.fleet, str(target.env.fleet_file))
+        except MonitoringRefused as exc:
+            raise ProvisionRefused(f"{exc}\nNothing was changed on any host.") from None
     return {probe.host: probe for probe in outcomes if isinstance(probe, HostProbe)}
 
 
