@@ -54,8 +54,10 @@ def _matchers(route: Route) -> tuple[str, ...]:
     return tuple(quoted(m) for m in found)
 
 
-def _receiver(receiver: Receiver, secret: str | None) -> ReceiverView:
-    resolved = "true" if receiver.send_resolved else "false"
+def _receiver(receiver: Receiver, secret: str | None, *, heartbeat: bool) -> ReceiverView:
+    """``heartbeat``: the watchdog's receiver never gets "resolved", which a heartbeat service would count as
+    one more ping after monitoring died."""
+    resolved = "true" if receiver.send_resolved and not heartbeat else "false"
     if receiver.kind == "webhook":
         url = secret if secret is not None else str(receiver.url)
         return ReceiverView(receiver.name, "webhook", (("url", quoted(url)), ("send_resolved", resolved)))
@@ -73,7 +75,8 @@ def routes(monitoring: MonitoringSettings) -> tuple[RouteView, ...]:
 
 def alertmanager_config(monitoring: MonitoringSettings, secrets: MonitoringSecrets) -> str:
     """/etc/prometheus/drape/alertmanager.yml (with the receivers' secrets)."""
-    receivers = [_receiver(r, secrets.receiver(r.name)) for r in monitoring.receivers]
+    receivers = [_receiver(r, secrets.receiver(r.name), heartbeat=r.name == monitoring.watchdog.receiver)
+                 for r in monitoring.receivers]
     watchdog_repeat = f"{max(1, int(seconds(monitoring.watchdog.interval) // 2))}s"
     return render("monitoring/alertmanager.yml.j2", settings=monitoring, group_by=GROUP_BY,
                   watchdog_repeat=watchdog_repeat,
