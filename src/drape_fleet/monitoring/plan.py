@@ -56,6 +56,9 @@ class ScrapeJob:
     scheme: str = "http"
     bearer_file: str | None = None
     """Where the job's bearer token lies on the monitoring server (written by the deploy), if it needs one."""
+    honor_labels: bool = False
+    """A service's own ``host`` label (the host a figure is about, e.g. ``drape_host_memory_free_bytes``) wins over
+    the target's (the host that answered, still in ``instance``)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def monitoring_plan(fleet: FleetConfig, source: str = "the fleet file") -> Monit
     jobs = [ScrapeJob("node", tuple(Target(h.name, host_port(h.private_address, port)) for h in fleet.hosts))]
     jobs += [ScrapeJob(job.name, tuple(Target(h.name, host_port(h.private_address, job.port)) for h in fleet.hosts),
                        path=job.path, scheme=job.scheme,
-                       bearer_file=bearer_path(job) if job.bearer_secret else None)
+                       bearer_file=bearer_path(job) if job.bearer_secret else None, honor_labels=True)
              for job in settings.services]
     jobs += [ScrapeJob("prometheus", (Target(server.name, f"127.0.0.1:{settings.prometheus_port}"),)),
              ScrapeJob("alertmanager", (Target(server.name, f"127.0.0.1:{settings.alertmanager.port}"),))]
