@@ -102,6 +102,11 @@ class AlertReceiver:
         self._server.shutdown()
         self._server.server_close()
 
+    @staticmethod
+    def now() -> float:
+        """The receiver's clock (``received`` times and ``since``)."""
+        return time.monotonic()
+
     def notifications(self, path: str | None = None) -> list[Notification]:
         with self._inbox.condition:
             return [n for n in self._inbox.notifications if path is None or n.path == path]
