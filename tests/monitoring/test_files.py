@@ -120,3 +120,17 @@ def test_only_alertmanager_yml_holds_the_secrets(production: FleetConfig) -> Non
         assert holds == item.secret == (item.path == server.ALERTMANAGER_YML), item.path
     others = [render(production) for name, (_, render) in RENDERS.items() if name != "alertmanager.yml"]
     assert not any(secret in text for secret in FAKE_SECRETS.values() for text in others)
+
+
+def test_the_readme_lists_every_alert(production: FleetConfig) -> None:
+    from drape_fleet.config.monitoring import ServiceJob
+    from drape_fleet.monitoring.rules import AlertRule, rule_groups
+    from drape_fleet.paths import project_root
+
+    assert production.monitoring is not None
+    settings = production.monitoring.model_copy(update={"services": (ServiceJob(name="drape-runtime", port=8420),)})
+    readme = (project_root() / "src" / "drape_fleet" / "monitoring" / "README.md").read_text()
+    listed = {cell.strip() for line in readme.splitlines() if line.startswith("| ")
+              for cell in line.split("|")[1].split("/")}
+    alerts = {r.name for g in rule_groups(settings) for r in g.rules if isinstance(r, AlertRule)}
+    assert alerts <= listed, f"alerts missing from the README's table: {sorted(alerts - listed)}"
