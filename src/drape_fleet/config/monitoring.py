@@ -150,6 +150,9 @@ class Receiver(FrozenModel):
         if self.username is not None and self.secret is None:
             raise invalid("smtp_password", "an SMTP login needs its password from the secrets store", at="secret",
                           fix='name the secret that holds the password, e.g. secret = "ops_smtp_password"')
+        if self.secret is not None and self.username is None:
+            raise invalid("smtp_username", "an SMTP password without the login it belongs to", at="username",
+                          fix='add username = "..." (the SMTP login), or remove the secret for a server without login')
         return self
 
 

@@ -86,7 +86,11 @@ class _Handler(socketserver.BaseRequestHandler):
         _out_of_process(process.stdout, self.request)
         upstream.join(timeout=5)
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Tunnel:
