@@ -59,7 +59,7 @@ def lab_monitoring_data(settings: LabSettings) -> dict[str, Any]:
         "scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "2s", "resend_delay": "2s",
         "exporters": {"procfs_view": True},
         "collectors": {"docker_interval": "2s", "updates_interval": "10m", "tls_interval": "1m"},
-        "alerts": {"host_down_for": "6s", "raid_for": "4s", "disk_for": "4s", "docker_down_for": "6s",
+        "alerts": {"host_down_for": "4s", "raid_for": "4s", "disk_for": "4s", "docker_down_for": "4s",
                    "service_down_for": "10s", "memory_for": "1m", "clock_for": "1m", "collector_for": "1m",
                    "preview_start_for": "1m", "queue_for": "20s"},
         "alertmanager": {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h",
