@@ -63,6 +63,9 @@ class FirewallPolicy:
     preview_closed_ports: tuple[int, ...] = ()
     preview_rate: tuple[int, int] = (50, 200)
     """New outbound connections per preview address: (per second, burst)."""
+    monitoring: Allow | None = None
+    """Exporters (node_exporter, the services' metrics) on the private address, only from the monitoring server
+    (the fleet file's ``[monitoring]``); None without that section."""
 
 
 class FirewallRefused(ValueError):
@@ -95,7 +98,8 @@ def firewall_policy(fleet: FleetConfig, host_name: str) -> FirewallPolicy:
                           preview_allowed=_merged(_networks(firewall.preview_allowed_destinations)),
                           preview_closed_ports=tuple(sorted(set(firewall.preview_closed_ports))),
                           preview_rate=(firewall.preview_new_connections_per_second,
-                                        firewall.preview_new_connections_burst))
+                                        firewall.preview_new_connections_burst),
+                          monitoring=_monitoring_rule(fleet, host_name))
 
 
 def _merged(networks: tuple[Network, ...]) -> tuple[Network, ...]:
@@ -103,6 +107,14 @@ def _merged(networks: tuple[Network, ...]) -> tuple[Network, ...]:
     v4 = collapse_addresses(n for n in networks if isinstance(n, IPv4Network))
     v6 = collapse_addresses(n for n in networks if isinstance(n, IPv6Network))
     return (*v4, *v6)
+
+
+def _monitoring_rule(fleet: FleetConfig, host_name: str) -> Allow | None:
+    if fleet.monitoring is None:
+        return None
+    server = fleet.host(fleet.monitoring.server)
+    return Allow("monitoring", tuple(sorted(set(fleet.monitoring.exporter_ports))),
+                 sources=_networks((server.private_address,)), destination=fleet.host(host_name).private_address)
 
 
 def check_ops_address(policy: FirewallPolicy, ops_address: Address) -> None:
@@ -183,8 +195,11 @@ def nftables_ruleset(policy: FirewallPolicy) -> str:
     address_sets += [_address_set("published", policy.published_sources),
                      _address_set("fenced", policy.fenced),
                      _address_set("preview_allowed", policy.preview_allowed)]
+    if policy.monitoring is not None and policy.monitoring.sources is not None:
+        address_sets.append(_address_set(policy.monitoring.name, policy.monitoring.sources))
     return render("firewall/drape-firewall.nft.j2", family=FAMILY, table=TABLE, address_sets=address_sets,
                   previews=policy.preview_interfaces, input_rules=[_input_rule(r) for r in policy.inbound],
+                  monitoring=None if policy.monitoring is None else _input_rule(policy.monitoring),
                   published_public_ports=policy.published_public_ports,
                   published_source_sets=_source_sets("published", policy.published_sources),
                   closed_ports=policy.preview_closed_ports, rate=policy.preview_rate)
