@@ -80,7 +80,9 @@ def docker_engine() -> None:
         ))
     drop_in = put_text("dockerd takes its listen addresses from daemon.json", builders.systemd_drop_in(engine),
                        builders.DROP_IN)
-    systemd.daemon_reload(name="systemd reads the docker drop-in", _if=drop_in.did_change)
+    socket = put_text("docker.socket starts Docker only with the firewall", builders.socket_drop_in(),
+                      builders.SOCKET_DROP_IN)
+    systemd.daemon_reload(name="systemd reads the docker drop-ins", _if=any_changed(drop_in, socket))
     # A shell restart, not systemd.service(restarted=): that one restarts only what ran when the run was
     # planned, and on a first run the package's postinst starts Docker (with the default config) mid-run.
     server.shell(name="Docker restarted for its new configuration", commands=["systemctl restart docker.service"],

@@ -269,6 +269,8 @@ def test_stopping_the_firewall_leaves_previews_cut_off(host: Any) -> None:
     docker = host.check_output("systemctl show docker.service -p BindsTo -p After").split("\n")
     assert any(line.startswith("BindsTo=") and "drape-firewall.service" in line for line in docker), docker
     assert any(line.startswith("After=") and "drape-firewall.service" in line for line in docker), docker
+    socket = host.check_output("systemctl show docker.socket -p BindsTo")
+    assert "drape-firewall.service" in socket, "docker.socket could start Docker without the firewall"
     stop = host.check_output("systemctl show drape-firewall.service -p ExecStop")
     argv = stop.split("argv[]=", 1)[1].split(" ;", 1)[0].split() if "argv[]=" in stop else []
     assert argv[:2] == ["/usr/sbin/nft", "-f"], stop

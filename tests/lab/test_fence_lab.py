@@ -126,6 +126,10 @@ def _states() -> list[str]:
     return ssh("ax1", "systemctl is-active docker drape-firewall || true").split()
 
 
+def _socket() -> str:
+    return ssh("ax1", "systemctl is-active docker.socket || true")
+
+
 def test_no_preview_runs_unfenced_without_the_firewall(world: dict[str, str]) -> None:
     with networks("ax1", "drptest4") as (preview, _):
         cid = ssh("ax1", f"sudo docker run -d --network {preview} -p {world['ax1_private']}:{PUBLISHED}:8080 {PROBE} "
@@ -136,6 +140,7 @@ def test_no_preview_runs_unfenced_without_the_firewall(world: dict[str, str]) ->
 
             ssh("ax1", "sudo systemctl stop drape-firewall")
             assert _states() == ["inactive", "inactive"]
+            assert _socket() == "inactive"  # nothing that talks to Docker can start it again
             assert ssh("ax1", f"sudo kill -0 {pid} && echo running") == "running"  # live-restore kept it
             assert not served(world), "a preview is reachable with the firewall stopped"
             assert not _reaches(pid, world["ax2"], OPEN), "a preview reaches out with the firewall stopped"

@@ -22,6 +22,7 @@ TLS_CA = f"{TLS_DIR}/ca.pem"
 TLS_CERT = f"{TLS_DIR}/cert.pem"
 TLS_KEY = f"{TLS_DIR}/key.pem"
 DROP_IN = "/etc/systemd/system/docker.service.d/10-drape.conf"
+SOCKET_DROP_IN = "/etc/systemd/system/docker.socket.d/10-drape.conf"
 
 
 def docker_api_url(fleet: FleetConfig, host_name: str) -> str:
@@ -61,6 +62,11 @@ def systemd_drop_in(engine: EnginePackages) -> str:
     """The packaged unit passes ``-H fd://``; with ``hosts`` in daemon.json dockerd refuses a flag that is
     also in the file, so the drop-in restarts ExecStart without it."""
     return render("docker/10-drape.conf.j2", dockerd=engine.dockerd, firewall_unit=FIREWALL_UNIT)
+
+
+def socket_drop_in() -> str:
+    """docker.socket bound to the firewall as docker.service is: no activation without it."""
+    return render("docker/10-drape-socket.conf.j2", firewall_unit=FIREWALL_UNIT)
 
 
 def apt_source(profile: DistroProfile, keyring: str, architecture: str = "amd64") -> str:

@@ -69,6 +69,7 @@ RENDERS: dict[str, Callable[[Case], str]] = {
     "firewall/drape-firewall-closed.nft.j2": lambda c: firewall.closed_ruleset(firewall.firewall_policy(c.fleet, HOST)),
     "docker/daemon.json.j2": lambda c: daemon.daemon_json(c.fleet, HOST),
     "docker/10-drape.conf.j2": lambda c: daemon.systemd_drop_in(daemon.engine_packages(c.fleet, c.profile)),
+    "docker/10-drape-socket.conf.j2": lambda c: daemon.socket_drop_in(),
     "docker/docker.sources.j2": lambda c: daemon.apt_source(c.profile, "/etc/apt/keyrings/docker.asc"),
     "base/60-drape-sysctl.conf.j2": lambda c: base.sysctl_file(base.sysctls(c.fleet)),
     "base/60-drape-journald.conf.j2": lambda c: base.journald_conf(c.fleet),
