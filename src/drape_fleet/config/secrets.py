@@ -29,6 +29,8 @@ class Secrets(FrozenModel):
     robot_password: SecretStr | None = None
     hcloud_token: SecretStr | None = None
     fly_api_token: SecretStr | None = None
+    backup_passphrase: SecretStr | None = None
+    """From which every backup repository's password is derived (drape_fleet.backup.keys); escrowed."""
 
     source: str = "(none)"
 

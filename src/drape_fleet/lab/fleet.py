@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drape_fleet.backup.lab import lab_backup_data
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.loader import validate_fleet
 from drape_fleet.lab.settings import LabSettings
@@ -41,6 +42,7 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             for i in range(1, settings.hosts + 1)
         ],
         "runtime": lab_runtime_data(),
+        "backup": lab_backup_data(settings),
     }
 
 
