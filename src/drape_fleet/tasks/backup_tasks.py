@@ -107,8 +107,8 @@ def run(c: Context, host: list[str] | None = None, all: bool = False, ops: bool 
     _report(outcomes, "backup.run")
 
 
-@task(help={**SOURCES_HELP, "item": "only this item", "json": "print JSON"}, iterable=["host"])
-def list(c: Context, host: list[str] | None = None, all: bool = False, ops: bool = False, item: str = "",
+@task(name="list", help={**SOURCES_HELP, "item": "only this item", "json": "print JSON"}, iterable=["host"])
+def list_snapshots(c: Context, host: list[str] | None = None, all: bool = False, ops: bool = False, item: str = "",
          json_: bool = False, env: str = "") -> None:
     """Snapshots per source (default: every source), read from the target: works while a host is gone."""
     target, sources = _sources(env, host, all, ops, default_all=True)
