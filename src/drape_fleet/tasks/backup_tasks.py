@@ -185,8 +185,9 @@ def drill(c: Context, host: list[str] | None = None, all: bool = False, ops: boo
 
 
 def _why(result: dict[str, object]) -> str:
-    if isinstance(result.get("error"), dict):
-        return str(result["error"].get("message"))  # type: ignore[union-attr]
+    error = result.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message"))
     return f"mismatched {result.get('mismatched')}, missing {result.get('missing')}"
 
 
