@@ -62,6 +62,9 @@ def backup() -> None:
     put_text("Plan: items, target, retention", host_files.plan_json(ctx.fleet, ctx.me.name), plan.PLAN_FILE,
              mode="600")
     put_file("Agent", host_files.AGENT_FILE, plan.AGENT, mode="755")
+    cache = ctx.fleet.provisioning.cache
+    files.file(name="The store's writer lock (the warm job, prune and the backup take it)",
+               path=f"{cache.store_path}/.warm.lock", user=cache.owner, group=cache.owner, mode="644")
     if not host.get_fact(File, path=plan.HOST_KEY):
         server.shell(name="This host's backup key (made here, never copied)",
                      commands=[f"ssh-keygen -q -t ed25519 -N '' -C drape-backup@{ctx.me.name} -f {plan.HOST_KEY}"])

@@ -133,11 +133,12 @@ def json_lines(data: bytes) -> list[dict[str, Any]]:
 
 def lock_quietly(lock_file: str, timeout_s: float) -> Any:
     path = Path(lock_file)
-    if not path.exists():
+    if not path.exists():  # the backup deploy makes it; a writer that never ran leaves nothing to wait for
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        os.close(fd)
+        os.fchmod(fd, 0o644)
         parent = path.parent.stat()
-        os.chown(path, parent.st_uid, parent.st_gid)
+        os.fchown(fd, parent.st_uid, parent.st_gid)
+        os.close(fd)
     handle = path.open("rb")
     deadline = time.monotonic() + timeout_s
     while True:
@@ -299,7 +300,7 @@ def backup_one(plan: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
                               "nothing to back up (is the host provisioned?)")
             done = restic(plan, [*base, "--exclude-caches", item["path"]], cwd=root)
     summary = next((m for m in json_lines(done.stdout) if m.get("message_type") == "summary"), {})
-    restic(plan, ["forget", "--host", plan["source"], "--tag", tag(item), "--prune", *item["retention"]])
+    restic(plan, ["forget", "--host", plan["source"], "--tag", tag(item), *item["retention"]])
     return {"item": item["name"], "snapshot": summary.get("snapshot_id"),
             "size_bytes": summary.get("total_bytes_processed", 0), "added_bytes": summary.get("data_added", 0),
             "files": summary.get("total_files_processed", 0), "duration_s": round(time.time() - started, 2)}
@@ -328,6 +329,14 @@ def cmd_run(plan: dict[str, Any], name: str | None, due_only: bool) -> dict[str,
                       added_bytes=result["added_bytes"], duration_s=result["duration_s"])
         save_state(plan, state)
         results.append(result)
+    if not failures and time.time() - (state.get("last_prune") or 0) > plan["prune_every_days"] * 86400:
+        say("pruning: removing data no snapshot needs (forgotten snapshots, a killed run's uploads)")
+        try:
+            restic(plan, ["prune"])
+            state["last_prune"] = time.time()
+            save_state(plan, state)
+        except Failure as failure:
+            failures.append({"item": "(prune)", "kind": failure.kind, "message": failure.message})
     if failures:
         first = failures[0]
         raise Failure(first["kind"], "; ".join(f"{f['item']}: {f['message']}" for f in failures))

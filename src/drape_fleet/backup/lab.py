@@ -14,7 +14,7 @@ TARGET_USER = "u-drape"
 TARGET_PORT = 23
 KNOWN_HOSTS = "backup/target.known_hosts"
 """Relative to the lab's fleet file (its state directory), as a production fleet file names its own."""
-TARGET_SIZE_MIB = 256
+TARGET_SIZE_MIB = 512
 """The target's disk (a tmpfs): small, so that "target full" can be shown."""
 
 

@@ -119,6 +119,7 @@ def source_plan(fleet: FleetConfig, source: str, *, access: Access, password_fil
         "metrics_file": metrics_file,
         "quiesce_timeout_s": settings.quiesce_timeout_s,
         "lvm_snapshot_size": settings.lvm_snapshot_size,
+        "prune_every_days": settings.prune_every_days,
         "items": [item_plan(item, ctx, settings) for item in items_for(source)],
     }
 

@@ -111,6 +111,8 @@ class BackupSettings(FrozenModel):
     retention: Retention = Retention()
     items: dict[ItemName, ItemOverride] = Field(default_factory=dict)
     drill_every_days: Annotated[int, Field(ge=1, le=90)] = 7
+    prune_every_days: Annotated[int, Field(ge=1, le=90)] = 7
+    """`restic prune` (slow: it rewrites packs) after a successful run at most this often; `forget` every run."""
     quiesce_timeout_s: Annotated[int, Field(ge=5, le=3600)] = 300
     """The longest a backup waits for a writer to let go (the pnpm store's warm lock) before giving up."""
     lvm_snapshot_size: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*[MGT]$")] = "20G"
