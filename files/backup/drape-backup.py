@@ -107,16 +107,35 @@ def classify(plan: dict[str, Any], stderr: str, doing: str) -> Failure:
     return Failure("restic", f"restic {doing} failed: {tail or 'no message'}")
 
 
-def target_free(plan: dict[str, Any]) -> str:
-    """The target's free space, asked through SFTP's statvfs (df), for the 'target full' message."""
+def target_space(plan: dict[str, Any]) -> tuple[int | None, str]:
+    """The target's free bytes and a df line, asked through SFTP's statvfs (None: the target does not say)."""
     ssh = [a for a in shlex.split(plan["sftp_command"]) if a not in ("-s", "sftp")]
     sftp = ["sftp", *ssh[1:-1], "-b", "-", ssh[-1]]
     try:
-        out = subprocess.run(sftp, input=b"df -h\n", capture_output=True, timeout=30, check=False)
+        out = subprocess.run(sftp, input=b"df\n", capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
-        return "free space unknown"
-    lines = [line for line in out.stdout.decode(errors="replace").splitlines() if line and not line.startswith("sftp")]
-    return "df: " + " ".join(lines[-1].split()) if len(lines) >= 2 else "free space unknown"
+        return None, "free space unknown"
+    lines = [line.split() for line in out.stdout.decode(errors="replace").splitlines()
+             if line.strip() and not line.startswith("sftp")]
+    if len(lines) < 2 or len(lines[-1]) < 3 or not all(f.isdigit() for f in lines[-1][:3]):
+        return None, "free space unknown"
+    size_kib, used_kib, avail_kib = (int(f) for f in lines[-1][:3])
+    mib = 1024
+    return avail_kib * 1024, f"df: {avail_kib // mib} MiB free of {size_kib // mib} MiB, {used_kib // mib} MiB used"
+
+
+def target_free(plan: dict[str, Any]) -> str:
+    return target_space(plan)[1]
+
+
+def require_room(plan: dict[str, Any]) -> None:
+    """Refuse to start a backup the target has no room for (a Storage Box fills up silently)."""
+    free, text = target_space(plan)
+    if free is not None and free < plan["min_free_mib"] * 1024 * 1024:
+        raise Failure("target-full", f"the backup target is full ({text}; a backup needs at least "
+                      f"{plan['min_free_mib']} MiB free): {plan['repository']} ({plan['target']}). Nothing was "
+                      "started; the last good snapshot is unharmed. Fix: free space on the target (forget old "
+                      "snapshots) or move to a larger Storage Box")
 
 
 def json_lines(data: bytes) -> list[dict[str, Any]]:
@@ -310,6 +329,10 @@ def cmd_run(plan: dict[str, Any], name: str | None, due_only: bool) -> dict[str,
     state = load_state(plan)
     restic(plan, ["unlock"])  # only stale locks (a killed run's); a live run's lock stays
     results, failures = [], []
+    due = [i for i in chosen(plan, name) if not due_only or time.time() - (
+        state["items"].get(i["name"], {}).get("last_success") or 0) >= i["every_hours"] * 3600 - 300]
+    if due:
+        require_room(plan)
     for item in chosen(plan, name):
         record = state["items"].setdefault(item["name"], {})
         last = record.get("last_success") or 0

@@ -30,4 +30,5 @@ def lab_backup_data(settings: LabSettings) -> dict[str, Any]:
         "retention": {"keep_last": 3, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 0},
         "quiesce_timeout_s": 30,
         "lvm_snapshot_size": "1G",
+        "min_free_mib": 16,
     }

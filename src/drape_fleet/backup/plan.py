@@ -120,6 +120,7 @@ def source_plan(fleet: FleetConfig, source: str, *, access: Access, password_fil
         "quiesce_timeout_s": settings.quiesce_timeout_s,
         "lvm_snapshot_size": settings.lvm_snapshot_size,
         "prune_every_days": settings.prune_every_days,
+        "min_free_mib": settings.min_free_mib,
         "items": [item_plan(item, ctx, settings) for item in items_for(source)],
     }
 

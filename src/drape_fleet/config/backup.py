@@ -117,6 +117,8 @@ class BackupSettings(FrozenModel):
     """The longest a backup waits for a writer to let go (the pnpm store's warm lock) before giving up."""
     lvm_snapshot_size: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*[MGT]$")] = "20G"
     """Copy-on-write room for an LVM snapshot while a backup reads it (production hosts)."""
+    min_free_mib: Annotated[int, Field(ge=1)] = 2048
+    """A backup does not start when the target has less free space than this (it would fail hours later)."""
     target_snapshots: TargetSnapshots | None = None
 
     @model_validator(mode="after")
