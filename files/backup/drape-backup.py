@@ -109,6 +109,8 @@ def classify(plan: dict[str, Any], stderr: str, doing: str) -> Failure:
 
 def target_space(plan: dict[str, Any]) -> tuple[int | None, str]:
     """The target's free bytes and a df line, asked through SFTP's statvfs (None: the target does not say)."""
+    if not plan["repository"].startswith("sftp:"):
+        return None, "free space unknown (not an SFTP target)"
     ssh = [a for a in shlex.split(plan["sftp_command"]) if a not in ("-s", "sftp")]
     sftp = ["sftp", *ssh[1:-1], "-b", "-", ssh[-1]]
     try:
@@ -199,7 +201,7 @@ def consistent(plan: dict[str, Any], item: dict[str, Any]) -> Iterator[str]:
     elif kind == "lvm":
         vg, lv = how["volume"].split("/")
         snap = f"{lv}-drape-backup"
-        mountpoint = f"/run/drape-backup/{item['name']}"
+        mountpoint = f"{plan.get('snapshot_dir', '/run/drape-backup')}/{item['name']}"
         with contextlib.suppress(Failure):  # a snapshot left by a killed run goes first
             run_cmd(["umount", mountpoint], "unmounting a stale snapshot")
         if subprocess.run(["lvs", f"{vg}/{snap}"], capture_output=True, check=False).returncode == 0:

@@ -27,6 +27,8 @@ HOST_KEY = f"{HOST_DIR}/id_ed25519"
 HOST_KNOWN_HOSTS = f"{HOST_DIR}/known_hosts"
 STATE_DIR = "/var/lib/drape/backup"
 CACHE_DIR = "/var/cache/drape-backup"
+SNAPSHOT_DIR = "/run/drape-backup"
+"""Where an LVM snapshot is mounted (read-only) while a backup reads it."""
 METRICS_FILE = "/var/lib/prometheus/node-exporter/drape_backup.prom"
 """node_exporter's textfile collector directory (Debian's and Ubuntu's prometheus-node-exporter default)."""
 GRACE_HOURS = 2
@@ -121,6 +123,7 @@ def source_plan(fleet: FleetConfig, source: str, *, access: Access, password_fil
         "lvm_snapshot_size": settings.lvm_snapshot_size,
         "prune_every_days": settings.prune_every_days,
         "min_free_mib": settings.min_free_mib,
+        "snapshot_dir": SNAPSHOT_DIR,
         "items": [item_plan(item, ctx, settings) for item in items_for(source)],
     }
 
