@@ -202,3 +202,40 @@ def check(c: Context, host: list[str] | None = None, all: bool = False, ops: boo
     _report(outcomes, "backup.check")
 
 
+
+
+@task(help={"snapshot": "take a snapshot of the whole Storage Box now, with this description",
+            "plan": "make the box's snapshot plan the fleet file's backup.target_snapshots",
+            "apply": "with --plan: change it (otherwise only say what would change)", "env": ENV_HELP})
+def target(c: Context, snapshot: str = "", plan: bool = False, apply: bool = False, env: str = "") -> None:
+    """The Storage Box through the Hetzner API: usage, its own snapshots, a snapshot now, its snapshot plan."""
+    from drape_fleet.backup.storagebox import StorageBox, StorageBoxError
+    from drape_fleet.config import ConfigError, load_secrets
+    from drape_fleet.paths import project_root
+
+    chosen = target_of(env)
+    settings = chosen.fleet.backup
+    if settings is None or settings.target.storage_box_id is None:
+        fail("the fleet file's [backup.target] has no storage_box_id: this target is not a Storage Box managed "
+             "through the Hetzner API (set storage_box_id from Console → Storage Boxes)")
+    try:
+        token = load_secrets(repo_root=project_root()).value("hcloud_token")
+        box = StorageBox.connect(token, settings.target.storage_box_id, api_endpoint=settings.target.api_endpoint)
+        if snapshot:
+            say(f"snapshot {box.snapshot(snapshot)} taken")
+        if plan:
+            if settings.target_snapshots is None:
+                fail("no [backup.target_snapshots] in the fleet file: add max_snapshots, hour and minute")
+            box.ensure_plan(settings.target_snapshots, apply=apply, log=say)
+        status = box.status()
+    except (StorageBoxError, ConfigError) as exc:
+        fail(str(exc))
+    gib = 1024**3
+    console.print(f"{status.name} ({status.server}): {status.used_bytes / gib:.1f} GiB data + "
+                  f"{status.snapshots_bytes / gib:.1f} GiB snapshots of {status.size_bytes / gib:.0f} GiB "
+                  f"({status.free_bytes / gib:.1f} GiB free)")
+    plan_text = (f"daily {status.plan.hour:02d}:{status.plan.minute:02d} UTC, keep {status.plan.max_snapshots}"
+                 if status.plan else "none")
+    console.print(f"snapshot plan: {plan_text}; snapshots: {len(status.snapshots)}")
+    for entry in status.snapshots[-10:]:
+        console.print(f"  {entry.id} {entry.created[:19]} {'automatic' if entry.automatic else 'manual'} {entry.name}")
