@@ -111,3 +111,17 @@ def test_unknown_snapshot_and_item_are_refused(ax1: BackupLab) -> None:
         service.restore(ax1.target, "ax1", "pnpm-store", "not-a-snapshot")
     with pytest.raises(BackupError, match="backs up no item 'pki'"):
         service.restore(ax1.target, "ax1", "pki", "latest")
+
+
+def test_a_target_with_another_host_key_is_refused(ax1: BackupLab) -> None:
+    """The target's key is pinned (StrictHostKeyChecking yes, no accept-new): another key is never trusted."""
+    pinned = "/etc/drape/backup/known_hosts"
+    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILQ29Cb/xnLBchvaoUetnBW/L7ykhhMuQmMcuMJhS+DE"
+    names = ax1.root("ax1", f"cut -d' ' -f1 {pinned}").strip()
+    ax1.root("ax1", f"cp -p {pinned} {pinned}.good && echo '{names} {other}' > {pinned}")
+    try:
+        [ran] = service.run(ax1.target, ["ax1"], "pnpm-store")
+    finally:
+        ax1.root("ax1", f"mv {pinned}.good {pinned}")
+    assert ran.error is not None and ran.error.kind == "host-key", ran.error
+    assert "not the pinned one" in str(ran.error)

@@ -1,0 +1,32 @@
+"""What the backup deploy leaves on a host, read from the host: secrets root-only, the target pinned, timers on,
+and the repository password nowhere it should not be."""
+
+from __future__ import annotations
+
+import pytest
+from backup_lab import BackupLab
+
+from drape_fleet.backup import keys
+from drape_fleet.backup.plan import HOST_DIR, HOST_KNOWN_HOSTS, PASSWORD_FILE, known_hosts_path
+
+pytestmark = pytest.mark.lab
+
+
+def test_secrets_are_root_only_the_target_pinned_and_the_timers_on(backup_lab: BackupLab) -> None:
+    lab = backup_lab
+    settings = lab.target.fleet.backup
+    assert settings is not None
+    pinned = known_hosts_path(lab.target.env.fleet_file, settings.target).read_text().strip()
+    for host in lab.target.fleet.host_names:
+        password = keys.repository_password(keys.passphrase(lab.target.env), lab.target.environment, host)
+        modes = lab.root(host, f"stat -c '%a %U' {HOST_DIR} {PASSWORD_FILE} {HOST_DIR}/id_ed25519").split("\n")
+        assert modes[:3] == ["700 root", "400 root", "600 root"], (host, modes)
+        assert lab.root(host, f"cat {PASSWORD_FILE}").strip() == password  # its own repository's, derived
+        assert lab.root(host, f"cat {HOST_KNOWN_HOSTS}").strip() == pinned
+        for timer in ("drape-backup.timer", "drape-backup-drill.timer"):
+            assert lab.root(host, f"systemctl is-enabled {timer}; systemctl is-active {timer}").split() == [
+                "enabled", "active"], (host, timer)
+        leaks = lab.root(host, f"grep -rlF -- '{password}' /etc /var/log /var/lib/drape /tmp 2>/dev/null "
+                               f"| grep -vx {PASSWORD_FILE} || true; journalctl --no-pager -q | grep -cF -- "
+                               f"'{password}' || true").split()
+        assert leaks == ["0"], (host, leaks)
