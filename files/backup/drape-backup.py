@@ -329,12 +329,18 @@ def backup_one(plan: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_run(plan: dict[str, Any], name: str | None, due_only: bool) -> dict[str, Any]:
     state = load_state(plan)
-    restic(plan, ["unlock"])  # only stale locks (a killed run's); a live run's lock stays
     results, failures = [], []
     due = [i for i in chosen(plan, name) if not due_only or time.time() - (
         state["items"].get(i["name"], {}).get("last_success") or 0) >= i["every_hours"] * 3600 - 300]
-    if due:
-        require_room(plan)
+    try:
+        restic(plan, ["unlock"])  # only stale locks (a killed run's); a live run's lock stays
+        if due:
+            require_room(plan)
+    except Failure:
+        for item in due:  # the attempt counts, so BackupFailing sees it
+            state["items"].setdefault(item["name"], {}).update(last_attempt=time.time(), last_ok=False)
+        save_state(plan, state)
+        raise
     for item in chosen(plan, name):
         record = state["items"].setdefault(item["name"], {})
         last = record.get("last_success") or 0
@@ -532,7 +538,7 @@ def cmd_drill(plan: dict[str, Any], name: str | None, due_only: bool) -> dict[st
     results = []
     for item in chosen(plan, name):
         record = state["items"].setdefault(item["name"], {})
-        if due_only and time.time() - (record.get("drill_time") or 0) < item["drill_max_age_s"] / 2:
+        if due_only and time.time() - (record.get("drill_time") or 0) < item["drill_max_age_s"] - 3 * 3600:
             results.append({"item": item["name"], "skipped": "not due"})
             continue
         try:

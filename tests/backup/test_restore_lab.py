@@ -45,7 +45,7 @@ def test_a_killed_backup_leaves_a_repository_the_next_run_completes(backup_lab: 
     """The timer's own unit is killed mid-upload; the next run completes and `restic check` is clean."""
     lab = backup_lab
     lab.root("ax3", f"rm -rf {STORE}/big && rm -f /var/lib/drape/backup/state.json")  # due now
-    lab.fill_store("ax3", files=12, size_kib=6 * 1024, name="big")  # 72 MiB, several packs
+    lab.fill_store("ax3", files=8, size_kib=6 * 1024, name="big")  # 48 MiB, several packs
     snapshots_before = _snapshots(lab, "ax3")
     packs_before = lab.packs("ax3")
 
@@ -62,8 +62,6 @@ def test_a_killed_backup_leaves_a_repository_the_next_run_completes(backup_lab: 
     assert len(after) == len(snapshots_before) + 1
     [checked] = service.check(lab.target, ["ax3"])
     assert checked.ok, checked.answer
-    [drilled] = service.drill(lab.target, ["ax3"], "pnpm-store")
-    assert drilled.ok, drilled.answer
     lab.root("ax3", f"rm -rf {STORE}/big")
 
 

@@ -135,6 +135,9 @@ def test_wrong_password_says_so_and_changes_nothing(world: dict[str, Any]) -> No
     code, answer = agent(world["plan"], "restore", "--item", "pnpm-store", "--force")
     assert code == 1 and answer["error"]["kind"] == "wrong-password"
     assert "nothing was changed" in answer["error"]["message"]
+    code, answer = agent(world["plan"], "run")  # the failed attempt is exported for BackupFailing
+    assert code == 1 and answer["error"]["kind"] == "wrong-password"
+    assert _metrics(world)['drape_backup_last_attempt_success{item="pnpm-store",source="ax9"}'] == 0
 
 
 def test_lvm_snapshot_is_made_read_and_removed(world: dict[str, Any]) -> None:
