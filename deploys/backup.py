@@ -71,7 +71,7 @@ def backup() -> None:
         logger.info(f"{host.print_prefix}backup: new backup key; run `invoke backup.init` to authorize it")
 
     units = "/etc/systemd/system"
-    changed = [put_text(f"Unit {name}", host_files.unit(ctx.fleet, name), f"{units}/{name}")
+    changed = [put_text(f"Unit {name}", host_files.unit(name), f"{units}/{name}")
                for name in host_files.UNITS]
     systemd.daemon_reload(name="systemd reads the backup units", _if=any_changed(*changed))
     for timer in ("drape-backup.timer", "drape-backup-drill.timer"):

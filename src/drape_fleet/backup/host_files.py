@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from drape_fleet.backup.plan import AGENT, host_plan, settings_of
+from drape_fleet.backup.plan import AGENT, host_plan
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.provision.render import render
 
@@ -19,10 +19,9 @@ def plan_json(fleet: FleetConfig, host: str) -> str:
     return json.dumps(host_plan(fleet, host), indent=2, sort_keys=True) + "\n"
 
 
-def unit(fleet: FleetConfig, name: str) -> str:
-    settings = settings_of(fleet)
-    return render(f"backup/{name}.j2", agent=AGENT, timeout_s=TIMEOUT_S, spread_s=SPREAD_S,
-                  drill_every_days=settings.drill_every_days)
+def unit(name: str) -> str:
+    """A systemd unit of the backup (the same on every host: intervals are in the plan, not the units)."""
+    return render(f"backup/{name}.j2", agent=AGENT, timeout_s=TIMEOUT_S, spread_s=SPREAD_S)
 
 
 def known_hosts_text(pinned: str) -> str:

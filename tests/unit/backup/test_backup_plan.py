@@ -112,9 +112,9 @@ def test_repository_passwords_follow_the_escrow_formula_ops_can_run_by_hand() ->
 
 def test_the_deploy_writes_units_that_run_the_agent_and_a_plan_that_names_no_secret() -> None:
     fleet_config = fleet()
-    service = host_files.unit(fleet_config, "drape-backup.service")
+    service = host_files.unit("drape-backup.service")
     assert "ExecStart=/usr/local/sbin/drape-backup run --due" in service and "IOSchedulingClass=idle" in service
-    timer = host_files.unit(fleet_config, "drape-backup-drill.timer")
+    timer = host_files.unit("drape-backup-drill.timer")
     assert "Persistent=true" in timer and "OnCalendar=*-*-* 04:00:00" in timer
     assert json.loads(host_files.plan_json(fleet_config, "ax2"))["source"] == "ax2"
     pinned = "# pinned by invoke backup.trust\n[u1.example]:23 ssh-ed25519 AAAAC3Nz\n\n"
