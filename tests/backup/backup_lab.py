@@ -28,11 +28,13 @@ MANIFEST = (
 class BackupLab:
     target: FleetTarget
 
-    def root(self, host: str, command: str, *, timeout: float = 120, check: bool = True) -> str:
-        """``command`` as root on ``host`` (the deploy user's sudo), its stdout."""
+    def root(self, host: str, command: str, *, timeout: float = 120, check: bool = True,
+             input: str | None = None) -> str:
+        """``command`` as root on ``host`` (the deploy user's sudo, which logs the command line: secrets go in
+        ``input``), its stdout."""
         entry = self.target.fleet.host(host)
         result = ssh_run(self.target.ssh_target(entry), f"sudo -n sh -c {shlex.quote(command)}", timeout=timeout,
-                         check=check)
+                         check=check, input=input)
         return result.stdout
 
     def fill_store(self, host: str, *, files: int, size_kib: int, name: str = "pkgs") -> None:
