@@ -427,14 +427,38 @@ def walk(top: Path) -> Iterator[Path]:
             yield Path(directory) / name
 
 
-def newer_than(top: Path, moment: float) -> tuple[list[str], int, int]:
-    """Files under ``top`` changed after ``moment``: (names, count, bytes)."""
+Node = tuple[str, int, float]
+"""A file as a snapshot holds it: type, size, modification time."""
+
+
+def snapshot_files(plan: dict[str, Any], snap: dict[str, Any], item: dict[str, Any]) -> dict[str, Node]:
+    """Every node of the item in the snapshot: relative path -> (type, size, mtime)."""
+    done = restic(plan, ["ls", "--json", snap["id"]])
+    top = "/" + item["path"]
+    found = {}
+    for node in json_lines(done.stdout):
+        path = node.get("path")
+        if node.get("struct_type") != "node" or not isinstance(path, str):
+            continue
+        if path == top or path.startswith(top + "/"):
+            found[path[len(top):].lstrip("/")] = (node.get("type", ""), int(node.get("size") or 0),
+                                                   parse_time(node.get("mtime", "1970-01-01T00:00:00Z")))
+    return found
+
+
+def would_be_lost(live: Path, in_snapshot: dict[str, Node]) -> tuple[list[str], int, int]:
+    """Files under ``live`` that the snapshot does not hold as they are now (added or changed since): what a
+    restore would replace. (names, count, bytes)."""
     names, count, size = [], 0, 0
-    if not top.exists():
+    if not live.exists():
         return names, count, size
-    for path in walk(top):
+    for path in walk(live):
+        relative = "" if path == live else str(path.relative_to(live))
         info = path.lstat()
-        if info.st_mtime > moment + 1e-6 or info.st_ctime > moment + 2:
+        kind, length, mtime = in_snapshot.get(relative, ("", -1, 0.0))
+        same = kind == ("symlink" if path.is_symlink() else "file") and (
+            kind == "symlink" or (length == info.st_size and abs(mtime - info.st_mtime) < 1e-5))
+        if not same:
             count += 1
             size += info.st_size
             if len(names) < SHOWN:
@@ -445,14 +469,13 @@ def newer_than(top: Path, moment: float) -> tuple[list[str], int, int]:
 def cmd_restore(plan: dict[str, Any], name: str, at: str, force: bool, dry_run: bool) -> dict[str, Any]:
     [item] = chosen(plan, name)
     snap = resolve(plan, item, at)
-    moment = parse_time(snap["time"])
     live = Path(item["root"]) / item["path"]
-    names, count, size = newer_than(live, moment)
+    names, count, size = would_be_lost(live, snapshot_files(plan, snap, item))
     report: dict[str, Any] = {"item": item["name"], "snapshot": snap["short_id"], "snapshot_time": snap["time"],
                               "target": str(live), "newer_files": count, "newer_bytes": size, "newer_examples": names}
     if count and not force:
         raise Failure("newer-data", f"{live} holds data newer than snapshot {snap['short_id']} ({snap['time']}): "
-                      f"{count} file(s), {size} bytes changed after it would be lost, e.g. {', '.join(names)}. "
+                      f"{count} file(s), {size} bytes added or changed since would be lost, e.g. {', '.join(names)}. "
                       "Nothing was changed. Fix: choose a later --at, or pass --force (the current data is then "
                       "kept aside, not deleted)")
     if dry_run:

@@ -3,6 +3,9 @@ and the repository password nowhere it should not be."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from backup_lab import BackupLab
 
@@ -33,3 +36,44 @@ def test_secrets_are_root_only_the_target_pinned_and_the_timers_on(backup_lab: B
                                "journalctl --no-pager -q | grep -cF -f /run/drape-probe || true; rm /run/drape-probe",
                          input=password + "\n").split()
         assert leaks == ["0"], (host, leaks)
+
+
+def test_trust_pins_only_the_fingerprint_it_was_given(backup_lab: BackupLab) -> None:
+    from drape_fleet import hostkeys
+    from drape_fleet.backup import service
+    from drape_fleet.backup.agent import BackupError
+
+    settings = backup_lab.target.fleet.backup
+    assert settings is not None
+    path = known_hosts_path(backup_lab.target.env.fleet_file, settings.target)
+    before = path.read_text()
+    [pinned] = hostkeys.parse(before)
+    wrong = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
+    with pytest.raises(BackupError, match="refusing to pin it"):
+        service.trust(backup_lab.target, wrong, lambda question: True)
+    assert path.read_text() == before
+    with pytest.raises(BackupError, match="not pinned"):
+        service.trust(backup_lab.target, None, lambda question: False)  # ops did not confirm
+    assert service.trust(backup_lab.target, pinned.fingerprint, lambda question: False) == path
+    assert [k.fingerprint for k in hostkeys.parse(path.read_text())] == [pinned.fingerprint]
+
+
+def test_the_tasks_as_ops_type_them(backup_lab: BackupLab) -> None:
+    """invoke in a subprocess: the listing as JSON, a dry-run restore that changes nothing, a refusal's exit code."""
+    import json
+    import os
+    import subprocess
+
+    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["invoke", *args, "--env", "lab"], capture_output=True, text=True, timeout=300,
+                              check=False, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
+                                                                      f"{os.environ['PATH']}"})
+
+    listed = invoke("backup.list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    sources = json.loads(listed.stdout)
+    assert {"ops", *backup_lab.target.fleet.host_names} <= set(sources)
+    dry = invoke("backup.restore", "--host", "ax2", "--item", "pnpm-store", "--dry")
+    assert dry.returncode == 0 and "dry run: nothing changed" in dry.stdout, dry.stdout + dry.stderr
+    refused = invoke("backup.restore", "--host", "ax2", "--item", "pnpm-store", "--at", "nope", "--yes")
+    assert refused.returncode == 1 and "neither latest, a snapshot id nor a time" in refused.stderr

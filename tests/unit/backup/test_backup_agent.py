@@ -104,6 +104,9 @@ def test_restore_refuses_newer_data_then_keeps_it_aside_with_force(world: dict[s
     assert code == 0, answer
     assert "1.3.0" in (world["store"] / "v3" / "index.json").read_text()
     assert "1.3.1" in (Path(answer["kept_aside"]) / "v3" / "index.json").read_text()
+    # Restored data is the snapshot's (new ctimes notwithstanding): restoring it again loses nothing.
+    code, answer = agent(world["plan"], "restore", "--item", "pnpm-store", "--at", "latest", "--dry-run")
+    assert code == 0 and answer["newer_files"] == 0, answer
 
 
 def test_restore_at_a_time_picks_the_snapshot_before_it(world: dict[str, Any]) -> None:

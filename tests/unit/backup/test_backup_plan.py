@@ -136,3 +136,18 @@ def test_every_catalogue_entry_is_in_the_docs_with_its_decision() -> None:
         assert entry.decision in row, f"docs/backups.md: {entry.name} is {entry.decision!r} in the catalogue"
     assert item("pki").runs_on == "ops" and item("cutover-state").decision == "pending"
     assert repository_url(fleet().backup.target, "lab", "ops").endswith(":drape/lab/ops")  # type: ignore[union-attr]
+
+
+def test_the_pki_item_covers_the_ca_key_and_the_backend_certificate(tmp_path: Path) -> None:
+    """If the CA key or the client certificate moves out of the PKI directory (the key is being split away from
+    the backend's directory), this fails: the pki item must then name the new place too."""
+    from drape_fleet.backup.catalogue import Context
+    from drape_fleet.pki.paths import ca_files, client_tls_files
+
+    pki = tmp_path / "pki"
+    entry = item("pki")
+    assert entry.where is not None
+    where = entry.where(Context(fleet=fleet(), pki_dir=str(pki)))
+    covered = Path(where.absolute)
+    for path in (*ca_files(pki), *client_tls_files(pki)):
+        assert path.is_relative_to(covered), f"{path} is outside the backed-up {covered}"
