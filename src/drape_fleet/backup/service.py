@@ -100,7 +100,13 @@ def init(target: FleetTarget, log: Log) -> list[Outcome]:
     if made:
         log(f"made the admin key {key}: put {key}.pub on the target (Storage Box: Console → SSH keys), "
             "then run this again")
-    hosts = {name: host_key_line(target, name) for name in target.fleet.host_names}
+    hosts: dict[str, str] = {}
+    unreadable: list[Outcome] = []
+    for name in target.fleet.host_names:  # a host that is down does not stop the others
+        try:
+            hosts[name] = host_key_line(target, name)
+        except BackupError as exc:
+            unreadable.append(Outcome(name, error=exc))
     text = authorized_keys(key.with_suffix(".pub").read_text(), hosts)
     with tempfile.NamedTemporaryFile("w", suffix=".authorized_keys") as handle:
         handle.write(text)
@@ -111,7 +117,8 @@ def init(target: FleetTarget, log: Log) -> list[Outcome]:
         raise BackupError("not-authorized", f"cannot write the target's authorized_keys with {key}: "
                           f"{result.stderr.strip()[-300:]}. Fix: put {key}.pub on the target first")
     log(f"target {settings.target.host}: authorized the admin key and {len(hosts)} host key(s)")
-    return _each([OPS_SOURCE, *target.fleet.host_names], lambda s: agent.here(target, s, ["init"]))
+    made = _each([OPS_SOURCE, *target.fleet.host_names], lambda s: agent.here(target, s, ["init"]))
+    return made + unreadable
 
 
 def trust(target: FleetTarget, fingerprint: str | None, confirm: Callable[[str], bool]) -> Path:
