@@ -117,8 +117,8 @@ def init(target: FleetTarget, log: Log) -> list[Outcome]:
         raise BackupError("not-authorized", f"cannot write the target's authorized_keys with {key}: "
                           f"{result.stderr.strip()[-300:]}. Fix: put {key}.pub on the target first")
     log(f"target {settings.target.host}: authorized the admin key and {len(hosts)} host key(s)")
-    made = _each([OPS_SOURCE, *target.fleet.host_names], lambda s: agent.here(target, s, ["init"]))
-    return made + unreadable
+    repositories = _each([OPS_SOURCE, *target.fleet.host_names], lambda s: agent.here(target, s, ["init"]))
+    return repositories + unreadable
 
 
 def trust(target: FleetTarget, fingerprint: str | None, confirm: Callable[[str], bool]) -> Path:
