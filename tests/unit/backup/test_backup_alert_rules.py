@@ -7,6 +7,7 @@ import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,22 +15,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "files" / "monitoring" / "rules" / "backup.rules.yml"
 RULE_TESTS = ROOT / "tests" / "backup" / "rules" / "backup.rules.test.yml"
-TOOLS = ROOT / ".venv" / "tools"
 
 
 def promtool() -> str:
-    """promtool from PATH, else from Debian's prometheus package, unpacked (never installed: installing it would
-    start a Prometheus server on this shared machine)."""
-    found = shutil.which("promtool") or (str(TOOLS / "usr/bin/promtool") if (TOOLS / "usr/bin/promtool").exists()
-                                         else None)
-    if found:
-        return found
-    TOOLS.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", "download", "prometheus"], cwd=TOOLS, check=True, capture_output=True, timeout=300)
-    [package] = TOOLS.glob("prometheus_*.deb")
-    subprocess.run(["dpkg-deb", "-x", str(package), str(TOOLS)], check=True, timeout=120)
-    package.unlink()
-    return str(TOOLS / "usr/bin/promtool")
+    """The promtool ./dev unpacks into the venv from Debian's prometheus package (installing the package would
+    start a Prometheus on this machine), else one on PATH."""
+    found = Path(sys.executable).with_name("promtool")
+    if found.exists():
+        return str(found)
+    on_path = shutil.which("promtool")
+    assert on_path, "promtool is missing: run ./dev test once (it unpacks promtool into .venv/bin)"
+    return on_path
 
 
 @pytest.fixture(scope="module")

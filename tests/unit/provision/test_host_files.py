@@ -90,11 +90,16 @@ RENDERED_ELSEWHERE = {"installimage/installimage.conf.j2", "installimage/post-in
 
 # Plain files (nothing varies), put as they are.
 PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE,
-         backup_files.AGENT_FILE, "monitoring/rules/backup.rules.yml"}
+         backup_files.AGENT_FILE}
+
+
+# Deploys whose files have golden tests of their own, under the same rules (tests/monitoring/test_files.py).
+OWN_GOLDENS = ("monitoring/",)
 
 
 def _on_disk() -> set[str]:
-    return {str(p.relative_to(files_dir())) for p in files_dir().rglob("*") if p.is_file()}
+    names = {str(p.relative_to(files_dir())) for p in files_dir().rglob("*") if p.is_file()}
+    return {name for name in names if not name.startswith(OWN_GOLDENS)}
 
 
 def test_files_holds_exactly_the_templates_and_plain_files_the_deploys_use() -> None:
