@@ -71,7 +71,13 @@ chown -R {OWNER}:{OWNER} {STORE}/{name}
         return f"/home/{TARGET_USER}/drape/{self.target.environment}/{source}"
 
     def packs(self, source: str) -> int:
-        return int(self.on_target(f"find {self.repository(source)}/data -type f | wc -l").strip())
+        """Pack files in the repository (docker exec's output can come back empty on a loaded engine: asked again)."""
+        for _ in range(5):
+            text = self.on_target(f"find {self.repository(source)}/data -type f | wc -l").strip()
+            if text.isdigit():
+                return int(text)
+            time.sleep(0.2)
+        raise AssertionError(f"could not count {source}'s packs on the target")
 
 
 def wait_for(condition: object, timeout_s: float, what: str, interval_s: float = 0.1) -> None:
