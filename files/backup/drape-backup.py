@@ -242,8 +242,9 @@ def save_state(plan: dict[str, Any], state: dict[str, Any]) -> None:
     directory = Path(plan["state_dir"])
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_atomic(directory / "state.json", json.dumps(state, indent=1, sort_keys=True))
-    if plan.get("metrics_file"):
-        write_atomic(Path(plan["metrics_file"]), render_metrics(plan, state))
+    metrics = Path(plan["metrics_file"]) if plan.get("metrics_file") else None
+    if metrics is not None and metrics.parent.is_dir():  # node_exporter's package makes it; we never do
+        write_atomic(metrics, render_metrics(plan, state))
 
 
 def write_atomic(path: Path, text: str) -> None:

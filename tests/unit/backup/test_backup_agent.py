@@ -49,6 +49,7 @@ def world(tmp_path: Path) -> dict[str, Any]:
                    "every_hours": 24, "max_age_s": 93600, "drill_max_age_s": 612000,
                    "retention": ["--keep-last", "3"]}],
     }
+    (tmp_path / "textfile").mkdir()  # node_exporter's package makes its textfile directory
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(plan))
     code, answer = agent(plan_file, "init")
@@ -177,3 +178,13 @@ def test_lvm_snapshot_is_made_read_and_removed(world: dict[str, Any]) -> None:
         "lvremove -y vg0/drape-drape-backup",
     ]
     assert answer["results"][0]["files"] == 7
+
+
+def test_no_textfile_directory_no_metrics_and_none_made(world: dict[str, Any]) -> None:
+    """Without node_exporter's directory (no monitoring deploy yet) the agent writes no metrics and does not make
+    the directory itself: one made with the agent's private umask would hide every textfile from node_exporter."""
+    textfile = Path(world["data"]["metrics_file"]).parent
+    textfile.rmdir()
+    code, answer = agent(world["plan"], "run")
+    assert code == 0, answer
+    assert not textfile.exists()
