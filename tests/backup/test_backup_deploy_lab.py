@@ -77,3 +77,18 @@ def test_the_tasks_as_ops_type_them(backup_lab: BackupLab) -> None:
     assert dry.returncode == 0 and "dry run: nothing changed" in dry.stdout, dry.stdout + dry.stderr
     refused = invoke("backup.restore", "--host", "ax2", "--item", "pnpm-store", "--at", "nope", "--yes")
     assert refused.returncode == 1 and "neither latest, a snapshot id nor a time" in refused.stderr
+
+
+def test_node_exporter_serves_the_backup_metrics_to_the_monitoring_server(backup_lab: BackupLab) -> None:
+    """The agent's textfile reaches Prometheus' side: the monitoring server reads it from ax2's node_exporter."""
+    from drape_fleet.backup import service
+
+    fleet = backup_lab.target.fleet
+    assert fleet.monitoring is not None, "the lab fleet is monitored"
+    [ran] = service.run(backup_lab.target, ["ax2"], "pnpm-store")
+    assert ran.ok, ran.error
+    ax2 = fleet.host("ax2")
+    url = f"http://{ax2.private_address}:{fleet.monitoring.exporters.node_exporter_port}/metrics"
+    text = backup_lab.root(fleet.monitoring.server, f"curl -s --max-time 10 {url}")
+    for metric in ("drape_backup_last_success_timestamp_seconds", "drape_backup_max_age_seconds"):
+        assert f'{metric}{{item="pnpm-store",source="ax2"}}' in text, metric

@@ -59,7 +59,7 @@ def test_a_killed_backup_leaves_a_repository_the_next_run_completes(backup_lab: 
     lab.root("ax3", "systemctl start drape-backup.service", timeout=300)  # blocks until the run ends
     assert lab.root("ax3", "systemctl show -p Result --value drape-backup.service").strip() == "success"
     after = _snapshots(lab, "ax3")
-    assert len(after) == len(snapshots_before) + 1
+    assert len(set(after) - set(snapshots_before)) == 1  # one new snapshot (retention may forget the oldest)
     [checked] = service.check(lab.target, ["ax3"])
     assert checked.ok, checked.answer
     lab.root("ax3", f"rm -rf {STORE}/big")
