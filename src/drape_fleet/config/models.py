@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringConstraints, model_validator
 
 from drape_fleet.config.address_plan import address_plan_problem
+from drape_fleet.config.backup import BackupSettings
 from drape_fleet.config.base import FrozenModel, invalid
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.monitoring import MonitoringSettings, monitoring_problem
@@ -79,6 +80,7 @@ class FleetConfig(FrozenModel):
     preview_dns: PreviewDnsSettings | None = None
     reinstall: ReinstallSettings = ReinstallSettings()
     monitoring: MonitoringSettings | None = None
+    backup: BackupSettings | None = None
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
 
     @model_validator(mode="after")
