@@ -5,10 +5,12 @@ from __future__ import annotations
 from invoke.collection import Collection
 
 from drape_fleet.tasks import (
+    backup_tasks,
     bench_tasks,
     fleet_tasks,
     hosts_tasks,
     lab_tasks,
+    monitoring_tasks,
     pki_tasks,
     plan_tasks,
     provision_tasks,
@@ -29,3 +31,5 @@ namespace.add_collection(fleet)
 namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
 namespace.add_collection(Collection.from_module(service_tasks, name="service"))
 namespace.add_task(plan_tasks.plan)
+namespace.add_collection(Collection.from_module(monitoring_tasks, name="monitoring"))
+namespace.add_collection(Collection.from_module(backup_tasks, name="backup"))

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from drape_fleet.config import FleetConfig
+from drape_fleet.pki.paths import client_tls_files
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.service import PreviewRuntime
 
@@ -142,10 +143,10 @@ def local_service(fleet_file: Path, pki: Path, token_digest: str, workdir: Path,
     (workdir / "tokens.toml").write_text(f'[[tokens]]\ncaller = "bench"\nsha256 = "{token_digest}"\n'
                                          'scopes = ["previews", "fleet", "metrics"]\n'
                                          "limits = { rate_per_s = 100000, burst = 100000 }\n")
+    ca, cert, key = client_tls_files(pki)
     (workdir / "service.toml").write_text(
         f'fleet_file = "{fleet_file}"\ninstance = "bench-local"\nport = {port}\n'
-        f'tokens_file = "{workdir / "tokens.toml"}"\n\n[engine_tls]\nca = "{pki / "ca.pem"}"\n'
-        f'cert = "{pki / "clients" / "backend" / "cert.pem"}"\nkey = "{pki / "clients" / "backend" / "key.pem"}"\n')
+        f'tokens_file = "{workdir / "tokens.toml"}"\n\n[engine_tls]\nca = "{ca}"\ncert = "{cert}"\nkey = "{key}"\n')
     command = [sys.executable, "-m", "drape_fleet.service.cli", "--log-level", "warning", "serve",
                "--config", str(workdir / "service.toml")]
     process = subprocess.Popen(command, stderr=(workdir / "service.log").open("wb"))

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drape_fleet.config import FleetConfig, Host
-from drape_fleet.pki.authority import Issued, PkiError, init_ca, issue_client, issue_host
-from drape_fleet.pki.paths import ca_files, client_tls_files, host_tls_files, pki_dir
+from drape_fleet.pki.authority import Issued, PkiError, init_ca, issue_client, issue_host, migrate_layout
+from drape_fleet.pki.paths import ca_files, client_tls_files, host_tls_files, pki_dir, trust_bundle
 from drape_fleet.service_deploy.locks import file_lock
 
 INGRESS = "ingress"
@@ -29,8 +29,9 @@ def ingress_dir(environment: str) -> Path:
 
 
 def ingress_ca(environment: str) -> Path:
-    """The file callers trust for the service's HTTPS (``NODE_EXTRA_CA_CERTS``)."""
-    return ca_files(ingress_dir(environment))[0]
+    """The file callers trust for the service's HTTPS (``NODE_EXTRA_CA_CERTS``): the ingress CA's trust bundle
+    (every CA trusted now: two while ``pki.rotate`` moves to a new one)."""
+    return trust_bundle(ingress_dir(environment))
 
 
 def runtime_client(host: str) -> str:
@@ -61,6 +62,7 @@ def ensure_instance(fleet: FleetConfig, host: Host, *, lab: bool) -> InstanceCer
     directory = ingress_dir(environment)
     notes: list[str] = []
     with _lock(docker_pki):
+        migrate_layout(directory)  # an ingress CA made before the PKI's split layout
         if not ca_files(directory)[0].exists():
             if not lab:
                 raise PkiError(f"no ingress CA in {directory}. Fix: run `invoke service.pki` once, then deploy again")
@@ -71,7 +73,8 @@ def ensure_instance(fleet: FleetConfig, host: Host, *, lab: bool) -> InstanceCer
     notes += [f"{what} ({issued.reason})" for what, issued in (("issued the ingress certificate", ingress),
                                                                ("issued the engine client certificate", client))
               if issued.created]
-    engine_ca, client_cert, client_key = client_tls_files(docker_pki, runtime_client(host.name))
+    _, client_cert, client_key = client_tls_files(docker_pki, runtime_client(host.name))
+    engine_ca = trust_bundle(docker_pki)  # what the engines' certificates chain to, rotation included
     cert, key = host_tls_files(directory, host.name)
     return InstanceCertificates(cert, key, engine_ca, client_cert, client_key, tuple(notes))
 
