@@ -97,3 +97,56 @@ def test_the_bundle_asks_for_the_service_extra_and_knows_each_distribution() -> 
     with pytest.raises(bundle.BundleError, match="no Python version known for rocky-9"):
         bundle.ensure_bundle("rocky-9")
     assert bundle.bundle_digest("3.11") != bundle.bundle_digest("3.12")
+
+
+def test_prometheus_scrapes_the_service_with_a_metrics_only_token_and_the_ingress_ca(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import SecretStr
+
+    from drape_fleet.config import load_fleet
+    from drape_fleet.config.secrets import Secrets
+    from drape_fleet.config.service import ServiceSettings
+    from drape_fleet.monitoring import server
+    from drape_fleet.monitoring.plan import MonitoringRefused, monitoring_plan
+    from drape_fleet.monitoring.receivers import monitoring_secrets, with_runtime_scrape
+    from drape_fleet.paths import project_root
+    from drape_fleet.service_deploy import scrape
+    from tests.monitoring.conftest import FAKE_SECRETS
+
+    production = load_fleet(project_root() / "config" / "production.toml")
+    fleet = production.model_copy(update={"service": ServiceSettings()})
+    store, ca = tmp_path / "ops" / "service-tokens.toml", tmp_path / "pki" / "ingress" / "trust.pem"
+    monkeypatch.setattr(scrape, "store_path", lambda _environment: store)
+    monkeypatch.setattr(scrape, "ingress_ca", lambda _environment: ca)
+    plan = monitoring_plan(fleet)
+    found = monitoring_secrets(plan.settings, Secrets(monitoring={k: SecretStr(v) for k, v in FAKE_SECRETS.items()}))
+    fix = "invoke service.token --caller monitoring --scopes metrics --env production"
+
+    with pytest.raises(MonitoringRefused, match=f"no token of the caller 'monitoring'.*Fix: `{fix}`"):
+        with_runtime_scrape(fleet, found)
+    add_token(store, "monitoring", ["metrics", "previews"], now=T0)
+    with pytest.raises(MonitoringRefused, match=r"scopes metrics, previews.*metrics and nothing else.*revoke"):
+        with_runtime_scrape(fleet, found)
+    token = add_token(store, "monitoring", ["metrics"], now=T0 + dt.timedelta(days=1))
+    with pytest.raises(MonitoringRefused, match=r"no ingress CA at .*trust.pem.*invoke service.pki"):
+        with_runtime_scrape(fleet, found)
+    ca.parent.mkdir(parents=True)
+    ca.write_text("-----BEGIN CERTIFICATE-----\nthe ingress CA\n-----END CERTIFICATE-----\n")
+
+    secrets, trust = with_runtime_scrape(fleet, found)
+    job = plan.job("drape-runtime")
+    assert [(t.host, t.address) for t in job.targets] == [(h.name, f"{h.private_address}:443") for h in fleet.hosts]
+    files = {f.path: f for f in server.server_files(plan, secrets, trust)}
+    assert files["secrets/drape-runtime.token"].text == token.token + "\n"
+    assert files["secrets/drape-runtime.token"].secret and not files["drape-runtime-ca.pem"].secret
+    assert files["drape-runtime-ca.pem"].text == ca.read_text()
+    config = files["prometheus.yml"].text
+    job_text = config[config.index("- job_name: drape-runtime"):config.index("- job_name: prometheus")]
+    assert job_text.splitlines()[:8] == [
+        "- job_name: drape-runtime", "    honor_labels: true", "    scheme: https", "    authorization:",
+        "      credentials_file: /etc/prometheus/drape/secrets/drape-runtime.token", "    tls_config:",
+        "      ca_file: /etc/prometheus/drape/drape-runtime-ca.pem", "    static_configs:"]
+    assert 'up{job=~"drape-runtime"} == 0' in files["rules/drape-alerts.yml"].text
+    assert not any(token.token in f.text for f in files.values() if not f.secret)
+    assert monitoring_plan(production).service_jobs == () and "drape-runtime" not in server.prometheus_config(
+        monitoring_plan(production)), "a fleet without [service] gets no such job"

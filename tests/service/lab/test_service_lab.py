@@ -1,6 +1,6 @@
 """The runtime service deployed on the lab: the Node client end to end (node --test against two instances, one
-killed mid-request), bad input over HTTPS through the ingress, the journal free of tokens, metrics scraped, and
-the service deploy's second run changing nothing."""
+killed mid-request), bad input over HTTPS through the ingress, the journal free of tokens, metrics scraped (and
+counted by Prometheus on the monitoring server), and the service deploy's second run changing nothing."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 import requests
 from conftest import ServiceLab
 
+from drape_fleet.environments import FleetTarget
 from drape_fleet.paths import project_root
 
 pytestmark = pytest.mark.lab
@@ -118,3 +119,45 @@ def test_a_second_service_deploy_changes_nothing(service_lab: ServiceLab) -> Non
     assert run.ok, run.error
     assert {name: deploy.changed for name, deploy in run.deploys.items() if deploy.changed} == {}
     assert run.deploys["service"].unchanged >= 20
+
+
+def test_prometheus_on_the_monitoring_server_counts_real_calls_with_a_metrics_only_token(
+        service_lab: ServiceLab, provisioned_lab: FleetTarget) -> None:
+    from drape_fleet.monitoring.api import MonitoringApi
+    from drape_fleet.monitoring.plan import RUNTIME_CA_FILE, bearer_path, monitoring_plan
+
+    plan = monitoring_plan(provisioned_lab.fleet)
+    server, job = plan.server.name, "drape-runtime"
+    token_file = bearer_path(job)
+    assert service_lab.on_host(server, f"stat -c '%a %U %G' {token_file}").split() == ["640", "root", "prometheus"]
+    token = service_lab.on_host(server, f"cat {token_file}").strip()
+    assert token == service_lab.tokens["monitoring"]
+    assert service_lab.on_host(server, f"cat {RUNTIME_CA_FILE}") == service_lab.ca.read_text()
+    refused = requests.get(service_lab.urls[0] + "/v1/previews", headers={"Authorization": f"Bearer {token}"},
+                           verify=str(service_lab.ca), timeout=30)
+    assert refused.status_code == 403, "Prometheus' token may do more than read metrics"
+
+    api = MonitoringApi(provisioned_lab.ssh_target(plan.server), plan)
+    hosts = set(service_lab.fleet.host_names)
+    deadline = time.monotonic() + 90
+    while {s["metric"]["host"] for s in api.query(f'up{{job="{job}"}} == 1')} != hosts:
+        assert time.monotonic() < deadline, api.query(f'up{{job="{job}"}}')
+        time.sleep(2)
+    capacity = api.query(f'drape_host_memory_capacity_bytes{{job="{job}",host="ax3"}}')
+    assert len(capacity) == len(hosts) and {float(s["value"][1]) for s in capacity} == {4 * 2**30}
+
+    series = (f'sum(drape_runtime_requests_total{{job="{job}",host="ax2",caller="ops",method="GET",'
+              'route="/v1/previews/{workspace}",status="404"})')
+
+    def counted() -> float:
+        found = api.query(series)
+        return float(found[0]["value"][1]) if found else 0.0
+
+    before = counted()
+    for index in range(7):
+        assert call(service_lab, "ops", "GET", f"/v1/previews/ws-prom-{index}", host=1).status_code == 404
+    deadline = time.monotonic() + 60  # a scrape every 2 s on the lab
+    while (now := counted()) < before + 7:
+        assert time.monotonic() < deadline, f"Prometheus counts {now - before} of the 7 calls"
+        time.sleep(2)
+    assert now == before + 7
