@@ -158,7 +158,7 @@ class Launcher:
                     if self._trackers.in_line(tracker):
                         self._queue.give_up(tracker, generation)
                         return
-                    why = waiting_on or "; ".join(dict.fromkeys(failures)) or "no host took it"
+                    why = waiting_on or "; ".join(dict.fromkeys(failures)) or tracker.error or "no host took it"
                     self._trackers.fail(tracker, generation, f"not placed within {self._settings.queue_timeout_s:.0f}"
                                                              f" s: {why}")
                     return
@@ -177,6 +177,7 @@ class Launcher:
                     self._trackers.note(tracker, generation, waiting_on)
                     self._pause(0.3, 0.8)
                     continue
+                waiting_on = ""
                 if self._in_flux(found):
                     self._pause(0.2, 0.8)
                     continue
@@ -209,6 +210,9 @@ class Launcher:
                                cpu_overcommit=self._settings.cpu_overcommit, pending=self.claimer.pending(),
                                exclude=exclude)
         if not order:
+            if all(v.unplaceable for v in views.values()):  # not full: closed, each for its reason
+                closed = "; ".join(f"{v.name}: {v.unplaceable}" for v in views.values())
+                self._trackers.note(tracker, generation, safe_text(f"no host takes previews now: {closed}", 600))
             if tracker.prewarm:
                 self._trackers.fail(tracker, generation, "not pre-warmed: every host is full (a start will queue)")
                 return None

@@ -216,8 +216,8 @@ class Trackers:
                 return
             tracker.phase = phase
             tracker.since = self._clock.now()
-            if phase is not Phase.FAILED:  # a re-placement keeps saying why it is placing again
-                tracker.error = None if phase is not Phase.PLACING else tracker.error
+            if phase not in (Phase.FAILED, Phase.LOST, Phase.PLACING):  # those say why (a re-placement: why again)
+                tracker.error = None
             self.changed.notify_all()
 
     def fail(self, tracker: Tracker, generation: int, why: str) -> None:

@@ -138,8 +138,12 @@ def log_tail(engine: Engine, container_id: str, *, lines: int = 5, budget: float
 
     data = engine.call(fetch, "read logs")
     text = _demultiplex(data).decode("utf-8", "replace")
-    kept = [safe_text(line, TEXT_MAX_CHARS) for line in text.splitlines()[-lines:]]
-    return safe_text(" | ".join(line for line in kept if line), TEXT_MAX_CHARS) or "(no output)"
+    kept = [line for line in (safe_text(raw, TEXT_MAX_CHARS // 2) for raw in text.splitlines()[-lines:]) if line]
+    joined = " | ".join(kept)
+    if not joined:
+        return "(no output)"
+    # The end is what explains an exit: when it is too long, the start goes.
+    return joined if len(joined) <= TEXT_MAX_CHARS else "…" + joined[-(TEXT_MAX_CHARS - 1):]
 
 
 def _demultiplex(data: bytes) -> bytes:

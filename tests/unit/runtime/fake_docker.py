@@ -36,6 +36,7 @@ from fake_streams import (
     EventStream,
     FakeResponse,
     archive_response,
+    log_messages,
     logs_response,
     no_answer,
     refused,
@@ -137,6 +138,8 @@ class FakeHost:
         self.backing_filesystem = "extfs"
         self.faults: dict[str, APIError] = {}
         """Call name -> the error its next call raises (once)."""
+        self.head_status = 200
+        """What ``HEAD /containers/{id}/archive`` answers with (an engine in trouble answers 500)."""
         self.delays: dict[str, float] = {}
         """Call name -> how long each such call takes on the engine (real seconds)."""
         self.calls: list[str] = []
@@ -350,6 +353,24 @@ class FakeHost:
         finally:
             response.close()
 
+    def get_archive(self, container_id: str, path: str) -> tuple[Iterator[bytes], dict[str, Any]]:
+        """docker-py's own (unbounded) archive read, as it streams: what a caller that joins it all gets."""
+        with self.open_stream("/containers/{0}/archive", container_id, params={"path": path}, timeout=10) as response:
+            stat = json.loads(base64.b64decode(response.headers["X-Docker-Container-Path-Stat"]))
+            body = response.raw
+
+        def chunks() -> Iterator[bytes]:
+            while chunk := body.read(1 << 20):
+                yield chunk
+
+        return chunks(), stat
+
+    def logs(self, container_id: str, tail: int = 5) -> bytes:
+        """docker-py's own log read (the whole tail, however long its lines)."""
+        self._call("logs")
+        with self._lock:
+            return b"".join(log_messages(self._find(container_id).logs)[-tail:])
+
     def event_stream(self, filters: Mapping[str, list[str]], *, connect_timeout: float) -> EventStream:
         self._call("events")
         stream = EventStream(self.events)
@@ -382,6 +403,8 @@ class FakeHost:
                 container = self._find(container_id)
             except NotFound:
                 return _Head(404, {})
+            if self.head_status != 200:
+                return _Head(self.head_status, {})
             if params["path"] not in container.files:
                 return _Head(404, {})
             _, mtime = container.files[params["path"]]

@@ -62,13 +62,24 @@ def archive_response(path: str, content: bytes | None, *, size: int | None = Non
     header = {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(stat).encode()).decode()}
     info = tarfile.TarInfo(name)
     info.size = total
-    head = info.tobuf(format=tarfile.USTAR_FORMAT) + content
+    head = info.tobuf(format=tarfile.GNU_FORMAT) + content
     return FakeResponse(200, header, _Body(head, size=total - len(content)))
 
 
+LOG_LINE_MAX = 16 * 1024
+"""The engine splits a longer line into messages of this size (partial messages), each its own log entry."""
+
+
+def log_messages(output: bytes) -> list[bytes]:
+    messages = []
+    for line in output.splitlines(keepends=True):
+        messages.extend(line[i: i + LOG_LINE_MAX] for i in range(0, len(line), LOG_LINE_MAX))
+    return messages
+
+
 def logs_response(output: bytes, tail: int) -> FakeResponse:
-    """``GET /containers/{id}/logs``: the last ``tail`` lines as the engine's multiplexed frames (stream 1)."""
-    lines = output.splitlines(keepends=True)[-tail:]
+    """``GET /containers/{id}/logs``: the last ``tail`` messages as the engine's multiplexed frames (stream 1)."""
+    lines = log_messages(output)[-tail:]
     frames = b"".join(b"\x01\0\0\0" + struct.pack(">I", len(line)) + line for line in lines)
     return FakeResponse(200, {}, _Body(frames))
 
