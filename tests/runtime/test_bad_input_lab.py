@@ -7,6 +7,7 @@ import json
 import shutil
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -83,6 +84,13 @@ class _BrokenEngine(JsonHandler):
             self.send_json(200, {"Volumes": [], "Warnings": None})
         elif path.endswith("/info"):
             self.send_json(200, {"ServerVersion": "broken", "Driver": "overlay2", "DriverStatus": []})
+        elif path.endswith("/events"):  # a stream that stays open and says nothing, as a quiet engine's does
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(60)
         else:
             self.send_json(500, {"message": "fake engine: i/o error"})
 

@@ -12,6 +12,7 @@ being claimed counts against the host in the ranking until it shows in the listi
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections.abc import Mapping
@@ -71,8 +72,7 @@ class Claimer:
         memory, cpus = request.resources.memory_bytes, request.resources.cpus
         self._count(host, memory, cpus)
         try:
-            with self._host_locks[host]:
-                return self._claim(engine, request, created=created, replacing=replacing)
+            return self._claim(engine, request, created=created, replacing=replacing)
         except RuntimeFailure as exc:
             return ClaimResult(Outcome.FAILED, reason=str(exc))
         except APIError as exc:
@@ -86,38 +86,56 @@ class Claimer:
         host = engine.name
         address = str(self._config.host(host).private_address)
         network = self._network(engine, address)
+        lock = self._host_locks[host]
+        # Only steps 1-3 (create, list, count) are serialised per host: the rest of a claim (the rival check, the
+        # token, the start) runs beside other claims. A claim never waits long for one stuck on a silent host.
+        if not lock.acquire(timeout=self._settings.request_timeout_s):
+            return ClaimResult(Outcome.FAILED, reason=f"{host}: this process's claims there are waiting for an answer")
         try:
-            container_id = lifecycle.create(engine, request, self._settings, network=network, created=created,
-                                            address=address)
-        except lifecycle.NetworkGone:
-            return ClaimResult(Outcome.DUPLICATE, reason=f"{network} on {host} was removed meanwhile")
-        except lifecycle.NameTaken as taken:
-            return self._name_taken(engine, request, str(taken.args[0]))
-        self._observer.trust(container_id)
-        rivals = self._helpers.submit(self._rivals, request.workspace, host, replacing)
-        token: Future[None] | None = None
-        if request.repo_token is not None:
-            token = self._helpers.submit(lifecycle.write_token, engine, container_id, request.repo_token,
-                                         self._settings.run_as)
+            try:
+                container_id = lifecycle.create(engine, request, self._settings, network=network, created=created,
+                                                address=address)
+            except lifecycle.NetworkGone:
+                return ClaimResult(Outcome.DUPLICATE, reason=f"{network} on {host} was removed meanwhile")
+            except lifecycle.NameTaken as taken:
+                return self._name_taken(engine, request, str(taken.args[0]))
+            self._observer.trust(container_id)
+            rivals = self._helpers.submit(self._rivals, request.workspace, host, replacing)
+            token: Future[None] | None = None
+            if request.repo_token is not None:
+                token = self._helpers.submit(lifecycle.write_token, engine, container_id, request.repo_token,
+                                             self._settings.run_as)
+            try:
+                result = lifecycle.check_claim(self._observer.host_view(host), container_id, network, self._settings)
+            except BaseException:
+                self._discard_later(engine, container_id, None)
+                raise
+        finally:
+            lock.release()
         try:
-            result = lifecycle.check_claim(self._observer.host_view(host), container_id, network, self._settings)
             if result.outcome is Outcome.PLACED:
                 result = rivals.result() or result
             if result.outcome is Outcome.PLACED and token is not None:
                 token.result()
         except BaseException:
-            lifecycle.quietly_discard(engine, container_id, None)
+            self._discard_later(engine, container_id, None)
             raise
         if result.outcome is not Outcome.PLACED or result.record is None:
-            lifecycle.quietly_discard(engine, container_id, None)  # its network stays: a spare for the next claim
+            self._discard_later(engine, container_id, None)  # its network stays: a spare for the next claim
             return result
         record = result.record
         try:
             port = lifecycle.start(engine, record)
         except (APIError, RuntimeFailure) as exc:
-            lifecycle.quietly_discard(engine, record.id, record.network)
+            self._discard_later(engine, record.id, record.network)
             return ClaimResult(Outcome.FAILED, reason=f"{host}: start failed: {exc}")
         return ClaimResult(Outcome.PLACED, record=replace(record, public_port=port, state="running"))
+
+    def _discard_later(self, engine: Engine, container_id: str, network: str | None) -> None:
+        """Remove a claim that did not pass, off the placement's way (the slow-call budget applies to removals, and
+        a silent host would hold the placement that long; a leftover is the reaper's after ``claim_timeout_s``)."""
+        with contextlib.suppress(RuntimeError):  # shut down
+            self._helpers.submit(lifecycle.quietly_discard, engine, container_id, network)
 
     def _rivals(self, workspace: str, host: str, replacing: str | None) -> ClaimResult | None:
         """Is the workspace live on another host, or could it be (a host that did not answer)?"""

@@ -76,10 +76,13 @@ class Reaper:
         for view in reachable:
             for record in view.previews:
                 try:
-                    if record.live and (record.stopping or self._intents.covers(record, stopped)):
+                    if record.stopping:  # a stop that died half-way (after the grace: else it is at work)
+                        if self._tombstones.stale(record):
+                            self._finish_stop(record, report)
+                    elif record.live and self._intents.covers(record, stopped):
                         self._finish_stop(record, report)
                     elif record.tombstone:
-                        if not record.live or self._tombstones.stale(record):
+                        if self._tombstones.stale(record):  # else: its reaper is at work
                             self._settle_tombstone(record, report, now)
                     elif record.state == "created":
                         if (now - record.created).total_seconds() > self._settings.claim_timeout_s:
