@@ -1,6 +1,6 @@
-"""Claiming one host for one preview (the claim protocol of ``lifecycle``, sequenced): take a spare network or make
-one, create the container, then at once check the host's capacity (a listing of it), check that the workspace is on
-no other host (a listing of each), and write the repository token; start it if all three agree.
+"""Claiming one host for one preview (the claim protocol of ``lifecycle``, sequenced): take a spare network holder
+(or make a network), create the container, then at once check the host's capacity (a listing of it), check that
+the workspace is on no other host (a listing of each), and write the repository token; start it if all three agree.
 
 The three checks run side by side: none needs another's answer, and each is a round trip. A host that does not
 answer the workspace check is *unknown*: the claim is withdrawn (``UNSURE``) rather than risk a second copy of a
@@ -23,7 +23,9 @@ from datetime import datetime
 from docker.errors import APIError
 
 from drape_fleet.config.models import FleetConfig
+from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime import lifecycle
+from drape_fleet.runtime.clock import Clock
 from drape_fleet.runtime.engines import Engine, Fleet
 from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.runtime.lifecycle import ClaimResult, Outcome
@@ -36,7 +38,7 @@ from drape_fleet.runtime.views import Observer
 
 class Claimer:
     def __init__(self, config: FleetConfig, fleet: Fleet, observer: Observer, tombstones: TombstoneSightings,
-                 stops: StopIntents, *, closed: threading.Event, rng: random.Random) -> None:
+                 stops: StopIntents, *, closed: threading.Event, rng: random.Random, clock: Clock) -> None:
         self._config = config
         self._settings = config.runtime
         self._fleet = fleet
@@ -45,6 +47,7 @@ class Claimer:
         self._stops = stops
         self._closed = closed
         self._rng = rng
+        self._clock = clock
         self._lock = threading.Lock()
         self._host_locks = {name: threading.Lock() for name in fleet.names}
         self._pending: dict[str, tuple[int, float]] = {}
@@ -85,7 +88,7 @@ class Claimer:
                replacing: str | None) -> ClaimResult:
         host = engine.name
         address = str(self._config.host(host).private_address)
-        network = self._network(engine, address)
+        network, holder = self._network(engine, address, int(self._settings.frameworks[request.framework].port))
         lock = self._host_locks[host]
         # Only steps 1-3 (create, list, count) are serialised per host: the rest of a claim (the rival check, the
         # token, the start) runs beside other claims. A claim never waits long for one stuck on a silent host.
@@ -94,7 +97,7 @@ class Claimer:
         try:
             try:
                 container_id = lifecycle.create(engine, request, self._settings, network=network, created=created,
-                                                address=address)
+                                                address=address, holder=holder)
             except lifecycle.NetworkGone:
                 return ClaimResult(Outcome.DUPLICATE, reason=f"{network} on {host} was removed meanwhile")
             except lifecycle.NameTaken as taken:
@@ -163,20 +166,24 @@ class Claimer:
         return ClaimResult(Outcome.FAILED, reason=f"{engine.name}: the name {name} is held by a foreign container "
                                                   f"({why})")
 
-    # -- networks ---------------------------------------------------------------------------------
+    # -- networks: a spare holder's, or a new one --------------------------------------------------
 
-    def _network(self, engine: Engine, address: str) -> str:
-        """A spare network of the host (taken), or a new one."""
+    def _network(self, engine: Engine, address: str, port: int) -> tuple[str, tuple[str, int] | None]:
+        """A spare network holder of the host (taken, checked by one inspect) and its network; else a new network
+        for the preview to be put on directly."""
         watch = self._observer.watch(engine.name)
-        spares = watch.spare_networks()
-        if spares:
-            name = self._rng.choice(spares[:4])  # not always the oldest: another process may be taking that one
-            watch.take_network(name)
-            return name
-        return lifecycle.make_network(engine, self._settings, address=address, rng=self._rng).name
+        spares = watch.spares(port)[:4]
+        self._rng.shuffle(spares)  # not always the oldest: another process may be taking that one
+        for spare in spares[:2]:
+            watch.take(spare.claim)
+            taken = lifecycle.take_holder(engine, spare.claim, port)
+            if taken is not None:
+                return spare.network, taken
+        return lifecycle.make_network(engine, self._settings, address=address, rng=self._rng).name, None
 
     def keep_spares(self, host: str) -> None:
-        """Top the host's spare networks up to ``spare_networks``, in the background (once at a time per host)."""
+        """Top the host's spare network holders up to ``spare_networks`` per dev-server port, in the background
+        (once at a time per host)."""
         wanted = self._settings.spare_networks
         engine = self._fleet[host]
         with self._lock:
@@ -186,14 +193,18 @@ class Claimer:
 
         def top_up() -> None:
             try:
-                watch = self._observer.watch(host)
-                if not watch.synced.is_set():
+                view = self._observer.host_view(host)  # counted from a listing: the watch may lag a moment
+                if view.unplaceable is not None:
                     return
+                taken = self._observer.watch(host).taken()
                 address = str(self._config.host(host).private_address)
-                for _ in range(max(0, wanted - len(watch.spare_networks()))):
-                    if self._closed.is_set() or not engine.available():
-                        return
-                    lifecycle.make_network(engine, self._settings, address=address, rng=self._rng)
+                for port, image in holder_images(self._settings).items():
+                    spares = [h for h in view.spares(port) if h.claim not in taken]
+                    for _ in range(max(0, wanted - len(spares))):
+                        if self._closed.is_set() or not engine.available():
+                            return
+                        lifecycle.make_spare(engine, self._settings, address=address, port=port, image=image,
+                                             rng=self._rng, created=self._clock.now())
             except (RuntimeFailure, APIError):
                 return
             finally:
@@ -205,6 +216,14 @@ class Claimer:
         except RuntimeError:  # shut down
             with self._lock:
                 self._topping_up.discard(host)
+
+
+def holder_images(settings: RuntimeSettings) -> dict[int, str]:
+    """Per dev-server port, the image its holders run ``sleep`` from: a template's, present on every host."""
+    images: dict[int, str] = {}
+    for _, framework in sorted(settings.frameworks.items()):
+        images.setdefault(int(framework.port), framework.image)
+    return images
 
 
 def live_copy(record: PreviewRecord, tombstones: TombstoneSightings) -> bool:

@@ -72,7 +72,7 @@ class Follower:
                     return
                 try:
                     inspected = engine.call(lambda api: api.inspect_container(container_id), "inspect")
-                    if port is None:
+                    if port is None:  # a preview on its own network: its own published port
                         port = lifecycle.published_port(inspected, int(framework.port))
                         self._trackers.published(tracker, generation, port)
                     state = inspected.get("State") or {}

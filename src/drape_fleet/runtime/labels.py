@@ -34,6 +34,8 @@ REF = "drape.ref"
 ENV_KEYS = "drape.env-keys"
 """The names (never the values) of the caller's environment variables, comma-separated: a replacement reads
 their values back from the original container's configuration, where they already are."""
+PUBLIC_PORT = "drape.public-port"
+"""On a preview that joined a network holder: the host port its holder publishes (fixed for the holder's life)."""
 REPO_AUTH = "drape.repo-auth"
 """``token`` when the preview was started with a repository token (the token itself is never stored: a
 replacement needs it issued again)."""
@@ -42,6 +44,9 @@ KIND_PREVIEW = "preview"
 KIND_NETWORK = "preview-network"
 KIND_CORDON = "cordon"
 KIND_STOP = "stop"
+KIND_HOLDER = "netns"
+"""A network holder: a parked container that owns a preview network's namespace and published port (see
+``lifecycle``); a preview joins it (``container:<id>``) instead of setting its network up while the user waits."""
 
 PREVIEW_LABELS = (OWNER, KIND, WORKSPACE, USER, PROJECT, FRAMEWORK, CREATED, MEMORY, CPUS, PORT, CLAIM)
 
@@ -63,6 +68,7 @@ NETWORK_PREFIX = "drape-net-"
 BRIDGE_PREFIX = "drp"
 """Linux bridge names of preview networks: ``drp`` + the claim (15 characters, the kernel's limit), so host
 firewall rules can match every preview bridge with ``drp+``."""
+HOLDER_PREFIX = "drape-nh-"
 CORDON_VOLUME = "drape-cordon"
 STOP_MARKER_PREFIX = "drape-stop-"
 """Volumes ``drape-stop-<workspace>-<nonce>``: a stop that could not reach every host, kept on the hosts that
@@ -90,6 +96,10 @@ def legacy_network_name(workspace: str, claim: str) -> str:
     """How networks were named before spares (one made per start): still recognised, so previews made by an
     older backend are not taken for foreign during an upgrade."""
     return f"{NETWORK_PREFIX}{workspace}-{claim}"
+
+
+def holder_name(claim: str) -> str:
+    return f"{HOLDER_PREFIX}{claim}"
 
 
 def stop_marker_name(workspace: str, nonce: str) -> str:

@@ -73,7 +73,7 @@ class Launcher:
         self._rng = rng
         self._clock = clock
         self.project_source = project_source
-        self.claimer = Claimer(config, fleet, observer, tombstones, stops, closed=closed, rng=rng)
+        self.claimer = Claimer(config, fleet, observer, tombstones, stops, closed=closed, rng=rng, clock=clock)
         self._follower = Follower(config, fleet, trackers, closed=closed, clock=clock)
 
     def launch(self, tracker: Tracker, *, exclude: frozenset[str] = frozenset(), replacing: str | None = None,
@@ -108,7 +108,8 @@ class Launcher:
                     continue
                 if inspected is None:
                     continue
-                record = replace(record, public_port=lifecycle.published_port(inspected, record.port))
+                record = replace(record, public_port=lifecycle.published_port(inspected, record.port)
+                                 or record.public_port)  # in a holder's namespace: the holder's port, labelled
             if self._answers(record):
                 return self._adopt(record, inspected, ready=True, request=request)
             taken.append((record, inspected))

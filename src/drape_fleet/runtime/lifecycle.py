@@ -19,14 +19,18 @@ conflict is a short wait, never an overcommitted host. Within one process a per-
 so this only happens between processes. The same argument, applied across hosts to a workspace's containers,
 keeps a workspace from running twice when two processes start it at once (the launcher's rival check).
 
-Networks: one per preview, made ahead (spares)
-----------------------------------------------
-Making a bridge network costs the engine about 70 ms (bridge, addresses, firewall rules), as much as the rest of
-a claim. So each host keeps a few networks ready (``runtime.spare_networks``), named by a claim only
-(``drape-net-<claim>``); a claim takes one by creating its container on it, with the same claim label. Two
-claimants may pick the same spare: the same argument as above settles it, with the listing of step 2: a claimant
-that sees another container on its network backs off (both may; never neither). A preview's network is removed
-with it, so no two previews ever share one.
+Networks: one per preview, set up ahead (spares)
+------------------------------------------------
+Most of a start's cost is the engine setting a network up: making the bridge (about 70 ms), and on starting a
+container on it, its endpoint, the embedded DNS and the port mapping (another 100-200 ms): more than the rest of a
+start. So each host keeps a few *network holders* ready (``runtime.spare_networks``): a network of its own
+(``drape-net-<claim>``) and a parked container that owns its namespace and publishes the dev server's port
+(``drape-nh-<claim>``, see ``spec.holder_spec``). A claim takes one by creating its preview in the holder's
+namespace (``container:<holder>``) with the same claim label: its start then sets no network up at all. Two
+claimants may pick the same spare: the argument above settles it with step 2's listing: a claimant that sees
+another preview with its claim backs off (both may; never neither). A preview's holder and network are removed with
+it, so no two previews ever share a namespace. With no spare left (a burst), a claim makes a network and puts the
+preview on it directly, as before.
 
 Nothing here is on the hot path: a hot start (``confirm``) is one inspect, with a stamp first only when this
 process has not stamped that container recently (``service``). A claim abandoned by a crashed process stays in
@@ -57,6 +61,7 @@ from drape_fleet.runtime.spec import (
     PreviewRequest,
     Secret,
     container_spec,
+    holder_spec,
     network_spec,
     pick_subnet,
 )
@@ -124,7 +129,14 @@ def remove_network(engine: Engine, name: str) -> bool:
 
 def discard(engine: Engine, record: PreviewRecord) -> None:
     remove_container(engine, record.id)
+    if record.holder is not None:
+        remove_container(engine, L.holder_name(record.claim))
     remove_network(engine, record.network)
+
+
+def discard_holder(engine: Engine, claim: str) -> None:
+    remove_container(engine, L.holder_name(claim))
+    remove_network(engine, L.network_name(claim))
 
 
 def quietly_discard(engine: Engine, container_id: str, network: str | None) -> None:
@@ -160,6 +172,42 @@ def make_network(engine: Engine, settings: RuntimeSettings, *, address: str, rng
                                          f"{SUBNET_ATTEMPTS} tries ({last})")
 
 
+def make_spare(engine: Engine, settings: RuntimeSettings, *, address: str, port: int, image: str,
+               rng: random.Random, created: datetime) -> str:
+    """A network and its holder, started: a spare for a later claim (off any start's path). Returns its claim."""
+    network = make_network(engine, settings, address=address, rng=rng)
+    claim = claim_of(network.name)
+    spec = holder_spec(settings, claim=claim, network=network.name, publish_address=address, port=port, image=image,
+                       created=created)
+    try:
+        engine.call(lambda api: api.create_container_from_config(spec.body, spec.name),  # type: ignore[no-untyped-call]
+                    "create network holder")
+        engine.call(lambda api: api.start(spec.name), "start network holder")
+    except BaseException:
+        quietly_discard(engine, spec.name, network.name)
+        raise
+    return claim
+
+
+def take_holder(engine: Engine, claim: str, port: int) -> tuple[str, int] | None:
+    """A spare holder, checked by inspection before a preview joins its namespace: ours as ``holder_spec`` makes
+    them (name, network, confinement), running, publishing ``port``. Its id and public port, or None."""
+    try:
+        inspected = engine.call(lambda api: api.inspect_container(L.holder_name(claim)), "inspect network holder")
+    except NotFound:
+        return None
+    host_config = inspected.get("HostConfig") or {}
+    config = inspected.get("Config") or {}
+    published = published_port(inspected, port)
+    if (inspected.get("Name", "").lstrip("/") != L.holder_name(claim)
+            or (inspected.get("State") or {}).get("Status") != "running"
+            or host_config.get("NetworkMode") != L.network_name(claim) or host_config.get("Privileged")
+            or "ALL" not in {c.upper() for c in host_config.get("CapDrop") or []} or host_config.get("Binds")
+            or (config.get("Labels") or {}).get(L.CLAIM) != claim or published is None):
+        return None
+    return str(inspected["Id"]), published
+
+
 def claim_of(network: str) -> str:
     claim = network.removeprefix(L.NETWORK_PREFIX)
     if network == claim or not L.CLAIM_RE.fullmatch(claim):
@@ -180,16 +228,17 @@ class NetworkGone(Exception):
 
 
 def create(engine: Engine, request: PreviewRequest, settings: RuntimeSettings, *, network: str, created: datetime,
-           address: str) -> str:
-    """Step 1: create the preview's container on ``network`` (a dead preview of the workspace holding the name is
-    cleared first). Returns its id. Where the fleet requires a disk limit, an engine that refuses it fails the
-    claim (and the host stops taking previews); elsewhere the preview is made without one."""
+           address: str, holder: tuple[str, int] | None = None) -> str:
+    """Step 1: create the preview's container on ``network``, in ``holder``'s namespace when given (its id and
+    public port). A dead preview of the workspace holding the name is cleared first. Returns its id. Where the
+    fleet requires a disk limit, an engine that refuses it fails the claim (and the host stops taking previews);
+    elsewhere the preview is made without one."""
     required = settings.disk_limit == "required"
     disk_limit = required or bool(engine.facts.get("disk_limit"))
     claim = claim_of(network)
     for _ in range(3):
         spec = container_spec(request, settings, claim=claim, created=created, network=network,
-                              publish_address=address, disk_limit=disk_limit)
+                              publish_address=address, disk_limit=disk_limit, holder=holder)
         try:
             result = engine.call(lambda api, s=spec: api.create_container_from_config(s.body, s.name),  # type: ignore[misc]
                                  "create container")
@@ -258,14 +307,16 @@ def check_claim(view: HostView, record_id: str, network: str, settings: RuntimeS
     record = next((p for p in view.previews if p.id == record_id), None)
     if record is None:  # removed by someone else in between: treat as a conflict and look again
         return ClaimResult(Outcome.DUPLICATE, reason=f"claim on {view.name} disappeared")
-    if any(p.network == network and p.id != record_id for p in view.previews):
+    if any(p.claim == record.claim and p.id != record_id for p in view.previews):
         return ClaimResult(Outcome.DUPLICATE, reason=f"{network} on {view.name} was taken by another claim")
     return ClaimResult(Outcome.PLACED, record=record)
 
 
 def start(engine: Engine, record: PreviewRecord) -> int:
-    """Start a claimed container; return its published port on the host."""
+    """Start a claimed container; return its published port on the host (its holder's: known already)."""
     engine.call(lambda api: api.start(record.id), "start container")
+    if record.holder is not None and record.public_port is not None:
+        return record.public_port
     inspected = engine.call(lambda api: api.inspect_container(record.id), "inspect")
     port = published_port(inspected, record.port)
     if port is None:
@@ -375,8 +426,7 @@ def reap_one(engine: Engine, record: PreviewRecord, *, now: datetime, persist_s:
             return Reaped.GONE
         except APIError:
             pass
-    remove_container(engine, record.id)
-    remove_network(engine, record.network)
+    discard(engine, record)
     return Reaped.REMOVED
 
 

@@ -94,6 +94,7 @@ class Reaper:
                         serving[record.workspace].append(record)
                 except (RuntimeFailure, APIError) as exc:
                     report.errors.append(f"{record.host}/{record.name}: {exc}")
+            self._reap_holders(view, report, now)
             report.networks_removed += self._reap_networks(view, now)
         for records in serving.values():
             records.sort(key=lambda r: r.created, reverse=True)
@@ -196,30 +197,49 @@ class Reaper:
 
     # -- networks -----------------------------------------------------------------------------------
 
-    def _reap_networks(self, view: HostView, now: datetime) -> int:
-        """Remove preview networks no container uses (claims that failed half-way, crashed processes), keeping
-        the newest ``spare_networks`` of them as spares."""
+    def _reap_holders(self, view: HostView, report: ReapReport, now: datetime) -> None:
+        """Network holders: a preview whose holder is gone has no network left (removed); a holder no preview joined
+        is a spare (the newest ``spare_networks`` per port kept, the others removed after ``claim_timeout_s``)."""
         engine = self._fleet[view.name]
-        claims = {p.claim for p in view.previews}
+        running = {h.claim for h in view.holders if h.state == "running"}
+        for record in view.previews:
+            if record.holder is not None and record.live and record.claim not in running \
+                    and (now - record.created).total_seconds() > self._settings.claim_timeout_s:
+                with contextlib.suppress(RuntimeFailure, APIError):
+                    self._discard(record, report, "its network holder is gone")
+        joined = {p.claim for p in view.previews}
+        kept: dict[int, int] = {}
+        for holder in sorted(view.holders, key=lambda h: h.created, reverse=True):
+            if holder.claim in joined:
+                continue
+            if holder.state == "running" and kept.get(holder.port, 0) < self._settings.spare_networks:
+                kept[holder.port] = kept.get(holder.port, 0) + 1
+                continue
+            if holder.state == "running" and (now - holder.created).total_seconds() < self._settings.claim_timeout_s:
+                continue
+            with contextlib.suppress(RuntimeFailure, APIError):
+                lifecycle.discard_holder(engine, holder.claim)  # housekeeping: counted with the networks
+                report.networks_removed += 1
+
+    def _reap_networks(self, view: HostView, now: datetime) -> int:
+        """Remove preview networks nothing uses (claims that failed half-way, crashed processes) once older than
+        ``claim_timeout_s`` (a claim or a spare may be being made on one right now)."""
+        engine = self._fleet[view.name]
+        claims = {p.claim for p in view.previews} | {h.claim for h in view.holders}
         wanted = L.owned_filter(self._settings.owner, L.KIND_NETWORK)
         try:
             networks = engine.call(lambda api: api.networks(filters=wanted), "list networks")
         except RuntimeFailure:
             return 0
-        unused = []
+        removed = 0
         for network in networks or []:
             labels = network.get("Labels") or {}
             created = activity.parse_rfc3339(str(network.get("Created", "")))
             if labels.get(L.CLAIM) in claims or created is None:
                 continue
-            unused.append((created, str(network.get("Name")), labels.get(L.CLAIM, "")))
-        unused.sort(reverse=True)
-        spares = [n for n in unused if n[1] == L.network_name(n[2])][: self._settings.spare_networks]
-        removed = 0
-        for created, name, _ in unused:
-            if (created, name, _) in spares or (now - created).total_seconds() < self._settings.claim_timeout_s:
+            if (now - created).total_seconds() < self._settings.claim_timeout_s:
                 continue
             with contextlib.suppress(RuntimeFailure, APIError):
-                if lifecycle.remove_network(engine, name):
+                if lifecycle.remove_network(engine, str(network.get("Name"))):
                     removed += 1
         return removed

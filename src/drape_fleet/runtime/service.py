@@ -87,6 +87,8 @@ class PreviewRuntime:
         self.observer.start()
         self._loops = Loops(self._closed)
         if background:
+            for name in fleet.names:  # spare network holders, so that the first starts set no network up
+                self._launcher.claimer.keep_spares(name)
             self._loops.start(lambda: watch_health(fleet, self._closed), "drape-health")
             self._loops.repeat(self.flush_activity, lambda: self.settings.activity_flush_s, "drape-activity")
             if reaper:  # every 0.8-1.2 intervals: reapers of several processes drift apart

@@ -343,9 +343,39 @@ def preview_labels(request: PreviewRequest, settings: RuntimeSettings, *, claim:
     }
 
 
+HOLDER_MEMORY = 8 * 1024 * 1024
+"""Docker's smallest memory limit is 6 MiB; ``sleep`` needs far less."""
+HOLDER_USER = "65534:65534"
+
+
+def holder_spec(settings: RuntimeSettings, *, claim: str, network: str, publish_address: str, port: int, image: str,
+                created: datetime) -> ContainerSpec:
+    """A network holder: owns the namespace of a preview network and publishes the dev server's port on the host's
+    private address; runs nothing but ``sleep``, as nobody, with every capability dropped and a read-only root. A
+    preview that joins it (``container_spec(holder=...)``) finds its network ready, so a start does not wait for
+    Docker to set one up (bridge endpoint, embedded DNS, port mapping: most of the cost of a start)."""
+    if not L.CLAIM_RE.fullmatch(claim):
+        raise ValueError(f"bad claim {claim!r}")
+    exposed = f"{port}/tcp"
+    host_config = HostConfig(
+        version=settings.api_version, privileged=False, cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+        network_mode=network, port_bindings={exposed: (publish_address, None)}, mem_limit=HOLDER_MEMORY,
+        memswap_limit=HOLDER_MEMORY, pids_limit=16, read_only=True, restart_policy={"Name": "no"},
+    )
+    labels = {L.OWNER: settings.owner, L.KIND: L.KIND_HOLDER, L.CLAIM: claim, L.PORT: str(port),
+              L.CREATED: L.format_time(created), L.MEMORY: str(HOLDER_MEMORY), L.CPUS: "0.01"}
+    body: dict[str, Any] = {
+        "Image": image, "User": HOLDER_USER, "Entrypoint": ["sleep", "2147483647"], "Cmd": [], "Env": [],
+        "Labels": labels, "ExposedPorts": {exposed: {}}, "StopTimeout": 1,
+        "HostConfig": {**host_config, "Privileged": False},
+        "NetworkingConfig": {"EndpointsConfig": {network: {}}},
+    }
+    return ContainerSpec(name=L.holder_name(claim), body=body)
+
+
 def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim: str, created: datetime,
-                   network: str, publish_address: str, disk_limit: bool, api_version: str | None = None
-                   ) -> ContainerSpec:
+                   network: str, publish_address: str, disk_limit: bool, api_version: str | None = None,
+                   holder: tuple[str, int] | None = None) -> ContainerSpec:
     """The ``POST /containers/create`` body for a preview.
 
     Isolation: not privileged; every capability dropped (``cap_add`` from settings, empty by default);
@@ -355,6 +385,9 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
     to the whole idle host) unless ``cpu_limit``; pids limit; ``/tmp`` as a bounded tmpfs; the writable
     layer's size (``disk_limit``: always where the fleet requires it). Logs follow the daemon's policy (the
     provisioned hosts rotate them: ``local`` driver with size and file limits).
+
+    Network: ``holder`` (its id and published host port) joins a network holder's namespace, which publishes the
+    port; without one, the preview is on ``network`` and publishes the port itself.
     """
     framework = settings.frameworks[request.framework]
     resources = request.resources
@@ -365,8 +398,8 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
         cap_drop=["ALL"],
         cap_add=list(settings.cap_add) or None,
         security_opt=["no-new-privileges:true"],
-        network_mode=network,
-        port_bindings={port: (publish_address, None)},
+        network_mode=f"container:{holder[0]}" if holder else network,
+        port_bindings=None if holder else {port: (publish_address, None)},
         binds=[f"{settings.pnpm_store}:{PNPM_STORE_MOUNT}:ro"],
         mem_limit=resources.memory_bytes,
         memswap_limit=resources.memory_bytes,
@@ -390,16 +423,20 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
         **({"DRAPE_REPO_TOKEN_FILE": REPO_TOKEN_FILE} if request.repo_token is not None else {}),
         **dict(request.env),
     }
+    labels = preview_labels(request, settings, claim=claim, created=created)
+    if holder:
+        labels[L.PUBLIC_PORT] = str(holder[1])
     body: dict[str, Any] = {
         "Image": framework.image,
         "User": settings.run_as,
         "Env": [f"{k}={v}" for k, v in env.items()],
-        "Labels": preview_labels(request, settings, claim=claim, created=created),
-        "ExposedPorts": {port: {}},
+        "Labels": labels,
         "StopTimeout": 5,
         # Explicit even where it is the engine's default: what a reviewer greps for, and what ``state``
         # checks on anything that claims to be ours.
         "HostConfig": {**host_config, "Privileged": False, "ReadonlyRootfs": False},
-        "NetworkingConfig": {"EndpointsConfig": {network: {}}},
     }
+    if not holder:  # a preview in a holder's namespace exposes nothing itself (the engine refuses it)
+        body["ExposedPorts"] = {port: {}}
+        body["NetworkingConfig"] = {"EndpointsConfig": {network: {}}}
     return ContainerSpec(name=L.container_name(request.workspace), body=body)

@@ -20,6 +20,7 @@ from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.spec import PNPM_STORE_MOUNT
 
 _ENV_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_CONTAINER_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 LIVE_STATES = frozenset({"created", "running", "restarting", "paused", "removing"})
 """States whose memory reservation counts. ``created`` is a placement claim (see ``placement``)."""
@@ -47,6 +48,8 @@ class PreviewRecord:
     ref: str | None = None
     env_keys: tuple[str, ...] = ()
     repo_auth: bool = False
+    holder: str | None = None
+    """The network holder whose namespace it joined (its container id), or None: on its own network."""
     """Started with a repository token (which is not stored anywhere: a replacement needs it issued again)."""
 
     @property
@@ -66,6 +69,31 @@ class PreviewRecord:
     @property
     def serving(self) -> bool:
         return self.state == "running" and not self.tombstone
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A network holder: a parked container owning a preview network and its published port. A spare while no
+    preview has joined it."""
+
+    host: str
+    id: str
+    name: str
+    state: str
+    claim: str
+    port: int
+    public_port: int | None
+    created: datetime
+    memory: int
+    cpus: float = 0.01
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    @property
+    def network(self) -> str:
+        return L.network_name(self.claim)
 
 
 @dataclass(frozen=True)
@@ -112,14 +140,23 @@ class HostView:
     disk_required: bool = False
     """The fleet requires that limit (``runtime.disk_limit = "required"``): without it the host takes nothing."""
     stops: tuple[StopMarker, ...] = ()
+    holders: tuple[Holder, ...] = ()
     memory_used: int = field(init=False)
     """Reserved by live previews and live foreign look-alikes (summed once: placement reads it per decision)."""
     cpus_used: float = field(init=False)
 
     def __post_init__(self) -> None:
+        # Network holders are not reserved: each runs ``sleep`` under an 8 MiB ceiling, part of the share of the
+        # host that ``capacity`` leaves the system (a preview's own reservation is what it may use).
         live = [p for p in self.previews if p.live] + [f for f in self.foreign if f.live]
         object.__setattr__(self, "memory_used", sum(x.memory for x in live))
         object.__setattr__(self, "cpus_used", sum(x.cpus for x in live))
+
+    def spares(self, port: int) -> list[Holder]:
+        """Running holders publishing ``port`` that no preview of this host has joined, oldest first."""
+        used = {p.claim for p in self.previews}
+        return sorted((h for h in self.holders if h.state == "running" and h.port == port and h.claim not in used
+                       and h.public_port is not None), key=lambda h: (h.created, h.id))
 
     @property
     def unplaceable(self) -> str | None:
@@ -148,9 +185,13 @@ def _name(entry: Mapping[str, Any]) -> str:
     return str(names[0]).lstrip("/") if names else ""
 
 
-def parse_container(host: str, entry: Mapping[str, Any], settings: RuntimeSettings) -> PreviewRecord | Foreign:
-    """One ``GET /containers/json`` entry that carries our owner label: a preview, or foreign with a reason."""
+def parse_container(host: str, entry: Mapping[str, Any],
+                    settings: RuntimeSettings) -> PreviewRecord | Holder | Foreign:
+    """One ``GET /containers/json`` entry that carries our owner label: a preview, a network holder, or foreign with
+    a reason."""
     labels: Mapping[str, str] = entry.get("Labels") or {}
+    if labels.get(L.KIND) == L.KIND_HOLDER and labels.get(L.OWNER) == settings.owner:
+        return parse_holder(host, entry)
     cid = str(entry.get("Id", ""))
     name = _name(entry)
     state = str(entry.get("State", ""))
@@ -188,7 +229,8 @@ def parse_container(host: str, entry: Mapping[str, Any], settings: RuntimeSettin
                     L.stopping_name(workspace, claim)):
         return foreign(f"name {name!r} does not match its workspace label")
     network_mode = str((entry.get("HostConfig") or {}).get("NetworkMode"))
-    if network_mode not in (L.network_name(claim), L.legacy_network_name(workspace, claim)):
+    joined = network_mode.startswith("container:") and _CONTAINER_ID_RE.fullmatch(network_mode[10:]) is not None
+    if not joined and network_mode not in (L.network_name(claim), L.legacy_network_name(workspace, claim)):
         return foreign(f"network {network_mode!r} is not the workspace's own")
     env_keys = tuple(k for k in labels.get(L.ENV_KEYS, "").split(",") if k)
     if not all(_ENV_KEY_RE.fullmatch(k) for k in env_keys):
@@ -196,15 +238,44 @@ def parse_container(host: str, entry: Mapping[str, Any], settings: RuntimeSettin
     for mount in entry.get("Mounts") or []:
         if mount.get("Destination") != PNPM_STORE_MOUNT or mount.get("RW"):
             return foreign(f"mounts {mount.get('Source')!r} at {mount.get('Destination')!r}")
-    public_port = None
+    public_port = _int(labels.get(L.PUBLIC_PORT)) if joined else None
     for binding in entry.get("Ports") or []:
         if binding.get("PrivatePort") == port and binding.get("Type", "tcp") == "tcp" and binding.get("PublicPort"):
             public_port = int(binding["PublicPort"])
+    if joined and public_port is None:
+        return foreign("joins a network holder but has no public-port label")
     return PreviewRecord(host=host, id=cid, name=name, state=state, workspace=workspace, user=labels[L.USER],
                          project=labels[L.PROJECT], framework=labels[L.FRAMEWORK], created=created, memory=memory,
-                         cpus=cpus, port=port, claim=claim, public_port=public_port, network=network_mode,
+                         cpus=cpus, port=port, claim=claim, public_port=public_port,
+                         network=L.network_name(claim) if joined else network_mode,
+                         holder=network_mode[10:] if joined else None,
                          repo=labels.get(L.REPO) or None, ref=labels.get(L.REF) or None, env_keys=env_keys,
                          repo_auth=labels.get(L.REPO_AUTH) == "token")
+
+
+def parse_holder(host: str, entry: Mapping[str, Any]) -> Holder | Foreign:
+    """A network holder's entry (kind ``netns``): its claim, name, network and published port must agree."""
+    labels: Mapping[str, str] = entry.get("Labels") or {}
+    cid, name, state = str(entry.get("Id", "")), _name(entry), str(entry.get("State", ""))
+    claim, port, memory = labels.get(L.CLAIM, ""), _int(labels.get(L.PORT)), _int(labels.get(L.MEMORY))
+    problem = None
+    try:
+        created = L.parse_time(labels.get(L.CREATED, ""))
+    except ValueError:
+        created, problem = None, "created label is not a timestamp"
+    if not L.CLAIM_RE.fullmatch(claim) or name != L.holder_name(claim):
+        problem = "name or claim of a network holder is malformed"
+    elif (entry.get("HostConfig") or {}).get("NetworkMode") != L.network_name(claim):
+        problem = "a network holder on another network"
+    elif port is None or memory is None or memory <= 0:
+        problem = "resource labels are malformed"
+    if problem is not None or created is None or port is None or memory is None:
+        return Foreign(host, "container", cid, name, problem or "malformed", memory=memory or 0,
+                       live=state in LIVE_STATES)
+    public_port = next((int(b["PublicPort"]) for b in entry.get("Ports") or []
+                        if b.get("PrivatePort") == port and b.get("PublicPort")), None)
+    return Holder(host=host, id=cid, name=name, state=state, claim=claim, port=port, public_port=public_port,
+                  created=created, memory=memory)
 
 
 def inspect_problems(inspected: Mapping[str, Any], record: PreviewRecord, settings: RuntimeSettings) -> list[str]:

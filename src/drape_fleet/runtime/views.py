@@ -30,6 +30,7 @@ from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.engines import Engine, Fleet, HostState
 from drape_fleet.runtime.state import (
     Foreign,
+    Holder,
     HostView,
     PreviewRecord,
     inspect_problems,
@@ -156,12 +157,20 @@ class Observer:
 
     def records(self, engine: Engine, *, workspace: str | None = None,
                 entries: list[dict[str, Any]] | None = None) -> tuple[list[PreviewRecord], list[Foreign]]:
+        previews, _, foreign = self._parsed(engine, workspace=workspace, entries=entries)
+        return previews, foreign
+
+    def _parsed(self, engine: Engine, *, workspace: str | None = None, entries: list[dict[str, Any]] | None = None
+                ) -> tuple[list[PreviewRecord], list[Holder], list[Foreign]]:
         entries = list_owned(engine, self._settings, workspace=workspace) if entries is None else entries
         previews: list[PreviewRecord] = []
+        holders: list[Holder] = []
         foreign: list[Foreign] = []
         for entry in entries:
             parsed = parse_container(engine.name, entry, self._settings)
-            if isinstance(parsed, PreviewRecord):
+            if isinstance(parsed, Holder):
+                holders.append(parsed)
+            elif isinstance(parsed, PreviewRecord):
                 try:
                     reason = self.verifier.problem(engine, parsed)
                 except NotFound:  # removed between the listing and the inspection
@@ -173,7 +182,7 @@ class Observer:
                 previews.append(parsed)
             else:
                 foreign.append(parsed)
-        return previews, foreign
+        return previews, holders, foreign
 
     def host_view(self, name: str) -> HostView:
         """The host listed now (containers and volumes), absorbed into its watch too."""
@@ -181,7 +190,7 @@ class Observer:
         engine = self._fleet[name]
         read = next_read()
         entries = list_owned(engine, self._settings)
-        previews, foreign = self.records(engine, entries=entries)
+        previews, holders, foreign = self._parsed(engine, entries=entries)
         volumes = engine.call(lambda api: api.volumes(filters={"label": f"{L.OWNER}={self._settings.owner}"}),
                               "list volumes")
         self._watches[name].absorb(entries, read)
@@ -192,7 +201,7 @@ class Observer:
                         cpu_capacity=float(host.capacity.cpus), roles=tuple(host.roles),
                         cordon=parse_cordon(listed, self._settings.owner),
                         stops=parse_stop_markers(listed, self._settings.owner), previews=tuple(previews),
-                        foreign=tuple(foreign), disk_limit=bool(engine.facts.get("disk_limit")),
+                        holders=tuple(holders), foreign=tuple(foreign), disk_limit=bool(engine.facts.get("disk_limit")),
                         disk_required=self._settings.disk_limit == "required")
 
     def fresh_views(self, *, hosts: Iterable[str] | None = None, timeout: float | None = None) -> dict[str, HostView]:

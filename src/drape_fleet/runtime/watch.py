@@ -35,6 +35,7 @@ from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.state import (
     Foreign,
+    Holder,
     HostView,
     PreviewRecord,
     parse_container,
@@ -43,8 +44,8 @@ from drape_fleet.runtime.state import (
 )
 
 GIB = 1024**3
-EVENTS = {"type": ["container", "network", "volume"]}
-"""Labels are not filtered by the engine (network and volume events carry none): ours are picked out here."""
+EVENTS = {"type": ["container", "volume"]}
+"""Labels are not filtered by the engine (volume events carry none): ours are picked out here."""
 CONTAINER_ACTIONS = frozenset({"create", "start", "restart", "die", "pause", "unpause", "rename", "destroy", "update"})
 """Container events that change what a watch holds (not ``exec_*``, ``archive-path``, ``extract-to-dir``...)."""
 GONE_KEPT = 4096
@@ -60,7 +61,7 @@ def next_read() -> int:
 
 @dataclass
 class _Item:
-    parsed: PreviewRecord | Foreign
+    parsed: PreviewRecord | Holder | Foreign
     read: int
 
 
@@ -80,7 +81,8 @@ class HostWatch:
         self._items: dict[str, _Item] = {}
         self._gone: dict[str, int] = {}
         self._volumes: dict[str, dict[str, Any]] = {}
-        self._networks: dict[str, dict[str, Any]] = {}
+        self._taken: set[str] = set()
+        """Claims of spare holders this process is placing a preview on (not spares any more, until listed)."""
         self._stream: Any = None
         self._view: HostView | None = None
         self.error: str | None = "not listed yet"
@@ -153,14 +155,10 @@ class HostWatch:
         owned = L.owned_filter(self._settings.owner)
         entries = self.engine.call(lambda api: api.containers(all=True, filters=owned), "watch: list containers")
         volumes = self.engine.call(lambda api: api.volumes(filters=owned), "watch: list volumes")
-        networks = self.engine.call(lambda api: api.networks(filters=L.owned_filter(self._settings.owner,
-                                                                                     L.KIND_NETWORK)),
-                                    "watch: list networks")
         with self._lock:
             self._items = {}
             self._absorb(entries, read, complete=True)
             self._volumes = {str(v.get("Name")): v for v in (volumes or {}).get("Volumes") or []}
-            self._networks = {str(n.get("Name")): n for n in networks or []}
             self._view = None
             self.error = None
             self.synced.set()
@@ -172,9 +170,6 @@ class HostWatch:
         attributes = actor.get("Attributes") or {}
         if kind == "container" and action in CONTAINER_ACTIONS and attributes.get(L.OWNER) == self._settings.owner:
             self.refresh(str(actor.get("ID", "")))
-        elif kind == "network" and action in ("create", "destroy") \
-                and str(attributes.get("name", "")).startswith(L.NETWORK_PREFIX):
-            self._refresh_networks()
         elif kind == "volume" and action in ("create", "destroy") and str(actor.get("ID", "")).startswith("drape-"):
             self.refresh_volumes()
         else:
@@ -195,13 +190,6 @@ class HostWatch:
             else:
                 self._items[container_id] = _Item(parse_container(self.engine.name, entry, self._settings), read)
             self._view = None
-
-    def _refresh_networks(self) -> None:
-        networks = self.engine.call(lambda api: api.networks(filters=L.owned_filter(self._settings.owner,
-                                                                                     L.KIND_NETWORK)),
-                                    "watch: list networks")
-        with self._lock:
-            self._networks = {str(n.get("Name")): n for n in networks or []}
 
     def refresh_volumes(self) -> None:
         volumes = self.engine.call(lambda api: api.volumes(filters=L.owned_filter(self._settings.owner)),
@@ -251,30 +239,31 @@ class HostWatch:
 
     def _build(self) -> HostView:
         previews = tuple(i.parsed for i in self._items.values() if isinstance(i.parsed, PreviewRecord))
+        holders = tuple(i.parsed for i in self._items.values() if isinstance(i.parsed, Holder))
         foreign = tuple(i.parsed for i in self._items.values() if isinstance(i.parsed, Foreign))
+        self._taken &= {h.claim for h in holders} - {p.claim for p in previews}
         volumes = list(self._volumes.values())
         host = self._host
         return HostView(name=host.name, reachable=True, memory_capacity=host.capacity.memory_gib * GIB,
                         cpu_capacity=float(host.capacity.cpus), roles=tuple(host.roles),
                         cordon=parse_cordon(volumes, self._settings.owner),
                         stops=parse_stop_markers(volumes, self._settings.owner), previews=previews, foreign=foreign,
-                        disk_limit=bool(self.engine.facts.get("disk_limit")),
+                        holders=holders, disk_limit=bool(self.engine.facts.get("disk_limit")),
                         disk_required=self._settings.disk_limit == "required")
 
-    def spare_networks(self) -> list[str]:
-        """Preview networks of ours that no container on the host uses (oldest first): ready to be taken."""
+    def spares(self, port: int) -> list[Holder]:
+        """Network holders publishing ``port`` that no preview has joined (oldest first): ready to be taken."""
+        view = self.view()
+        if view is None:
+            return []
         with self._lock:
-            if not self.synced.is_set():
-                return []
-            used = {i.parsed.claim for i in self._items.values() if isinstance(i.parsed, PreviewRecord)}
-            spares = []
-            for name, network in self._networks.items():
-                claim = (network.get("Labels") or {}).get(L.CLAIM, "")
-                if L.CLAIM_RE.fullmatch(claim) and name == L.network_name(claim) and claim not in used:
-                    spares.append((str(network.get("Created", "")), name))
-            return [name for _, name in sorted(spares)]
+            return [h for h in view.spares(port) if h.claim not in self._taken]
 
-    def take_network(self, name: str) -> None:
-        """This process is placing a preview on ``name``: it is no spare any more (until the next listing)."""
+    def taken(self) -> set[str]:
         with self._lock:
-            self._networks.pop(name, None)
+            return set(self._taken)
+
+    def take(self, claim: str) -> None:
+        """This process is placing a preview in the holder ``claim``: it is no spare any more."""
+        with self._lock:
+            self._taken.add(claim)

@@ -77,6 +77,8 @@ class FakeContainer:
     """Path -> (size, mode) for what the tenant made instead of a small file: a sparse 64 GB file, a directory."""
     logs: bytes = b""
     server: DevServer | None = None
+    joined: FakeContainer | None = None
+    """For a network holder: the preview in its namespace."""
 
     @property
     def labels(self) -> dict[str, str]:
@@ -100,6 +102,28 @@ class FakeContainer:
         if self.server is not None:
             self.server.close()
             self.server = None
+
+
+class _JoinedState:
+    """A network holder's port answers for the preview that joined its namespace (as the real one does: the holder
+    only owns the namespace and the port mapping; the preview's dev server listens in it)."""
+
+    def __init__(self, holder: FakeContainer) -> None:
+        self._holder = holder
+
+    def _joined(self) -> FakeContainer | None:
+        joined = self._holder.joined
+        return joined if joined is not None and joined.status == "running" else None
+
+    @property
+    def ready(self) -> bool:
+        joined = self._joined()
+        return joined is not None and joined.ready
+
+    @property
+    def trickle(self) -> bool:
+        joined = self._joined()
+        return joined is not None and joined.trickle
 
 
 class FakeClient:
@@ -280,7 +304,9 @@ class FakeHost:
             if any(c.name == name for c in self.by_id.values()):
                 raise api_error(409, f'Conflict. The container name "/{name}" is already in use')
             network = body["HostConfig"]["NetworkMode"]
-            if network not in self.network_table:
+            if network.startswith("container:"):
+                self._find(network.removeprefix("container:"))  # 404 when the holder is gone
+            elif network not in self.network_table:
                 raise api_error(404, f"network {network} not found")
             if body["HostConfig"].get("StorageOpt") and self.backing_filesystem != "xfs":
                 raise api_error(500, "--storage-opt is supported only for overlay over xfs with 'pquota' mount "
@@ -295,10 +321,18 @@ class FakeHost:
         self._call("start")
         with self._lock:
             container = self._find(container_id)
-            if container.status != "running":
+            mode = container.network
+            if container.status != "running" and mode.startswith("container:"):
+                holder = self._find(mode.removeprefix("container:"))
+                if holder.status != "running":
+                    raise api_error(409, f"cannot join network of a non running container: {holder.id}")
+                holder.joined = container
+                container.status = "running"
+            elif container.status != "running":
                 bindings = container.body["HostConfig"].get("PortBindings") or {}
                 host_ip = next((b[0].get("HostIp") for b in bindings.values() if b), self.address)
-                container.server = DevServer(host_ip or self.address, container)
+                state = _JoinedState(container) if container.labels.get(L.KIND) == L.KIND_HOLDER else container
+                container.server = DevServer(host_ip or self.address, state)
                 container.status = "running"
         self.emit_container(container, "start")
 

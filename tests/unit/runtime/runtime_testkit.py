@@ -148,16 +148,26 @@ class World:
         return fake.create_container_from_config(spec.body, spec.name)["Id"]
 
     def owned(self, host: str) -> list[str]:
-        """Names of the containers on ``host`` that carry our owner label, sorted."""
-        return sorted(c.name for c in self.hosts[host].by_id.values() if c.labels.get(L.OWNER))
+        """Names of the previews (and their tombstones) on ``host``, sorted: what our owner label marks, but the
+        network holders placement keeps ready."""
+        return sorted(c.name for c in self.hosts[host].by_id.values()
+                      if c.labels.get(L.OWNER) and c.labels.get(L.KIND) != L.KIND_HOLDER)
 
     def networks(self, host: str) -> tuple[int, int]:
-        """(networks some container of ours uses, networks of ours no container uses) on ``host``: what a removal
-        leaves behind is told apart from the spares placement keeps ready (at most ``spare_networks``)."""
+        """(networks of ours a preview uses, networks of ours no preview uses) on ``host``: what a removal leaves
+        behind is told apart from the spares placement keeps ready (at most ``spare_networks`` network holders)."""
         fake = self.hosts[host]
-        used = {c.network for c in fake.by_id.values()}
+        used = set()
+        for container in fake.by_id.values():
+            if container.labels.get(L.KIND) == L.KIND_PREVIEW:
+                mode = container.network
+                used.add(fake.container(mode[10:]).network if mode.startswith("container:") else mode)
         ours = [n for n, net in fake.network_table.items() if net["Labels"].get(L.OWNER)]
         return sum(1 for n in ours if n in used), sum(1 for n in ours if n not in used)
+
+    def preview(self, workspace: str) -> Any:
+        """The workspace's preview container (on whichever host)."""
+        return next(c for h in self.hosts.values() for c in h.by_id.values() if c.name == f"drape-pv-{workspace}")
 
     def everywhere(self) -> dict[str, list[str]]:
         return {name: self.owned(name) for name in self.hosts}

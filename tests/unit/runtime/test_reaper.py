@@ -66,7 +66,7 @@ def test_abandoned_claims_and_orphan_networks_go_after_the_claim_timeout(world: 
     report = runtime.reap()
     assert report.removed == ["ax2/drape-pv-crashed (abandoned claim)"]
     assert report.networks_removed == 1
-    assert world.hosts["ax2"].by_id == {}
+    assert world.owned("ax2") == []
     assert "drape-net-gone-0123456789ab" not in world.hosts["ax3"].network_table
     for host in ("ax2", "ax3"):  # what is left are spares, ready for the next claims
         used, spare = world.networks(host)

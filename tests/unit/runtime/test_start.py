@@ -9,9 +9,11 @@ import pytest
 from runtime_testkit import World, api_error, eventually
 
 from drape_fleet.config.runtime import PreviewResources
+from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.engines import HostState
 from drape_fleet.runtime.errors import WorkspaceConflict
 from drape_fleet.runtime.readiness import Phase
+from drape_fleet.runtime.service import PreviewRuntime
 
 BIG = PreviewResources(cpus=0.5, memory_mib=512, pids_limit=256, disk_gib=1, tmp_mib=16)
 
@@ -30,15 +32,49 @@ def test_a_cold_start_places_on_the_freest_host_and_lists_the_workspace_once(wor
     assert world.everywhere() == {"ax1": ["drape-pv-w-1"], "ax2": ["drape-pv-w-2"], "ax3": ["drape-pv-w-3"]}
 
 
-def test_a_hot_start_is_one_stamp_and_one_inspect(world: World) -> None:
+def spares_made(world: World, runtime: PreviewRuntime, host: str) -> None:
+    """Wait until the host's spare network holders are made (background work that would show among the calls)."""
+    eventually(lambda: len(runtime.observer.watch(host).spares(3000)) == 2)
+
+
+def test_a_hot_start_is_one_inspect_when_this_process_stamps_in_the_background(world: World) -> None:
+    runtime = world.runtime(background=True)
+    first = runtime.start("w-hot", "u1", "tiny", wait=5)
+    host = world.hosts[first.host or ""]
+    spares_made(world, runtime, host.name)
+    before = {name: len(h.calls) for name, h in world.hosts.items()}
+    again = runtime.start("w-hot", "u1", "tiny")
+    assert again.phase is Phase.READY and again.container_id == first.container_id
+    assert host.calls[before[host.name]:] == ["inspect_container"]  # its activity goes with the next flush
+    assert runtime.flush_activity() == 1
+
+
+def test_without_a_background_flush_a_hot_start_stamps_first(world: World) -> None:
     runtime = world.runtime()
     first = runtime.start("w-hot", "u1", "tiny", wait=5)
     host = world.hosts[first.host or ""]
+    spares_made(world, runtime, host.name)
     before = {name: len(h.calls) for name, h in world.hosts.items()}
     again = runtime.start("w-hot", "u1", "tiny")
     assert again.phase is Phase.READY and again.container_id == first.container_id
     assert host.calls[before[host.name]:] == ["put_archive", "inspect_container"]  # stamp first, then check
     assert all(len(h.calls) == before[name] for name, h in world.hosts.items() if h is not host)
+
+
+def test_a_start_joins_a_spare_network_holder_and_sets_no_network_up(world: World) -> None:
+    runtime = world.runtime(background=True)  # a backend process keeps spares on every host
+    runtime.start("w-a", "u1", "tiny", wait=5)
+    spares_made(world, runtime, "ax2")
+    spares_made(world, runtime, "ax3")
+    before = len(world.hosts["ax2"].calls)
+    status = runtime.start("w-b", "u1", "tiny", wait=5)
+    assert status.host == "ax2"
+    calls = world.hosts["ax2"].calls[before:]
+    assert "create_network" not in calls[: calls.index("start")]  # the network was ready before the start
+    preview = world.preview("w-b")
+    holder = world.hosts["ax2"].container(preview.network.removeprefix("container:"))
+    assert holder.name == L.holder_name(preview.labels[L.CLAIM]) and holder.joined is preview
+    assert status.url == f"http://127.0.0.12:{holder.server.port}"  # the holder's port answers for the preview
 
 
 def test_phases_follow_what_the_template_reports_until_http_answers(world: World) -> None:
