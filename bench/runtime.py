@@ -100,7 +100,7 @@ def dissected_start(runtime: PreviewRuntime, host: str, workspace: str, parts: d
     address = str(runtime.config.host(host).private_address)
     request = make_request(settings, runtime.config.hosts, workspace=workspace, user="bench", framework="tiny")
     t0 = time.monotonic()
-    network = lifecycle.make_network(engine, settings, address=address, rng=random.Random()).name
+    network = lifecycle.make_network(engine, settings, address=address, rng=random.Random()).name  # noqa: S311 - a subnet, not a secret
     t1 = time.monotonic()
     container_id = lifecycle.create(engine, request, settings, network=network, created=datetime.now(UTC),
                                     address=address)
@@ -180,7 +180,7 @@ class _Listing:
     def __init__(self, host: int, per_host: int, now: datetime) -> None:
         self.entries = [_entry(host, i, now) for i in range(per_host)]
 
-    def containers(self, all: bool = False, filters: Any = None) -> list[dict[str, Any]]:  # noqa: A002
+    def containers(self, all: bool = False, filters: Any = None) -> list[dict[str, Any]]:
         return self.entries
 
     def volumes(self, filters: Any = None) -> dict[str, Any]:
