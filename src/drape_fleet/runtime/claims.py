@@ -62,6 +62,11 @@ class Claimer:
         with self._lock:
             return dict(self._pending)
 
+    def _busy(self, host: str) -> bool:
+        """Claims of this process are under way on the host: making spares now would slow them down."""
+        with self._lock:
+            return self._pending.get(host, (0, 0.0))[0] > 0
+
     def _count(self, host: str, memory: int, cpus: float) -> None:
         with self._lock:
             used = self._pending.get(host, (0, 0.0))
@@ -82,7 +87,7 @@ class Claimer:
             return ClaimResult(Outcome.FAILED, reason=f"{host}: {exc.explanation or exc}")
         finally:
             self._count(host, -memory, -cpus)
-            self.keep_spares(host)
+            self.keep_spares(host)  # once the host has no claim of this process under way
 
     def _claim(self, engine: Engine, request: PreviewRequest, *, created: datetime,
                replacing: str | None) -> ClaimResult:
@@ -186,8 +191,10 @@ class Claimer:
         (once at a time per host)."""
         wanted = self._settings.spare_networks
         engine = self._fleet[host]
+        if wanted == 0 or not engine.available() or self._busy(host):
+            return
         with self._lock:
-            if wanted == 0 or host in self._topping_up or not engine.available():
+            if host in self._topping_up:
                 return
             self._topping_up.add(host)
 
@@ -201,8 +208,8 @@ class Claimer:
                 for port, image in holder_images(self._settings).items():
                     spares = [h for h in view.spares(port) if h.claim not in taken]
                     for _ in range(max(0, wanted - len(spares))):
-                        if self._closed.is_set() or not engine.available():
-                            return
+                        if self._closed.is_set() or not engine.available() or self._busy(host):
+                            return  # a burst of claims comes first; the next claim or reaper pass tops up
                         lifecycle.make_spare(engine, self._settings, address=address, port=port, image=image,
                                              rng=self._rng, created=self._clock.now())
             except (RuntimeFailure, APIError):

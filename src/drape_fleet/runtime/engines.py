@@ -42,6 +42,7 @@ from typing import Any, TypeVar, cast
 
 import docker
 import requests
+import requests.adapters
 from docker.errors import APIError, DockerException
 from docker.tls import TLSConfig
 from docker.types.daemon import CancellableStream
@@ -188,6 +189,12 @@ def docker_client(endpoint: Endpoint, timeout: float, pool_size: int, *, api_ver
     # our CA with the system bundle (every TLS handshake then fails) and HTTPS_PROXY would send engine
     # traffic through a proxy. The engines are reached directly, with our CA only.
     api.trust_env = False
+    if endpoint.tls is not None:
+        # docker-py ignores max_pool_size over TLS (its adapter keeps requests' 10): past ten threads every call
+        # paid a new TLS handshake. The session keeps the certificates; this adapter only keeps the connections.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        cast(Any, api)._custom_adapter = adapter
+        api.mount("https://", adapter)
     return api
 
 
