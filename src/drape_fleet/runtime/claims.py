@@ -12,7 +12,6 @@ being claimed counts against the host in the ranking until it shows in the listi
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
 from collections.abc import Mapping
@@ -52,6 +51,7 @@ class Claimer:
         self._host_locks = {name: threading.Lock() for name in fleet.names}
         self._pending: dict[str, tuple[int, float]] = {}
         self._topping_up: set[str] = set()
+        self._withdrawn: set[str] = set()
         self._helpers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="drape-claim")
 
     def close(self) -> None:
@@ -141,18 +141,40 @@ class Claimer:
 
     def _discard_later(self, engine: Engine, container_id: str, network: str | None) -> None:
         """Remove a claim that did not pass, off the placement's way (the slow-call budget applies to removals, and
-        a silent host would hold the placement that long; a leftover is the reaper's after ``claim_timeout_s``)."""
-        with contextlib.suppress(RuntimeError):  # shut down
-            self._helpers.submit(lifecycle.quietly_discard, engine, container_id, network)
+        a silent host would hold the placement that long; a leftover is the reaper's after ``claim_timeout_s``).
+        Until it is gone it is ``withdrawn``: this process's next round does not take it for a rival."""
+
+        def discard() -> None:
+            try:
+                lifecycle.quietly_discard(engine, container_id, network)
+            finally:
+                with self._lock:
+                    self._withdrawn.discard(container_id)
+
+        with self._lock:
+            self._withdrawn.add(container_id)
+        try:
+            self._helpers.submit(discard)
+        except RuntimeError:  # shut down
+            with self._lock:
+                self._withdrawn.discard(container_id)
+
+    def withdrawn(self) -> frozenset[str]:
+        """Claims of this process that did not pass and are being removed."""
+        with self._lock:
+            return frozenset(self._withdrawn)
 
     def _rivals(self, workspace: str, host: str, replacing: str | None) -> ClaimResult | None:
         """Is the workspace live on another host, or could it be (a host that did not answer)?"""
         others = [h for h in self._fleet.names if h != host]
         if not others:
             return None
-        found, unknown = self._observer.find(workspace, hosts=others)
+        # The count listing runs beside this and takes as long: the same budget as an ordinary call, not the
+        # ranking's (a busy engine answering in two seconds is not a host that may hide the workspace).
+        found, unknown = self._observer.find(workspace, hosts=others, timeout=self._settings.request_timeout_s)
         stops = self._stops.all_markers()
-        rivals = [p for p in found if p.id != replacing and live_copy(p, self._tombstones)
+        withdrawn = self.withdrawn()
+        rivals = [p for p in found if p.id != replacing and p.id not in withdrawn and live_copy(p, self._tombstones)
                   and not self._stops.covers(p, stops)]
         if rivals:
             return ClaimResult(Outcome.DUPLICATE, reason=f"{workspace} is also on "
@@ -177,10 +199,10 @@ class Claimer:
         """A spare network holder of the host (taken, checked by one inspect) and its network; else a new network
         for the preview to be put on directly."""
         watch = self._observer.watch(engine.name)
-        spares = watch.spares(port)[:4]
-        self._rng.shuffle(spares)  # not always the oldest: another process may be taking that one
-        for spare in spares[:2]:
-            watch.take(spare.claim)
+        for _ in range(2):
+            spare = watch.take_spare(port, self._rng)
+            if spare is None:
+                break
             taken = lifecycle.take_holder(engine, spare.claim, port)
             if taken is not None:
                 return spare.network, taken

@@ -57,7 +57,7 @@ T = TypeVar("T")
 
 POOL_SIZE = 32
 """Connections kept per host: many backend threads talk to the same engine at once (docker-py's default is 10)."""
-HOST_WORKERS = 8
+HOST_WORKERS = 16
 """Threads per host for parallel work across hosts (``Fleet.each``)."""
 HOST_CALLS_LIMIT = 64
 """Parallel calls queued or running per host; beyond this a host's calls fail at once instead of piling up."""
@@ -353,7 +353,8 @@ class Engine:
         """Run ``fn`` against this engine. A down host raises ``HostDown`` at once; a call that gets no answer
         raises ``CallFailed`` (and asks for a health check; it marks nothing itself). 4xx answers are re-raised as
         docker-py's ``APIError`` subclasses (``NotFound``, ...) for the caller to interpret; 5xx answers raise
-        ``EngineError``. ``slow``: the slow-call budget; ``timeout``: a client of its own (bulk work)."""
+        ``EngineError``. ``slow``: the slow-call budget (ended early when the host goes down); ``timeout``: a client
+        of its own (bulk work)."""
         if not self.available():
             if self.due_for_check() and self.wants_check is not None:
                 self.wants_check(self)
@@ -368,7 +369,7 @@ class Engine:
         else:
             api = self.api
         try:
-            result = fn(api)
+            result = self._until_down(fn, api, what) if slow else fn(api)
         except APIError as exc:
             self._answered()
             status = exc.status_code or 0
@@ -383,6 +384,27 @@ class Engine:
                 api.close()
         self._answered()
         return result
+
+    def _until_down(self, fn: Callable[[ApiClient], T], api: ApiClient, what: str) -> T:
+        """A slow call, waited for as long as its budget allows but no longer than the host is up: a host found down
+        by its health checks (a black hole, a cut) ends the wait at once, while the call itself runs to its own end on
+        its thread (the engine may still finish it: a removal, a start)."""
+        future: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(api))
+            except BaseException as exc:  # handed to the waiting caller
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"drape-slow-{self.name}", daemon=True).start()
+        while True:
+            try:
+                return future.result(timeout=0.25)
+            except FutureTimeout:
+                if self.state is HostState.DOWN:
+                    raise HostDown(self.name, f"{what}: abandoned, the host's health checks failed "
+                                              f"({self.health.last_error})") from None
 
     def close(self) -> None:
         with self._lock:

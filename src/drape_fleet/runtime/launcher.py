@@ -172,7 +172,8 @@ class Launcher:
                     if replacing is None and self.adopt_newest(found, touch=True, request=request) is not None:
                         return
                 listing = None
-                found = [p for p in found if p.id != replacing]
+                withdrawn = self.claimer.withdrawn()  # this process's own failed claims, being removed
+                found = [p for p in found if p.id != replacing and p.id not in withdrawn]
                 if unknown:
                     waiting_on = f"{', '.join(unknown)} did not answer whether {request.workspace} runs there"
                     self._trackers.note(tracker, generation, waiting_on)

@@ -161,7 +161,8 @@ def make_network(engine: Engine, settings: RuntimeSettings, *, address: str, rng
                             publish_address=address)
         kwargs = spec.create_kwargs()
         try:
-            engine.call(lambda api, kw=kwargs: api.create_network(**kw), "create network")  # type: ignore[misc]
+            engine.call(lambda api, kw=kwargs: api.create_network(**kw), "create network",  # type: ignore[misc]
+                        slow=True)
         except APIError as exc:
             last = str(exc.explanation or exc)
             if "overlap" in last.lower():
@@ -182,7 +183,7 @@ def make_spare(engine: Engine, settings: RuntimeSettings, *, address: str, port:
     try:
         engine.call(lambda api: api.create_container_from_config(spec.body, spec.name),  # type: ignore[no-untyped-call]
                     "create network holder")
-        engine.call(lambda api: api.start(spec.name), "start network holder")
+        engine.call(lambda api: api.start(spec.name), "start network holder", slow=True)
     except BaseException:
         quietly_discard(engine, spec.name, network.name)
         raise
@@ -314,7 +315,7 @@ def check_claim(view: HostView, record_id: str, network: str, settings: RuntimeS
 
 def start(engine: Engine, record: PreviewRecord) -> int:
     """Start a claimed container; return its published port on the host (its holder's: known already)."""
-    engine.call(lambda api: api.start(record.id), "start container")
+    engine.call(lambda api: api.start(record.id), "start container", slow=True)  # seconds on a busy engine
     if record.holder is not None and record.public_port is not None:
         return record.public_port
     inspected = engine.call(lambda api: api.inspect_container(record.id), "inspect")

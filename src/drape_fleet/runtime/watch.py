@@ -259,6 +259,20 @@ class HostWatch:
         with self._lock:
             return [h for h in view.spares(port) if h.claim not in self._taken]
 
+    def take_spare(self, port: int, rng: random.Random) -> Holder | None:
+        """One of the oldest spares publishing ``port``, marked taken in the same step (two threads of this process
+        never pick the same one; another process may, and the claim protocol settles that)."""
+        view = self.view()
+        if view is None:
+            return None
+        with self._lock:
+            spares = [h for h in view.spares(port) if h.claim not in self._taken][:4]
+            if not spares:
+                return None
+            spare = rng.choice(spares)  # not always the oldest: another process may be taking that one
+            self._taken.add(spare.claim)
+            return spare
+
     def taken(self) -> set[str]:
         with self._lock:
             return set(self._taken)
