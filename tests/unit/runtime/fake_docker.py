@@ -179,6 +179,9 @@ class FakeHost:
     def client(self, timeout: float) -> FakeClient:
         return FakeClient(self, timeout)
 
+    def close(self) -> None:
+        """A client's close (a no-op: the fake keeps no connections)."""
+
     # -- the test's side --------------------------------------------------------------------------
 
     def container(self, name_or_id: str) -> FakeContainer:
