@@ -31,7 +31,7 @@ def test_fleet_status_shows_health_placement_and_certificate_days(
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("│ ax")}
     assert set(rows) == {"ax1", "ax2", "ax3"}
-    assert "cordoned kernel update" in rows["ax3"] and "open" in rows["ax1"]
+    assert "cordoned kernel" in rows["ax3"] and "open" in rows["ax1"]  # (the reason may wrap)
     served = [int(re.split(r"\s*│\s*", row)[10]) for row in rows.values()]
     assert all(30 < days <= 825 for days in served), rows  # what each engine presents, days left
     assert re.search(r"certificates: CA \d+ days, backend client \d+ days", done.stdout)

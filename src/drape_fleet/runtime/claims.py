@@ -52,6 +52,7 @@ class Claimer:
         self._pending: dict[str, tuple[int, float]] = {}
         self._topping_up: set[str] = set()
         self._withdrawn: set[str] = set()
+        """Bounded by this process's failed claims whose removal failed too: each placement round retries them."""
         self._helpers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="drape-claim")
 
     def close(self) -> None:
@@ -145,11 +146,13 @@ class Claimer:
         Until it is gone it is ``withdrawn``: this process's next round does not take it for a rival."""
 
         def discard() -> None:
+            gone = False
             try:
-                lifecycle.quietly_discard(engine, container_id, network)
+                gone = lifecycle.quietly_discard(engine, container_id, network)
             finally:
-                with self._lock:
-                    self._withdrawn.discard(container_id)
+                if gone:  # else it stays withdrawn: the next round of the placement removes it (``Launcher._clear``)
+                    with self._lock:
+                        self._withdrawn.discard(container_id)
 
         with self._lock:
             self._withdrawn.add(container_id)
@@ -160,9 +163,14 @@ class Claimer:
                 self._withdrawn.discard(container_id)
 
     def withdrawn(self) -> frozenset[str]:
-        """Claims of this process that did not pass and are being removed."""
+        """Claims of this process that did not pass and are being, or still to be, removed."""
         with self._lock:
             return frozenset(self._withdrawn)
+
+    def removed(self, container_id: str) -> None:
+        """A withdrawn claim is gone."""
+        with self._lock:
+            self._withdrawn.discard(container_id)
 
     def _rivals(self, workspace: str, host: str, replacing: str | None) -> ClaimResult | None:
         """Is the workspace live on another host, or could it be (a host that did not answer)?"""

@@ -173,6 +173,7 @@ class Launcher:
                         return
                 listing = None
                 withdrawn = self.claimer.withdrawn()  # this process's own failed claims, being removed
+                self._clear_withdrawn([p for p in found if p.id in withdrawn])
                 found = [p for p in found if p.id != replacing and p.id not in withdrawn]
                 if unknown:
                     waiting_on = f"{', '.join(unknown)} did not answer whether {request.workspace} runs there"
@@ -228,13 +229,24 @@ class Launcher:
         return outcome
 
     def _clear(self, found: list[PreviewRecord]) -> None:
-        """What of the workspace is in the way and may go: exited copies, stops half done, copies a stop covers.
-        A reaper's tombstone is not among them: only the reaper removes one, after checking its activity."""
+        """What of the workspace is in the way and may go: exited copies, stops half done, copies a stop covers,
+        claims abandoned longer than ``claim_timeout_s``. A reaper's tombstone is not among them: only the reaper
+        removes one, after checking its activity."""
         stops = self._stops.all_markers()
+        now = self._clock.now()
         for record in found:
-            if not record.live or record.stopping or self._stops.covers(record, stops):
+            abandoned = record.state == "created" and not record.tombstone \
+                and (now - record.created).total_seconds() > self._settings.claim_timeout_s
+            if not record.live or record.stopping or abandoned or self._stops.covers(record, stops):
                 with contextlib.suppress(RuntimeFailure, APIError):
                     lifecycle.discard(self._fleet[record.host], record)
+
+    def _clear_withdrawn(self, records: list[PreviewRecord]) -> None:
+        """This process's failed claims that are still there (their removal failed, e.g. during an engine restart):
+        in the way of the workspace's name, removed now."""
+        for record in records:
+            if record.state == "created" and lifecycle.quietly_discard(self._fleet[record.host], record.id, None):
+                self.claimer.removed(record.id)
 
     def _try_hosts(self, order: list[str], tracker: Tracker, generation: int,
                    replacing: str | None) -> tuple[Outcome, list[str]]:

@@ -139,14 +139,15 @@ def discard_holder(engine: Engine, claim: str) -> None:
     remove_network(engine, L.network_name(claim))
 
 
-def quietly_discard(engine: Engine, container_id: str, network: str | None) -> None:
-    """Best effort (a leftover claim or network is the reaper's)."""
+def quietly_discard(engine: Engine, container_id: str, network: str | None) -> bool:
+    """Best effort (a leftover claim or network is the reaper's). Whether the container is gone."""
     try:
         remove_container(engine, container_id)
         if network:
             remove_network(engine, network)
     except (RuntimeFailure, APIError):
-        pass
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------
