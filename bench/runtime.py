@@ -26,9 +26,10 @@ from typing import Any
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.loader import validate_fleet
+from drape_fleet.runtime import holders, lifecycle
 from drape_fleet.runtime import labels as L
-from drape_fleet.runtime import lifecycle
-from drape_fleet.runtime.engines import Endpoint, Engine, Fleet
+from drape_fleet.runtime.engines import Endpoint, Engine
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.placement import candidates
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.service import PreviewRuntime
@@ -100,7 +101,7 @@ def dissected_start(runtime: PreviewRuntime, host: str, workspace: str, parts: d
     address = str(runtime.config.host(host).private_address)
     request = make_request(settings, runtime.config.hosts, workspace=workspace, user="bench", framework="tiny")
     t0 = time.monotonic()
-    network = lifecycle.make_network(engine, settings, address=address, rng=random.Random()).name  # noqa: S311 - a subnet, not a secret
+    network = holders.make_network(engine, settings, address=address, rng=random.Random()).name  # noqa: S311 - a subnet, not a secret
     t1 = time.monotonic()
     container_id = lifecycle.create(engine, request, settings, network=network, created=datetime.now(UTC),
                                     address=address)

@@ -16,8 +16,8 @@ from docker.errors import APIError
 
 from drape_fleet.runtime import activity
 from drape_fleet.runtime.activity import ActivityBuffer
-from drape_fleet.runtime.engines import Fleet
 from drape_fleet.runtime.errors import RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.state import PreviewRecord
 from drape_fleet.runtime.views import Observer
 

@@ -23,10 +23,11 @@ from docker.errors import APIError
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.runtime import RuntimeSettings
-from drape_fleet.runtime import lifecycle
+from drape_fleet.runtime import holders, lifecycle
 from drape_fleet.runtime.clock import Clock
-from drape_fleet.runtime.engines import Engine, Fleet
+from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.errors import RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.lifecycle import ClaimResult, Outcome
 from drape_fleet.runtime.spec import PreviewRequest
 from drape_fleet.runtime.state import PreviewRecord
@@ -211,10 +212,10 @@ class Claimer:
             spare = watch.take_spare(port, self._rng)
             if spare is None:
                 break
-            taken = lifecycle.take_holder(engine, spare.claim, port)
+            taken = holders.take_holder(engine, spare.claim, port)
             if taken is not None:
                 return spare.network, taken
-        return lifecycle.make_network(engine, self._settings, address=address, rng=self._rng).name, None
+        return holders.make_network(engine, self._settings, address=address, rng=self._rng).name, None
 
     def keep_spares(self, host: str) -> None:
         """Top the host's spare network holders up to ``spare_networks`` per dev-server port, in the background
@@ -240,7 +241,7 @@ class Claimer:
                     for _ in range(max(0, wanted - len(spares))):
                         if self._closed.is_set() or not engine.available() or self._busy(host):
                             return  # a burst of claims comes first; the next claim or reaper pass tops up
-                        lifecycle.make_spare(engine, self._settings, address=address, port=port, image=image,
+                        holders.make_spare(engine, self._settings, address=address, port=port, image=image,
                                              rng=self._rng, created=self._clock.now())
             except (RuntimeFailure, APIError):
                 return

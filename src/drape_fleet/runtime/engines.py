@@ -1,8 +1,5 @@
-"""The one seam to the hosts' Docker engines: a client per host, time budgets, health, error mapping.
-
-Production reaches each host's engine over mutual TLS on ``tcp://<private_address>:<docker_api_port>``
-(the provisioning work makes the engines listen there and issues the backend a client certificate). A plain
-``tcp://`` endpoint is refused outright; ``unix://`` sockets exist for a local engine (and lab tooling).
+"""The one seam to the hosts' Docker engines: calls, their time budgets, each host's health, error mapping. (The
+clients themselves: ``clients``; every host together: ``fleet``.)
 
 How a host's health is decided (the rules a slow host, a dead host and a black-holed host all follow):
 
@@ -18,40 +15,39 @@ How a host's health is decided (the rules a slow host, a dead host and a black-h
 * Calls have budgets by kind: ordinary calls ``request_timeout_s``, slow ones (removing a preview, loading an
   image: ``slow=True``) ``slow_call_timeout_s``, health checks ``probe_timeout_s``, reads from a preview the
   total deadline their caller gives (``untrusted``).
-
-Clients are built with an explicit API ``version`` so that constructing one never calls the daemon (a dead host
-must not fail or block at construction), and with ``trust_env=False``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
 import enum
-import json
 import random
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-import docker
 import requests
-import requests.adapters
 from docker.errors import APIError, DockerException
-from docker.tls import TLSConfig
-from docker.types.daemon import CancellableStream
-from docker.utils import convert_filters
 
-from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.runtime.clients import (
+    ApiClient,
+    Connect,
+    Endpoint,
+    TlsFiles,
+    docker_client,
+    read_limited,
+    stat_header,
+    tls_endpoints,
+)
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
-from drape_fleet.runtime.errors import CallFailed, EngineError, HostDown, UnknownHost
+from drape_fleet.runtime.errors import CallFailed, EngineError, HostDown
+
+__all__ = ["ApiClient", "Endpoint", "Engine", "Health", "HostState", "TlsFiles", "read_limited", "stat_header",
+           "tls_endpoints"]
+"""``Endpoint``, ``TlsFiles`` and ``tls_endpoints`` stay importable from here (the lab and the image builder do)."""
 
 T = TypeVar("T")
 
@@ -67,135 +63,6 @@ HEALTH_PING_S = 5.0
 """A host nothing has heard from for this long is checked (a cut network drops packets and refuses nothing)."""
 RECHECK_S = 0.2
 """Pause between the health checks of a host that failed one (two decide, so a host is down within seconds)."""
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """The backend's client credentials for the engines' mutual TLS."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-    @classmethod
-    def from_pki_dir(cls, pki_dir: Path) -> TlsFiles:
-        """The provisioning work's layout (``drape_fleet.pki.paths``): ``ca.pem``, ``clients/backend/*.pem``."""
-        from drape_fleet.pki.paths import client_tls_files
-
-        ca, cert, key = client_tls_files(pki_dir)
-        return cls(ca=ca, cert=cert, key=key)
-
-    def missing(self) -> list[Path]:
-        return [p for p in (self.ca, self.cert, self.key) if not p.is_file()]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    base_url: str
-    tls: TlsFiles | None = None
-
-    def __post_init__(self) -> None:
-        if self.base_url.startswith(("tcp://", "https://", "http://")) and self.tls is None:
-            raise ValueError(f"{self.host}: refusing a plaintext TCP connection to {self.base_url}; "
-                             "the engines' API is reached only with mutual TLS")
-        if not self.base_url.startswith(("tcp://", "https://", "unix://")):
-            raise ValueError(f"{self.host}: unsupported engine address {self.base_url!r}")
-
-
-def tls_endpoints(fleet: FleetConfig, tls: TlsFiles) -> list[Endpoint]:
-    """Production endpoints: every host's private address on the fleet's Docker API port, mutual TLS."""
-    missing = tls.missing()
-    if missing:
-        raise FileNotFoundError("missing TLS files for the Docker API: " + ", ".join(map(str, missing))
-                                + " (issued by the provisioning work; see drape_fleet.pki)")
-    port = fleet.network.docker_api_port
-    endpoints = []
-    for host in fleet.hosts:
-        address = host.private_address
-        literal = f"[{address}]" if address.version == 6 else str(address)
-        endpoints.append(Endpoint(host=host.name, base_url=f"tcp://{literal}:{port}", tls=tls))
-    return endpoints
-
-
-# ---------------------------------------------------------------------------------------------------
-# The client: docker-py's, plus the two streaming reads the runtime needs bounded
-# ---------------------------------------------------------------------------------------------------
-
-class ApiClient(docker.APIClient):
-    """docker-py's low-level client with two additions that its public methods do not offer: a streamed GET whose
-    response the caller bounds and closes (``open_stream``), and the event stream with a connect timeout (docker-py's
-    ``events()`` has none at all, so connecting to a black-holed host would hang)."""
-
-    @contextlib.contextmanager
-    def open_stream(self, path: str, *args: str, params: Mapping[str, Any],
-                    timeout: float) -> Iterator[requests.Response]:
-        this: Any = self  # docker-py's request helpers are not in its type stubs
-        # identity: the engine gzips archives for clients that accept it, and a byte cap on a compressed stream
-        # would bound nothing (a sparse file compresses to almost nothing)
-        response = this._get(this._url(path, *args), params=dict(params), stream=True, timeout=timeout,
-                             headers={"Accept-Encoding": "identity"})
-        try:
-            this._raise_for_status(response)
-            yield response
-        finally:
-            response.close()
-
-    def event_stream(self, filters: Mapping[str, list[str]], *, connect_timeout: float) -> CancellableStream[Any]:
-        this: Any = self
-        response = this._get(this._url("/events"), params={"filters": convert_filters(dict(filters))}, stream=True,
-                             timeout=(connect_timeout, None))
-        this._raise_for_status(response)
-        return CancellableStream(this._stream_helper(response, decode=True), response)
-
-
-def read_limited(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
-    """At most ``max_bytes`` of a streamed body, stopping at ``deadline`` (monotonic) with what has arrived."""
-    chunks: list[bytes] = []
-    total = 0
-    while total < max_bytes and time.monotonic() < deadline:
-        chunk = response.raw.read(min(16384, max_bytes - total))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
-
-
-def stat_header(response: requests.Response) -> dict[str, Any]:
-    """The engine's ``X-Docker-Container-Path-Stat`` header of an archive answer (name, size, mode, mtime)."""
-    header = response.headers.get("X-Docker-Container-Path-Stat")
-    if not header:
-        return {}
-    try:
-        stat = json.loads(base64.b64decode(header))
-    except (ValueError, binascii.Error):
-        return {}
-    return stat if isinstance(stat, dict) else {}
-
-
-Connect = Callable[["Endpoint", float, int], ApiClient]
-"""Makes the API client for an endpoint, with a request timeout and a pool size."""
-
-
-def docker_client(endpoint: Endpoint, timeout: float, pool_size: int, *, api_version: str) -> ApiClient:
-    tls: TLSConfig | bool = False
-    if endpoint.tls is not None:
-        files = endpoint.tls
-        tls = TLSConfig(client_cert=(str(files.cert), str(files.key)), ca_cert=str(files.ca), verify=True)
-    api = ApiClient(base_url=endpoint.base_url, version=api_version, timeout=cast(Any, timeout), tls=tls,
-                    max_pool_size=pool_size)  # a float is fine: requests takes it (the stubs say int)
-    # requests lets the environment override the session: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would replace
-    # our CA with the system bundle (every TLS handshake then fails) and HTTPS_PROXY would send engine
-    # traffic through a proxy. The engines are reached directly, with our CA only.
-    api.trust_env = False
-    if endpoint.tls is not None:
-        # docker-py ignores max_pool_size over TLS (its adapter keeps requests' 10): past ten threads every call
-        # paid a new TLS handshake. The session keeps the certificates; this adapter only keeps the connections.
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-        cast(Any, api)._custom_adapter = adapter
-        api.mount("https://", adapter)
-    return api
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -431,137 +298,3 @@ def _facts(info: Mapping[str, Any]) -> dict[str, Any]:
 def _short(exc: object) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) < 200 else text[:197] + "..."
-
-
-# ---------------------------------------------------------------------------------------------------
-# The fleet: every host's engine, its own pool, and the health checks
-# ---------------------------------------------------------------------------------------------------
-
-class _HostPool:
-    """One host's threads for parallel work, with a cap on what may wait for them."""
-
-    def __init__(self, name: str, workers: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"drape-{name}")
-        self._slots = threading.BoundedSemaphore(HOST_CALLS_LIMIT)
-
-    def submit(self, fn: Callable[[], T]) -> Future[T] | None:
-        if not self._slots.acquire(blocking=False):
-            return None
-        future = self._executor.submit(fn)
-        future.add_done_callback(lambda _f: self._slots.release())
-        return future
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-class Fleet:
-    """The engines of every host: parallel calls under one deadline, each host in its own pool, and the health
-    checks (one at a time per host, on their own threads)."""
-
-    def __init__(self, engines: Iterable[Engine], *, workers_per_host: int = HOST_WORKERS) -> None:
-        self._engines = {e.name: e for e in engines}
-        self._pools = {name: _HostPool(name, workers_per_host) for name in self._engines}
-        self._checks = ThreadPoolExecutor(max_workers=max(2, len(self._engines)), thread_name_prefix="drape-check")
-        self._lock = threading.Lock()
-        self._checking: set[str] = set()
-        self._listeners: list[StateChange] = []
-        self._closed = threading.Event()
-        for engine in self._engines.values():
-            engine.on_change = self._changed
-            engine.wants_check = self.request_check
-
-    @classmethod
-    def from_endpoints(cls, endpoints: Iterable[Endpoint], settings: RuntimeSettings, *,
-                       clock: Clock = SYSTEM_CLOCK) -> Fleet:
-        return cls(Engine(e, settings, clock=clock) for e in endpoints)
-
-    def __getitem__(self, host: str) -> Engine:
-        try:
-            return self._engines[host]
-        except KeyError:
-            raise UnknownHost(f"unknown host {host!r}: this fleet has {', '.join(self._engines)}") from None
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._engines)
-
-    def engines(self) -> list[Engine]:
-        return list(self._engines.values())
-
-    # -- health -----------------------------------------------------------------------------------
-
-    def on_change(self, listener: StateChange) -> None:
-        """``listener(engine, old, new)`` on every change of a host's state (called on the checking thread)."""
-        self._listeners.append(listener)
-
-    def _changed(self, engine: Engine, old: HostState, new: HostState) -> None:
-        for listener in list(self._listeners):
-            with contextlib.suppress(Exception):
-                listener(engine, old, new)
-
-    def request_check(self, engine: Engine) -> None:
-        """Check ``engine``'s health on the checking threads, unless a check of it is already running."""
-        with self._lock:
-            if engine.name in self._checking or self._closed.is_set():
-                return
-            self._checking.add(engine.name)
-        try:
-            self._checks.submit(self._check_until_decided, engine)
-        except RuntimeError:  # shut down
-            with self._lock:
-                self._checking.discard(engine.name)
-
-    def _check_until_decided(self, engine: Engine) -> None:
-        try:
-            while not self._closed.is_set() and not engine.check() and engine.state is HostState.SUSPECT:
-                self._closed.wait(RECHECK_S)
-        finally:
-            with self._lock:
-                self._checking.discard(engine.name)
-
-    def check_due(self) -> None:
-        """Ask for a check of every host that is due one (the background health loop calls this)."""
-        for engine in self._engines.values():
-            if engine.due_for_check():
-                self.request_check(engine)
-
-    # -- calls across hosts -----------------------------------------------------------------------
-
-    def each(self, fn: Callable[[Engine], T], *, hosts: Iterable[str] | None = None,
-             timeout: float) -> dict[str, T | BaseException]:
-        """``fn(engine)`` on each host in parallel, on each host's own threads; every result within ``timeout``
-        seconds (real time). A down host gets ``HostDown`` without being called; a host that does not answer in
-        time, or has too many calls in flight, gets ``CallFailed`` (its call finishes in the background)."""
-        names = list(hosts) if hosts is not None else self.names
-        results: dict[str, T | BaseException] = {}
-        futures: dict[str, Future[T]] = {}
-        for name in names:
-            engine = self[name]
-            if not engine.available():
-                if engine.due_for_check():
-                    self.request_check(engine)
-                results[name] = HostDown(name, engine.health.last_error or "health checks failed")
-                continue
-            future = self._pools[name].submit(lambda e=engine: fn(e))  # type: ignore[misc]
-            if future is None:
-                results[name] = CallFailed(name, "parallel call", f"{HOST_CALLS_LIMIT} calls already in flight")
-            else:
-                futures[name] = future
-        deadline = time.monotonic() + timeout
-        for name, future in futures.items():
-            try:
-                results[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                results[name] = CallFailed(name, "parallel call", f"no answer within {timeout:.1f} s")
-            except Exception as exc:  # each host's failure is reported, not raised
-                results[name] = exc
-        return {name: results[name] for name in names}
-
-    def close(self) -> None:
-        self._closed.set()
-        self._checks.shutdown(wait=False, cancel_futures=True)
-        for pool in self._pools.values():
-            pool.close()
-        for engine in self._engines.values():
-            engine.close()

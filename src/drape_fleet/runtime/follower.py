@@ -22,8 +22,8 @@ from docker.errors import APIError, NotFound
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.runtime import lifecycle
 from drape_fleet.runtime.clock import Clock
-from drape_fleet.runtime.engines import Fleet
 from drape_fleet.runtime.errors import RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.readiness import Phase, http_answers, read_phase
 from drape_fleet.runtime.tracking import Tracker, Trackers
 from drape_fleet.runtime.untrusted import log_tail

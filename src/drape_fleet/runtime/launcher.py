@@ -26,8 +26,8 @@ from drape_fleet.config.models import FleetConfig
 from drape_fleet.runtime import lifecycle
 from drape_fleet.runtime.claims import Claimer
 from drape_fleet.runtime.clock import Clock
-from drape_fleet.runtime.engines import Fleet
 from drape_fleet.runtime.errors import RuntimeFailure, WorkspaceConflict
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.follower import Follower
 from drape_fleet.runtime.lifecycle import Outcome
 from drape_fleet.runtime.placement import candidates

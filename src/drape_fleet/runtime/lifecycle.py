@@ -19,18 +19,7 @@ conflict is a short wait, never an overcommitted host. Within one process a per-
 so this only happens between processes. The same argument, applied across hosts to a workspace's containers,
 keeps a workspace from running twice when two processes start it at once (the launcher's rival check).
 
-Networks: one per preview, set up ahead (spares)
-------------------------------------------------
-Most of a start's cost is the engine setting a network up: making the bridge (about 70 ms), and on starting a
-container on it, its endpoint, the embedded DNS and the port mapping (another 100-200 ms): more than the rest of a
-start. So each host keeps a few *network holders* ready (``runtime.spare_networks``): a network of its own
-(``drape-net-<claim>``) and a parked container that owns its namespace and publishes the dev server's port
-(``drape-nh-<claim>``, see ``spec.holder_spec``). A claim takes one by creating its preview in the holder's
-namespace (``container:<holder>``) with the same claim label: its start then sets no network up at all. Two
-claimants may pick the same spare: the argument above settles it with step 2's listing: a claimant that sees
-another preview with its claim backs off (both may; never neither). A preview's holder and network are removed with
-it, so no two previews ever share a namespace. With no spare left (a burst), a claim makes a network and puts the
-preview on it directly, as before.
+Networks and their holders (spares): ``holders``.
 
 Nothing here is on the hot path: a hot start (``confirm``) is one inspect, with a stamp first only when this
 process has not stamped that container recently (``service``). A claim abandoned by a crashed process stays in
@@ -41,7 +30,6 @@ from __future__ import annotations
 
 import enum
 import io
-import random
 import secrets
 import tarfile
 from dataclasses import dataclass
@@ -57,17 +45,12 @@ from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.errors import EngineError, RuntimeFailure
 from drape_fleet.runtime.spec import (
     REPO_TOKEN_FILE,
-    NetworkSpec,
     PreviewRequest,
     Secret,
     container_spec,
-    holder_spec,
-    network_spec,
-    pick_subnet,
 )
 from drape_fleet.runtime.state import HostView, PreviewRecord
 
-SUBNET_ATTEMPTS = 8
 TOMBSTONE_GRACE_S = 30.0
 """A tombstoned container is being reaped or stopped right now; after this long it is a leftover."""
 
@@ -134,11 +117,6 @@ def discard(engine: Engine, record: PreviewRecord) -> None:
     remove_network(engine, record.network)
 
 
-def discard_holder(engine: Engine, claim: str) -> None:
-    remove_container(engine, L.holder_name(claim))
-    remove_network(engine, L.network_name(claim))
-
-
 def quietly_discard(engine: Engine, container_id: str, network: str | None) -> bool:
     """Best effort (a leftover claim or network is the reaper's). Whether the container is gone."""
     try:
@@ -148,73 +126,6 @@ def quietly_discard(engine: Engine, container_id: str, network: str | None) -> b
     except (RuntimeFailure, APIError):
         return False
     return True
-
-
-# ---------------------------------------------------------------------------------------------------
-# Networks
-# ---------------------------------------------------------------------------------------------------
-
-def make_network(engine: Engine, settings: RuntimeSettings, *, address: str, rng: random.Random) -> NetworkSpec:
-    """Create a preview network on a random free /28 (the engine refuses overlaps; try another)."""
-    last = ""
-    for _ in range(SUBNET_ATTEMPTS):
-        spec = network_spec(settings, claim=new_claim_id(), subnet=pick_subnet(settings.subnet_pool, rng),
-                            publish_address=address)
-        kwargs = spec.create_kwargs()
-        try:
-            engine.call(lambda api, kw=kwargs: api.create_network(**kw), "create network",  # type: ignore[misc]
-                        slow=True)
-        except APIError as exc:
-            last = str(exc.explanation or exc)
-            if "overlap" in last.lower():
-                continue
-            raise
-        return spec
-    raise EngineError(engine.name, None, f"no free subnet in {settings.subnet_pool} after "
-                                         f"{SUBNET_ATTEMPTS} tries ({last})")
-
-
-def make_spare(engine: Engine, settings: RuntimeSettings, *, address: str, port: int, image: str,
-               rng: random.Random, created: datetime) -> str:
-    """A network and its holder, started: a spare for a later claim (off any start's path). Returns its claim."""
-    network = make_network(engine, settings, address=address, rng=rng)
-    claim = claim_of(network.name)
-    spec = holder_spec(settings, claim=claim, network=network.name, publish_address=address, port=port, image=image,
-                       created=created)
-    try:
-        engine.call(lambda api: api.create_container_from_config(spec.body, spec.name),  # type: ignore[no-untyped-call]
-                    "create network holder")
-        engine.call(lambda api: api.start(spec.name), "start network holder", slow=True)
-    except BaseException:
-        quietly_discard(engine, spec.name, network.name)
-        raise
-    return claim
-
-
-def take_holder(engine: Engine, claim: str, port: int) -> tuple[str, int] | None:
-    """A spare holder, checked by inspection before a preview joins its namespace: ours as ``holder_spec`` makes
-    them (name, network, confinement), running, publishing ``port``. Its id and public port, or None."""
-    try:
-        inspected = engine.call(lambda api: api.inspect_container(L.holder_name(claim)), "inspect network holder")
-    except NotFound:
-        return None
-    host_config = inspected.get("HostConfig") or {}
-    config = inspected.get("Config") or {}
-    published = published_port(inspected, port)
-    if (inspected.get("Name", "").lstrip("/") != L.holder_name(claim)
-            or (inspected.get("State") or {}).get("Status") != "running"
-            or host_config.get("NetworkMode") != L.network_name(claim) or host_config.get("Privileged")
-            or "ALL" not in {c.upper() for c in host_config.get("CapDrop") or []} or host_config.get("Binds")
-            or (config.get("Labels") or {}).get(L.CLAIM) != claim or published is None):
-        return None
-    return str(inspected["Id"]), published
-
-
-def claim_of(network: str) -> str:
-    claim = network.removeprefix(L.NETWORK_PREFIX)
-    if network == claim or not L.CLAIM_RE.fullmatch(claim):
-        raise ValueError(f"{network!r} is not a preview network")
-    return claim
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -237,7 +148,7 @@ def create(engine: Engine, request: PreviewRequest, settings: RuntimeSettings, *
     elsewhere the preview is made without one."""
     required = settings.disk_limit == "required"
     disk_limit = required or bool(engine.facts.get("disk_limit"))
-    claim = claim_of(network)
+    claim = network.removeprefix(L.NETWORK_PREFIX)  # a preview network's name is its claim's
     for _ in range(3):
         spec = container_spec(request, settings, claim=claim, created=created, network=network,
                               publish_address=address, disk_limit=disk_limit, holder=holder)

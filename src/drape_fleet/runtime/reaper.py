@@ -28,12 +28,12 @@ from datetime import datetime
 from docker.errors import APIError
 
 from drape_fleet.config.models import FleetConfig
-from drape_fleet.runtime import activity, lifecycle, stops
+from drape_fleet.runtime import activity, holders, lifecycle, stops
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.activity import ActivityBuffer
 from drape_fleet.runtime.clock import Clock
-from drape_fleet.runtime.engines import Fleet
 from drape_fleet.runtime.errors import RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.lifecycle import Reaped
 from drape_fleet.runtime.readiness import http_answers
 from drape_fleet.runtime.state import HostView, PreviewRecord
@@ -218,7 +218,7 @@ class Reaper:
             if holder.state == "running" and (now - holder.created).total_seconds() < self._settings.claim_timeout_s:
                 continue
             with contextlib.suppress(RuntimeFailure, APIError):
-                lifecycle.discard_holder(engine, holder.claim)  # housekeeping: counted with the networks
+                holders.discard_holder(engine, holder.claim)  # housekeeping: counted with the networks
                 report.networks_removed += 1
 
     def _reap_networks(self, view: HostView, now: datetime) -> int:

@@ -37,8 +37,9 @@ from drape_fleet.runtime.activity import ActivityBuffer
 from drape_fleet.runtime.addresses import Resolve, check_public_host, system_resolve
 from drape_fleet.runtime.background import Loops, flush_buffered_activity, watch_health
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
-from drape_fleet.runtime.engines import Endpoint, Engine, Fleet, HostState, TlsFiles, tls_endpoints
+from drape_fleet.runtime.engines import Endpoint, Engine, HostState, TlsFiles, tls_endpoints
 from drape_fleet.runtime.errors import QueueFull, RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.launcher import Launcher, check_same
 from drape_fleet.runtime.projects import ProjectSource
 from drape_fleet.runtime.readiness import Phase

@@ -32,8 +32,9 @@ from docker.errors import APIError, NotFound
 from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime import lifecycle
-from drape_fleet.runtime.engines import Engine, Fleet
+from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.errors import CallFailed, HostDown, RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.lifecycle import Reaped
 from drape_fleet.runtime.state import PreviewRecord, StopMarker
 from drape_fleet.runtime.status import StopResult

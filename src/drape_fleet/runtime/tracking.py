@@ -23,7 +23,7 @@ from datetime import datetime
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
-from drape_fleet.runtime.engines import Fleet
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.spec import PreviewRequest
 from drape_fleet.runtime.state import PreviewRecord

@@ -27,7 +27,8 @@ from docker.errors import NotFound
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime import labels as L
-from drape_fleet.runtime.engines import Engine, Fleet, HostState
+from drape_fleet.runtime.engines import Engine, HostState
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.state import (
     Foreign,
     Holder,

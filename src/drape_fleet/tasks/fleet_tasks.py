@@ -19,8 +19,8 @@ from rich.table import Table
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.console import console, fail, say
-from drape_fleet.runtime.engines import Fleet
 from drape_fleet.runtime.errors import RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.service import PreviewRuntime
 from drape_fleet.tasks.common import ENV_HELP, target_of
 

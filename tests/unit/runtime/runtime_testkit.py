@@ -23,7 +23,8 @@ from drape_fleet.config.loader import validate_fleet
 from drape_fleet.config.runtime import PreviewResources, RuntimeSettings
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.clock import Clock
-from drape_fleet.runtime.engines import Endpoint, Engine, Fleet
+from drape_fleet.runtime.engines import Endpoint, Engine
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.service import PreviewRuntime
 from drape_fleet.runtime.spec import container_spec, make_request, network_spec

@@ -9,8 +9,9 @@ import requests
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.runtime import clock as runtime_clock
-from drape_fleet.runtime.engines import Endpoint, Engine, Fleet, HostState, TlsFiles, tls_endpoints
+from drape_fleet.runtime.engines import Endpoint, Engine, HostState, TlsFiles, tls_endpoints
 from drape_fleet.runtime.errors import CallFailed, EngineError, HostDown
+from drape_fleet.runtime.fleet import Fleet
 
 
 class Clock(runtime_clock.Clock):

@@ -7,7 +7,8 @@ import threading
 
 from runtime_testkit import World, eventually
 
-from drape_fleet.runtime.engines import Endpoint, Engine, Fleet, HostState
+from drape_fleet.runtime.engines import Endpoint, Engine, HostState
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.spec import PreviewRequest, make_request
 from drape_fleet.runtime.state import PreviewRecord
