@@ -5,10 +5,12 @@ from __future__ import annotations
 from invoke.collection import Collection
 
 from drape_fleet.tasks import (
+    backup_tasks,
     bench_tasks,
     fleet_tasks,
     hosts_tasks,
     lab_tasks,
+    monitoring_tasks,
     pki_tasks,
     plan_tasks,
     provision_tasks,
@@ -27,3 +29,5 @@ fleet.add_task(robot_tasks.robot_list)
 namespace.add_collection(fleet)
 namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
 namespace.add_task(plan_tasks.plan)
+namespace.add_collection(Collection.from_module(monitoring_tasks, name="monitoring"))
+namespace.add_collection(Collection.from_module(backup_tasks, name="backup"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drape_fleet.backup.lab import lab_backup_data
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.loader import validate_fleet
 from drape_fleet.lab.settings import LabSettings
@@ -13,8 +14,11 @@ LAB_PROVISIONING: dict[str, Any] = {
     # What a stand-in host cannot do that a server does (see drape_fleet.config.provisioning):
     # a lab host shares this machine's kernel, has no md driver, disks or LVM, cannot raise open files above
     # 20000, cannot run nested containers under userns-remap, and cannot reach Docker's apt repository.
+    "rollback_after_s": 15,  # lock-out tests wait for it
     "base": {"owns_kernel": False},
-    "docker": {"source": "distro", "nofile_soft": 16384, "nofile_hard": 20000, "userns_remap": False},
+    # This machine's kernel has no XFS quota support (prjquota mounts fail): no per-container disk limits.
+    "docker": {"source": "distro", "nofile_soft": 16384, "nofile_hard": 20000, "userns_remap": False,
+               "disk_quotas": False},
     "storage": {"expect_raid": False, "manage_volumes": False, "disk_monitoring": False},
     "cache": {"max_size_gib": 20},
 }
@@ -28,7 +32,10 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             "admin_allowlist": [f"{settings.public_gateway}/32"],
             "backend_addresses": [f"{settings.private_gateway}/32"],
         },
-        "provisioning": {**LAB_PROVISIONING, "firewall": {"private_network": [str(settings.private_subnet)]}},
+        # The public subnet stands for the internet: previews may reach it, as they reach public addresses.
+        "provisioning": {**LAB_PROVISIONING, "firewall": {"private_network": [str(settings.private_subnet)],
+                                                          "preview_allowed_destinations": [
+                                                              str(settings.public_subnet)]}},
         "hosts": [
             {
                 "name": settings.host_name(i),
@@ -41,6 +48,36 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             for i in range(1, settings.hosts + 1)
         ],
         "runtime": lab_runtime_data(),
+        "monitoring": lab_monitoring_data(settings),
+        "backup": lab_backup_data(settings),
+    }
+
+
+LAB_ALERT_RECEIVER_PORT = 9790
+"""Where the lab's "outside" alert receivers listen: this machine on the private network (the tests' webhook
+server, `invoke monitoring.receiver --env lab`)."""
+
+
+def lab_monitoring_data(settings: LabSettings) -> dict[str, Any]:
+    """Monitoring on ax1, with intervals and ``for:`` windows of seconds so alerts fire and resolve within a
+    test; the receivers are webhooks on this machine (no secrets: the lab's own server on its private network)."""
+    base = f"http://{settings.private_gateway}:{LAB_ALERT_RECEIVER_PORT}"
+    return {
+        "server": settings.host_name(1),
+        "scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "2s", "resend_delay": "2s",
+        "exporters": {"procfs_view": True},
+        "collectors": {"docker_interval": "2s", "updates_interval": "10m", "tls_interval": "1m"},
+        "alerts": {"host_down_for": "4s", "raid_for": "4s", "disk_for": "4s", "docker_down_for": "4s",
+                   "service_down_for": "10s", "memory_for": "1m", "clock_for": "1m", "collector_for": "1m",
+                   "preview_start_for": "1m", "queue_for": "20s"},
+        "alertmanager": {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h",
+                         "resolve_timeout": "1m"},
+        "receivers": [{"name": name, "kind": "webhook", "url": f"{base}/{name.removeprefix('lab-')}"}
+                      for name in ("lab-alerts", "lab-pager", "lab-heartbeat")],
+        "default_receiver": "lab-alerts",
+        "routes": [{"receiver": "lab-pager", "severity": ["critical"]}],
+        "watchdog": {"receiver": "lab-heartbeat", "interval": "3s"},
+        "retention": {"days": 1, "disk_budget_gib": 3},
     }
 
 

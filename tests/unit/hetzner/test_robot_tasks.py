@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 from fleets import OPS_KEY, OPS_KEY_MD5, RESCUE_HOST_KEY_MD5, fleet_data
+from robot_process import robot_process
 
 from drape_fleet.hetzner.robot import RobotClient
 
@@ -32,19 +33,10 @@ SCENARIO = {
 
 @pytest.fixture
 def fake_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    scenario, ready, hook_log = tmp_path / "scenario.json", tmp_path / "ready", tmp_path / "hook.log"
-    scenario.write_text(json.dumps(SCENARIO))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fakes.robot", "--scenario", str(scenario), "--ready-file", str(ready),
-         "--on-reset", f'echo "$ROBOT_SERVER_NUMBER $ROBOT_RESET_TYPE $ROBOT_BOOTS_RESCUE" >> {hook_log}'],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "tests" / "support")}, stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert ready.exists(), "the fake Robot process did not start"
-    yield ready.read_text().strip(), hook_log
-    process.terminate()
-    process.wait(timeout=10)
+    hook_log = tmp_path / "hook.log"
+    hook = f'echo "$ROBOT_SERVER_NUMBER $ROBOT_RESET_TYPE $ROBOT_BOOTS_RESCUE" >> {hook_log}'
+    with robot_process(tmp_path / "robot", SCENARIO, on_reset=hook) as fake:
+        yield fake.url, hook_log
 
 
 def invoke(url: str, tmp_path: Path, *args: str, password: str = "robot-secret"  # noqa: S107 (the fake's)
@@ -105,3 +97,14 @@ def test_the_firewall_task_still_writes_its_rules(tmp_path: Path) -> None:
     rules = json.loads(out.read_text())
     assert rules["server_number"] == 2100001
     assert rules["rules"]["input"][0]["name"] == "ssh admin 1"
+
+
+def test_apply_refuses_rules_that_cut_off_the_ops_address(fake_process: tuple[str, Path], tmp_path: Path) -> None:
+    """Issue 8: rules under which ops could not SSH in are never sent (the allowed case: test_robot_lockout.py)."""
+    url = fake_process[0]
+    refused = invoke(url, tmp_path, "robot.firewall", "--host", "ax1", "--apply", "--ops-address", "198.51.100.9")
+    assert refused.returncode == 1
+    said = " ".join(refused.stderr.split())
+    assert "you connect from 198.51.100.9" in said and "Nothing was sent to Robot" in said
+    client = RobotClient("robot-user", "robot-secret", base_url=url)
+    assert client.firewall.get(2100001).get("status") == "disabled"  # untouched
