@@ -108,6 +108,7 @@ def broken_engine(lab: RuntimeLab, tmp_path: Path) -> Iterator[int]:
     """An engine on 127.0.0.1 over the same mutual TLS: a server certificate for 127.0.0.1 from the lab CA
     (issued into a copy of the PKI directory, so the lab's own stays as provisioning made it)."""
     from drape_fleet.pki.authority import issue_host
+    from drape_fleet.pki.paths import trust_bundle
 
     pki = tmp_path / "pki"
     shutil.copytree(lab.pki, pki)
@@ -115,7 +116,7 @@ def broken_engine(lab: RuntimeLab, tmp_path: Path) -> Iterator[int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokenEngine)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(issued.cert, issued.key)
-    context.load_verify_locations(pki / "ca.pem")
+    context.load_verify_locations(trust_bundle(pki))
     context.verify_mode = ssl.CERT_REQUIRED
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -41,7 +41,7 @@ class TlsFiles:
 
     @classmethod
     def from_pki_dir(cls, pki_dir: Path) -> TlsFiles:
-        """The provisioning work's layout (``drape_fleet.pki.paths``): ``ca.pem``, ``clients/backend/*.pem``."""
+        """The provisioning work's layout (``drape_fleet.pki.paths``): ``clients/backend/{ca,cert,key}.pem``."""
         from drape_fleet.pki.paths import client_tls_files
 
         ca, cert, key = client_tls_files(pki_dir)
