@@ -3,6 +3,7 @@ engine that answers with errors."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import ssl
@@ -126,7 +127,9 @@ def broken_engine(lab: RuntimeLab, tmp_path: Path) -> Iterator[int]:
 
 def test_an_engine_that_answers_errors_does_not_stop_placement(lab: RuntimeLab, broken_engine: int) -> None:
     data = lab.fleet.model_dump(mode="json")
-    data["hosts"].append({"name": "ax9", "public_address": "127.0.0.9", "private_address": "127.0.0.1",
+    spare_address = str(ipaddress.ip_network(data["provisioning"]["firewall"]["private_network"][0])[-2])
+    # inside the private network as the fleet file requires; the runtime reaches ax9 at 127.0.0.1 (below)
+    data["hosts"].append({"name": "ax9", "public_address": "127.0.0.9", "private_address": spare_address,
                           "roles": ["preview"], "capacity": {"cpus": 64, "memory_gib": 64, "disk_gib": 100}})
     fleet = validate_fleet(data, source="(test)")
     files = TlsFiles.from_pki_dir(lab.pki)
