@@ -3,10 +3,12 @@ engine that answers with errors."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -83,6 +85,13 @@ class _BrokenEngine(JsonHandler):
             self.send_json(200, {"Volumes": [], "Warnings": None})
         elif path.endswith("/info"):
             self.send_json(200, {"ServerVersion": "broken", "Driver": "overlay2", "DriverStatus": []})
+        elif path.endswith("/events"):  # a stream that stays open and says nothing, as a quiet engine's does
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(60)
         else:
             self.send_json(500, {"message": "fake engine: i/o error"})
 
@@ -118,7 +127,9 @@ def broken_engine(lab: RuntimeLab, tmp_path: Path) -> Iterator[int]:
 
 def test_an_engine_that_answers_errors_does_not_stop_placement(lab: RuntimeLab, broken_engine: int) -> None:
     data = lab.fleet.model_dump(mode="json")
-    data["hosts"].append({"name": "ax9", "public_address": "127.0.0.9", "private_address": "127.0.0.1",
+    spare_address = str(ipaddress.ip_network(data["provisioning"]["firewall"]["private_network"][0])[-2])
+    # inside the private network as the fleet file requires; the runtime reaches ax9 at 127.0.0.1 (below)
+    data["hosts"].append({"name": "ax9", "public_address": "127.0.0.9", "private_address": spare_address,
                           "roles": ["preview"], "capacity": {"cpus": 64, "memory_gib": 64, "disk_gib": 100}})
     data["provisioning"]["firewall"]["private_network"] = []  # ax9's loopback lies outside the lab's (optional there)
     fleet = validate_fleet(data, source="(test)")

@@ -18,7 +18,7 @@ from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.monitoring import MonitoringSettings, monitoring_problem
 from drape_fleet.config.provisioning import ProvisioningSettings, fence_problem
 from drape_fleet.config.reinstall import ReinstallSettings
-from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.config.runtime import RuntimeSettings, production_runtime_problem
 
 IPAddress = IPvAnyAddress
 IPNetwork = IPvAnyNetwork
@@ -118,6 +118,13 @@ class FleetConfig(FrozenModel):
                     at=f"hosts[{index}].robot_server_number",
                     fix="copy the server's number from Hetzner Robot (Servers list, column #)",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _production_runtime(self) -> Self:
+        problem = production_runtime_problem(self.runtime) if self.environment.name == "production" else None
+        if problem is not None:
+            raise problem
         return self
 
     @model_validator(mode="after")
