@@ -13,6 +13,7 @@ from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringCon
 
 from drape_fleet.config.address_plan import address_plan_problem
 from drape_fleet.config.base import FrozenModel, invalid
+from drape_fleet.config.cutover import CutoverSettings
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.provisioning import ProvisioningSettings
 from drape_fleet.config.reinstall import ReinstallSettings
@@ -76,6 +77,7 @@ class FleetConfig(FrozenModel):
     runtime: RuntimeSettings = RuntimeSettings()
     fly: FlySettings | None = None
     preview_dns: PreviewDnsSettings | None = None
+    cutover: CutoverSettings | None = None
     reinstall: ReinstallSettings = ReinstallSettings()
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
 

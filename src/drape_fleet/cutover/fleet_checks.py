@@ -1,0 +1,118 @@
+"""What the phases check on the Hetzner side: engines answering over mutual TLS (the provisioned Docker API),
+template images present, Docker's health checks green, and the smoke preview on every host."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from docker.errors import APIError, NotFound
+
+from drape_fleet.cutover.context import CutoverContext
+from drape_fleet.cutover.gates import Check
+from drape_fleet.cutover.progress import SmokeResult
+from drape_fleet.runtime import labels as L
+from drape_fleet.runtime.engines import Engine
+from drape_fleet.runtime.errors import RuntimeFailure
+
+SMOKE_USER = "drape-smoke"
+
+
+@dataclass(frozen=True)
+class EngineState:
+    host: str
+    reachable: bool
+    detail: str
+    missing_images: tuple[str, ...] = ()
+    unhealthy: tuple[str, ...] = ()
+
+
+def _has_image(engine: Engine, image: str) -> bool:
+    try:
+        engine.call(lambda api: api.inspect_image(image), f"inspect image {image}")  # type: ignore[no-untyped-call]
+    except NotFound:
+        return False
+    return True
+
+
+def _inspect(engine: Engine, images: list[str]) -> EngineState:
+    info = engine.call(lambda api: api.info(), "info")
+    missing = []
+    for image in images:
+        if not _has_image(engine, image):
+            missing.append(image)
+    unhealthy = engine.call(lambda api: api.containers(all=False, filters={"health": "unhealthy",
+                                                                          "label": L.OWNER}), "list unhealthy")
+    return EngineState(engine.name, True, f"Docker {info.get('ServerVersion', '?')}", tuple(missing),
+                       tuple(str(c.get("Names", ["?"])[0]).lstrip("/") for c in unhealthy))
+
+
+def engine_states(ctx: CutoverContext, frameworks: list[str] | None = None) -> dict[str, EngineState]:
+    """Every preview host: does its engine answer, which required template images it lacks, which of our
+    containers Docker's health checks call unhealthy."""
+    wanted = frameworks if frameworks is not None else list(ctx.settings.required_frameworks
+                                                            or sorted(ctx.fleet.runtime.frameworks))
+    images = [ctx.fleet.runtime.frameworks[name].image for name in wanted]
+    results = ctx.engines.each(lambda engine: _inspect(engine, images), hosts=ctx.preview_hosts, timeout=15)
+    states = {}
+    for host, result in results.items():
+        if isinstance(result, EngineState):
+            states[host] = result
+        else:
+            known = isinstance(result, RuntimeFailure | APIError)
+            reason = str(result) if known else f"{type(result).__name__}: {result}"
+            states[host] = EngineState(host, False, reason)
+    return states
+
+
+def engine_checks(states: dict[str, EngineState], *, images: bool = True, health: bool = False) -> list[Check]:
+    checks = []
+    for host, state in states.items():
+        checks.append(Check(f"{host}: Docker API over mutual TLS", state.detail if state.reachable else
+                            f"unreachable ({state.detail})", "answering", state.reachable,
+                            f"provision it (`invoke provision --host {host}`) and check the network"))
+        if state.reachable and images:
+            checks.append(Check(f"{host}: template images", "missing " + ", ".join(state.missing_images)
+                                if state.missing_images else "present", "all present", not state.missing_images,
+                                "build and ship them: `invoke fleet.images`"))
+        if state.reachable and health:
+            checks.append(Check(f"{host}: Docker health checks", "unhealthy: " + ", ".join(state.unhealthy)
+                                if state.unhealthy else "green", "no unhealthy container", not state.unhealthy,
+                                f"look at them (`docker ps --filter health=unhealthy` on {host})"))
+    return checks
+
+
+def smoke_previews(ctx: CutoverContext, hosts: list[str]) -> SmokeResult:
+    """One preview of the smoke framework started to ready and torn down on each host in turn (a runtime that
+    sees only that host places it there)."""
+    from drape_fleet.runtime.engines import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.service import PreviewRuntime
+
+    settings = ctx.settings.smoke
+    tls = TlsFiles.from_pki_dir(ctx.pki_dir)
+    endpoints = {e.host: e for e in tls_endpoints(ctx.fleet, tls)}
+    seconds: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    for host in hosts:
+        single = ctx.fleet.model_copy(update={"hosts": (ctx.fleet.host(host),)})
+        workspace = f"smoke-{host}-{secrets.token_hex(3)}"
+        ctx.say(f"{host}: smoke preview {workspace} ({settings.framework})")
+        runtime = PreviewRuntime.from_endpoints(single, [endpoints[host]], background=False, reaper=False)
+        started = time.monotonic()
+        try:
+            status = runtime.start(workspace, SMOKE_USER, settings.framework, wait=settings.timeout_s)
+            if status.ready:
+                seconds[host] = round(time.monotonic() - started, 2)
+                ctx.say(f"{host}: ready in {seconds[host]:.1f} s at {status.url}; tearing it down")
+            else:
+                errors[host] = f"{status.phase}: {status.error or 'not ready in time'}"
+        except RuntimeFailure as exc:
+            errors[host] = str(exc)
+        finally:
+            try:
+                runtime.stop(workspace)
+            except RuntimeFailure as exc:
+                errors.setdefault(host, f"could not tear the smoke preview down: {exc}")
+            runtime.close()
+    return SmokeResult(at=ctx.clock.now(), seconds=seconds, errors=errors)
