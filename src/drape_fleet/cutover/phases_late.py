@@ -14,7 +14,7 @@ from drape_fleet.cutover.phases_early import fly_check, fresh_salt, policy_step
 from drape_fleet.cutover.progress import FlyMachineRecord
 from drape_fleet.cutover.steps import Options, Plan, Step, StepFailed
 from drape_fleet.hetzner.dns_plan import DnsError
-from drape_fleet.routing.policy import Features, RoutingPolicy
+from drape_fleet.routing.policy import Features
 from drape_fleet.shell import CommandFailed
 from drape_fleet.ssh import ssh_run
 
@@ -62,8 +62,8 @@ def phase4(ctx: CutoverContext, session: Session, options: Options) -> Plan:
         checks.append(_capacity(ctx, len(found.serving)))
     serving = found.serving if found is not None else []
     dns_changes = _dns_plan_or_refuse(ctx)
-    policy = RoutingPolicy(phase=4, salt=fresh_salt(session), internal_users=ctx.settings.internal_users,
-                           fly_fallback=False)
+    policy = session.policy.model_copy(update={"phase": 4, "salt": fresh_salt(session), "fly_fallback": False,
+                                               "internal_users": ctx.settings.internal_users})
 
     def access() -> str:
         assert found is not None
@@ -181,8 +181,8 @@ def phase5(ctx: CutoverContext, session: Session, options: Options) -> Plan:
     missing = [f"template {image} on {host}" for host, state in states.items() for image in state.missing_images]
     missing += _store_findings(ctx) + _monitoring_findings()
     features = Features(prewarm=True, keep_alive=True)
-    policy = RoutingPolicy(phase=5, salt=fresh_salt(session), internal_users=ctx.settings.internal_users,
-                           fly_fallback=False, features=features)
+    policy = session.policy.model_copy(update={"phase": 5, "salt": fresh_salt(session), "fly_fallback": False,
+                                               "internal_users": ctx.settings.internal_users, "features": features})
 
     def record() -> str:
         session.commit(progress=session.progress.model_copy(update={"missing": tuple(missing)}),

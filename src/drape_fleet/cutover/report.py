@@ -60,6 +60,8 @@ def _verdict(p95: float | None, expected: Expected | None) -> str:
         return "no expectation in the plan"
     if expected.optimized_high_s is not None and p95 <= expected.optimized_high_s:
         return "meets the optimized target"
+    if p95 < expected.low_s:
+        return "faster than the plan"
     return "within the plan" if p95 <= expected.high_s else "slower than the plan"
 
 

@@ -1,6 +1,6 @@
-"""`invoke cutover phase1` ... `phase5`, `cutover status`, `cutover rollback`, `cutover report`: thin over
-drape_fleet.cutover (parse the options, run, print; exit 1 when refused or failed, 2 when phase 5 found
-something missing).
+"""`invoke cutover phase1` ... `phase5`, `invoke cutover status`, `rollback`, `report`: one task whose first
+argument is the action (ops type `invoke cutover phase3 --percent 10 --apply`), thin over drape_fleet.cutover:
+parse the options, run, print; exit 1 when refused or failed, 2 when phase 5 found something missing.
 
 Every phase prints its gate and its plan; nothing changes without ``--apply``. ``--env lab`` (or $DRAPE_ENV)
 picks the fleet as every task does; the Fly and Hetzner Cloud tokens come from the secrets (DRAPE_FLY_API_TOKEN,
@@ -71,16 +71,10 @@ def _phase(env: str, number: int, options: Options) -> None:
     _finish(outcome)
 
 
-@task(help={"apply": APPLY_HELP, "reverify": "run `invoke verify` again even if it passed before", "env": ENV_HELP})
-def phase1(c: Context, apply: bool = False, reverify: bool = False, env: str = "") -> None:
-    """Infrastructure: preview hosts provisioned, verified, templates on them; every user still on Fly."""
-    _phase(env, 1, Options(apply=apply, reverify=reverify))
-
-
-@task(help={"apply": APPLY_HELP, "env": ENV_HELP})
-def phase2(c: Context, apply: bool = False, env: str = "") -> None:
-    """Backend adapted: a smoke preview on every host, Docker health checks green, internal users to Hetzner."""
-    _phase(env, 2, Options(apply=apply))
+ACTIONS = ("phase1", "phase2", "phase3", "phase4", "phase5", "status", "rollback", "report")
+ONLY = {"reverify": ("phase1",), "allow": ("phase3",), "percent": ("phase3",), "load_test": ("phase3",),
+        "destroy_fly": ("phase4",), "confirm": ("phase4",), "force": ("rollback",), "json": ("status", "report"),
+        "out": ("report",), "apply": ("phase1", "phase2", "phase3", "phase4", "phase5", "rollback")}
 
 
 def _percent(value: str) -> float | None:
@@ -92,38 +86,48 @@ def _percent(value: str) -> float | None:
         fail(f"--percent {value!r} is not a number: pass a share from 0 to 100, e.g. --percent 10")
 
 
-@task(help={"apply": APPLY_HELP, "allow": "beta users on Hetzner, comma-separated (replaces the allowlist)",
-            "percent": "sticky share of the other users on Hetzner, 0-100", "load_test": "run the load test again",
-            "env": ENV_HELP})
-def phase3(c: Context, apply: bool = False, allow: str | None = None, percent: str = "", load_test: bool = False,
-           env: str = "") -> None:
-    """Parallel testing: allowlist + sticky share on Hetzner, Fly as fallback, a load test, real vs expected."""
-    users = None if allow is None else tuple(u.strip() for u in allow.split(",") if u.strip())
-    _phase(env, 3, Options(apply=apply, allow=users, percent=_percent(percent), load_test=load_test))
+@task(positional=["action"], help={
+    "action": "phase1 | phase2 | phase3 | phase4 | phase5 | status | rollback | report",
+    "apply": APPLY_HELP, "reverify": "phase1: run `invoke verify` again even if it passed before",
+    "allow": "phase3: beta users on Hetzner, comma-separated (replaces the allowlist)",
+    "percent": "phase3: sticky share of the other users on Hetzner, 0-100",
+    "load_test": "phase3: run the load test again", "destroy_fly": "phase4: destroy the Fly machines phase 4 "
+    "stopped (after the grace period)", "confirm": "phase4 --destroy-fly --apply: the app name(s) to destroy",
+    "force": "rollback: roll phase 4 back even though some Fly machines were destroyed",
+    "json": "status, report: print JSON", "out": "report: the chart's path (default: <environment state>/"
+    "cutover-report.png)", "env": ENV_HELP})
+def cutover(c: Context, action: str, apply: bool = False, reverify: bool = False, allow: str | None = None,
+            percent: str = "", load_test: bool = False, destroy_fly: bool = False, confirm: str = "",
+            force: bool = False, json_: bool = False, out: str = "", env: str = "") -> None:
+    """The Fly.io -> Hetzner cutover: `invoke cutover phase1` ... `phase5`, `status`, `rollback`, `report`."""
+    if action not in ACTIONS:
+        fail(f"unknown cutover action {action!r}: use one of {', '.join(ACTIONS)} (e.g. invoke cutover phase1)")
+    given = {"reverify": reverify, "allow": allow is not None, "percent": bool(percent), "load_test": load_test,
+             "destroy_fly": destroy_fly, "confirm": bool(confirm), "force": force, "json": json_, "out": bool(out),
+             "apply": apply}
+    wrong = [name for name, used in given.items() if used and action not in ONLY[name]]
+    if wrong:
+        fail("; ".join(f"--{name.replace('_', '-')} applies to {' and '.join(ONLY[name])} only" for name in wrong)
+             + f", not to {action}")
+    if action == "status":
+        _status(env, json_)
+    elif action == "report":
+        _report(env, out, json_)
+    elif action == "rollback":
+        _rollback(env, Options(apply=apply, force=force))
+    else:
+        number = int(action[-1])
+        users = None if allow is None else tuple(u.strip() for u in allow.split(",") if u.strip())
+        if destroy_fly and apply and not confirm and sys.stdin.isatty():
+            confirm = input("destroying Fly machines cannot be undone; type the app name(s) to confirm: ").strip()
+        _phase(env, number, Options(apply=apply, allow=users, percent=_percent(percent), load_test=load_test,
+                                    reverify=reverify, destroy_fly=destroy_fly, confirm=confirm))
 
 
-@task(help={"apply": APPLY_HELP, "destroy_fly": "destroy the Fly machines phase 4 stopped (after the grace period)",
-            "confirm": "with --destroy-fly --apply: the app name(s) whose machines are destroyed", "env": ENV_HELP})
-def phase4(c: Context, apply: bool = False, destroy_fly: bool = False, confirm: str = "", env: str = "") -> None:
-    """Full migration: everyone on Hetzner, previews' DNS on the hosts, Fly machines stopped (destroyed later)."""
-    if destroy_fly and apply and not confirm and sys.stdin.isatty():
-        confirm = input("destroying Fly machines cannot be undone; type the app name(s) to confirm: ").strip()
-    _phase(env, 4, Options(apply=apply, destroy_fly=destroy_fly, confirm=confirm))
-
-
-@task(help={"apply": APPLY_HELP, "env": ENV_HELP})
-def phase5(c: Context, apply: bool = False, env: str = "") -> None:
-    """Optimizations: templates, store warming, pre-warm and persistent previews, monitoring (missing: reported)."""
-    _phase(env, 5, Options(apply=apply))
-
-
-@task(help={"apply": APPLY_HELP, "force": "roll back phase 4 even though some Fly machines were destroyed",
-            "env": ENV_HELP})
-def rollback(c: Context, apply: bool = False, force: bool = False, env: str = "") -> None:
-    """Back to the previous phase: Fly machines started again, DNS and routing policy as they were."""
+def _rollback(env: str, options: Options) -> None:
     ctx = _context(env)
     try:
-        outcome = run_rollback(ctx, Options(apply=apply, force=force), show_plan)
+        outcome = run_rollback(ctx, options, show_plan)
     except FAILURES as exc:
         fail(str(exc))
     finally:
@@ -134,9 +138,7 @@ def rollback(c: Context, apply: bool = False, force: bool = False, env: str = ""
         console.print(f"[green]rolled back to phase {outcome.plan.number - 1}[/green]")
 
 
-@task(help={"json": "print the status as JSON", "env": ENV_HELP})
-def status(c: Context, json_: bool = False, env: str = "") -> None:
-    """The phase, the gate into the next one, the routing split, Fly vs Hetzner, the state store per host."""
+def _status(env: str, json_: bool) -> None:
     ctx = _context(env)
     try:
         data = status_data(ctx)
@@ -150,10 +152,7 @@ def status(c: Context, json_: bool = False, env: str = "") -> None:
         show_status(data)
 
 
-@task(help={"out": "where to write the chart (PNG; default: <environment state>/cutover-report.png)",
-            "json": "print the rows as JSON", "env": ENV_HELP})
-def report(c: Context, out: str = "", json_: bool = False, env: str = "") -> None:
-    """Preview starts measured vs the plan's expected times, by phase, provider and kind; a chart as PNG."""
+def _report(env: str, out: str, json_: bool) -> None:
     ctx = _context(env)
     try:
         rows = report_rows(ctx.metrics())
