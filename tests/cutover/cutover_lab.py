@@ -92,14 +92,15 @@ def cutover_fleet(lab_state: Path, tmp: Path, apis: FakeApis, **cutover: Any) ->
     for number, host in enumerate(data["hosts"], start=1):
         host["robot_server_number"] = 2_100_000 + number
     data["fly"] = {"apps": [APP], "preview_metadata": {"drape_role": "preview"}, "api_url": apis.fly,
-                   "lease_ttl_s": 30}
+                   "lease_ttl_s": 10}
     data["preview_dns"] = {"zone": ZONE, "name": "*.preview", "ttl": 300, "api_endpoint": apis.dns}
     settings: dict[str, Any] = {
         "internal_users": list(INTERNAL), "users_file": "users.txt", "required_frameworks": ["tiny"],
+        "verify": False,  # tests/lab/test_provision.py runs `invoke verify` on the same hosts
         "policy_poll_s": 0.5, "fly_grace_days": 0,
-        "gate": {"min_starts": 12, "p95_cold_s": 40, "p95_warm_s": 20, "max_error_percent": 1.0},
+        "gate": {"min_starts": 10, "p95_cold_s": 40, "p95_warm_s": 20, "max_error_percent": 1.0},
         "smoke": {"framework": "tiny", "timeout_s": 60},
-        "load_test": {"framework": "tiny", "previews": 6, "rounds": 3, "timeout_s": 90, "max_p95_s": 30},
+        "load_test": {"framework": "tiny", "previews": 4, "rounds": 3, "timeout_s": 90, "max_p95_s": 30},
     }
     settings.update(cutover)
     data["cutover"] = settings
@@ -158,3 +159,54 @@ def lab_volumes(container: str, kind: str = "cutover-state") -> list[dict[str, s
 def newest_generation(container: str) -> int:
     names = [v["Name"] for v in lab_volumes(container)]
     return max((int(n.rsplit("-", 1)[1]) for n in names), default=0)
+
+
+class Backend:
+    """A backend process (tests/cutover/backend.py) the test talks to line by line."""
+
+    def __init__(self, fleet: Path, pki: Path, *, poll_s: float = 0.5) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "cutover" / "backend.py"), str(fleet), str(pki), "--poll",
+             str(poll_s)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        ready = self._read()
+        assert "ready" in ready, ready
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the backend process ended ({self.process.poll()})")
+        return dict(json.loads(line))
+
+    def ask(self, op: str, **fields: Any) -> Any:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+        self.process.stdin.flush()
+        reply = self._read()
+        if "error" in reply:
+            raise AssertionError(f"backend: {reply['error']}")
+        return reply["ok"]
+
+    def route(self, user: str, workspace: str | None = None) -> dict[str, Any]:
+        return dict(self.ask("route", user=user, workspace=workspace))
+
+    def wait_for_phase(self, phase: int, *, within: float = 5.0) -> float:
+        """Seconds until this process routes by a policy of ``phase`` (fails after ``within``)."""
+        started = time.monotonic()
+        while time.monotonic() - started < within:
+            if self.route("u-probe")["phase"] == phase:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise AssertionError(f"the backend process still routes by phase {self.route('u-probe')['phase']} after "
+                             f"{within} s (expected {phase})")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.process.stdin.flush()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()

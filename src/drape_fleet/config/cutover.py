@@ -125,6 +125,9 @@ class CutoverSettings(FrozenModel):
     users_file: str | None = None
     """A file of the backend's user ids (one a line, ``#`` comments), relative to the fleet file: what phase 3
     checks ``--allow`` against, so a typo never silently routes nobody."""
+    verify: bool = True
+    """Phase 1 runs `invoke verify` (tests/host over SSH) on the preview hosts. Turn it off only where the hosts are
+    verified by other means on every change (the lab's CI runs the host suite in its own tests)."""
     required_frameworks: tuple[FrameworkRef, ...] | None = None
     """Templates phase 1 requires on every host (default: every framework of ``[runtime.frameworks]``)."""
     policy_poll_s: Annotated[float, Field(ge=0.2, le=60)] = 2.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from docker.errors import APIError, NotFound
@@ -13,7 +14,7 @@ from drape_fleet.cutover.context import CutoverContext
 from drape_fleet.cutover.gates import Check
 from drape_fleet.cutover.progress import SmokeResult
 from drape_fleet.runtime import labels as L
-from drape_fleet.runtime.engines import Engine
+from drape_fleet.runtime.engines import Endpoint, Engine
 from drape_fleet.runtime.errors import RuntimeFailure
 
 SMOKE_USER = "drape-smoke"
@@ -83,36 +84,43 @@ def engine_checks(states: dict[str, EngineState], *, images: bool = True, health
     return checks
 
 
-def smoke_previews(ctx: CutoverContext, hosts: list[str]) -> SmokeResult:
-    """One preview of the smoke framework started to ready and torn down on each host in turn (a runtime that
-    sees only that host places it there)."""
-    from drape_fleet.runtime.engines import TlsFiles, tls_endpoints
+def _smoke_one(ctx: CutoverContext, host: str, endpoint: Endpoint) -> tuple[float | None, str | None]:
     from drape_fleet.runtime.service import PreviewRuntime
 
     settings = ctx.settings.smoke
-    tls = TlsFiles.from_pki_dir(ctx.pki_dir)
-    endpoints = {e.host: e for e in tls_endpoints(ctx.fleet, tls)}
-    seconds: dict[str, float] = {}
-    errors: dict[str, str] = {}
-    for host in hosts:
-        single = ctx.fleet.model_copy(update={"hosts": (ctx.fleet.host(host),)})
-        workspace = f"smoke-{host}-{secrets.token_hex(3)}"
-        ctx.say(f"{host}: smoke preview {workspace} ({settings.framework})")
-        runtime = PreviewRuntime.from_endpoints(single, [endpoints[host]], background=False, reaper=False)
-        started = time.monotonic()
+    single = ctx.fleet.model_copy(update={"hosts": (ctx.fleet.host(host),)})
+    workspace = f"smoke-{host}-{secrets.token_hex(3)}"
+    ctx.say(f"{host}: smoke preview {workspace} ({settings.framework})")
+    runtime = PreviewRuntime.from_endpoints(single, [endpoint], background=False, reaper=False)
+    started = time.monotonic()
+    took: float | None = None
+    error: str | None = None
+    try:
+        status = runtime.start(workspace, SMOKE_USER, settings.framework, wait=settings.timeout_s)
+        if status.ready:
+            took = round(time.monotonic() - started, 2)
+            ctx.say(f"{host}: ready in {took:.1f} s at {status.url}; tearing it down")
+        else:
+            error = f"{status.phase}: {status.error or 'not ready in time'}"
+    except RuntimeFailure as exc:
+        error = str(exc)
+    finally:
         try:
-            status = runtime.start(workspace, SMOKE_USER, settings.framework, wait=settings.timeout_s)
-            if status.ready:
-                seconds[host] = round(time.monotonic() - started, 2)
-                ctx.say(f"{host}: ready in {seconds[host]:.1f} s at {status.url}; tearing it down")
-            else:
-                errors[host] = f"{status.phase}: {status.error or 'not ready in time'}"
+            runtime.stop(workspace)
         except RuntimeFailure as exc:
-            errors[host] = str(exc)
-        finally:
-            try:
-                runtime.stop(workspace)
-            except RuntimeFailure as exc:
-                errors.setdefault(host, f"could not tear the smoke preview down: {exc}")
-            runtime.close()
+            error = error or f"could not tear the smoke preview down: {exc}"
+        runtime.close()
+    return took, error
+
+
+def smoke_previews(ctx: CutoverContext, hosts: list[str]) -> SmokeResult:
+    """One preview of the smoke framework started to ready and torn down on every host, all hosts at once (each
+    through a runtime that sees only that host, so it is placed there)."""
+    from drape_fleet.runtime.engines import TlsFiles, tls_endpoints
+
+    endpoints = {e.host: e for e in tls_endpoints(ctx.fleet, TlsFiles.from_pki_dir(ctx.pki_dir))}
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts)), thread_name_prefix="drape-smoke") as pool:
+        outcomes = dict(zip(hosts, pool.map(lambda h: _smoke_one(ctx, h, endpoints[h]), hosts), strict=True))
+    seconds = {h: took for h, (took, _) in outcomes.items() if took is not None}
+    errors = {h: error for h, (_, error) in outcomes.items() if error is not None}
     return SmokeResult(at=ctx.clock.now(), seconds=seconds, errors=errors)

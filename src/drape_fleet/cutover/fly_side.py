@@ -8,6 +8,7 @@ cutover cannot reason about (being replaced, updated, failed...) stops the plan 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +17,8 @@ from drape_fleet.cutover.context import CutoverContext, CutoverRefused
 from drape_fleet.cutover.progress import FlyMachineRecord
 from drape_fleet.fly import FlyConflict, FlyError, FlyNotFound, Machine
 
+OUR_LEASES = "drape cutover"
+"""How our leases start (their description): a lease an interrupted run left is waited out, not fought."""
 SERVING = frozenset({"started", "suspended"})
 """Machines that serve (or resume to serve) a preview: phase 4 stops these."""
 SETTLED = SERVING | {"stopped", "created"}
@@ -74,25 +77,51 @@ def check_write_access(ctx: CutoverContext, found: FlyInventory) -> None:
     """A lease taken and given back on every machine phase 4 will stop: a token that may only read is found out
     (403) before anything changes, as is a machine whose lease someone else holds (409)."""
     for machine in found.serving:
-        with ctx.fly.machines.leased(machine.app, machine.id, ttl_s=30, description="drape cutover: access check"):
+        with ctx.fly.machines.leased(machine.app, machine.id, ttl_s=30, description=f"{OUR_LEASES}: access check"):
             pass
 
 
+def _wait_out_our_lease(ctx: CutoverContext, machine: Machine) -> bool:
+    """After a 409: if the lease is one an interrupted cutover run left, wait until it expires (at most its TTL)
+    and say so; False when someone else holds it."""
+    lease = ctx.fly.machines.get_lease(machine.app, machine.id)
+    if lease is None:
+        return True
+    if not lease.description.startswith(OUR_LEASES):
+        return False
+    wait = max(0.0, lease.expires_at - ctx.clock.now().timestamp()) + 0.5
+    ctx.say(f"Fly: {machine.describe()} still carries the lease of an interrupted cutover run; waiting {wait:.0f} s "
+            "for it to expire")
+    time.sleep(min(wait, 3600))
+    return True
+
+
+def _stop_one(ctx: CutoverContext, machine: Machine, lease_ttl: int) -> None:
+    with ctx.fly.machines.leased(machine.app, machine.id, ttl_s=lease_ttl,
+                                 description=f"{OUR_LEASES} phase 4: stop") as lease:
+        ctx.fly.machines.stop(machine.app, machine.id, nonce=lease.nonce)
+        ctx.fly.machines.wait_for(ctx.fly.machines.get(machine.app, machine.id), "stopped", timeout_s=120)
+
+
 def stop_serving(ctx: CutoverContext, found: FlyInventory, record: Callable[[FlyMachineRecord], None]) -> list[str]:
-    """Stop every serving machine (lease, stop, wait stopped), calling ``record`` after each; return failures."""
+    """Stop every serving machine (lease, stop, wait stopped). Each is recorded *before* its stop is sent: a run
+    killed in between leaves a record, so a rollback still starts the machine again (it starts only machines that
+    are not running). Returns the failures."""
     lease_ttl = ctx.fleet.fly.lease_ttl_s if ctx.fleet.fly else 120
     failures = []
     for machine in found.serving:
+        record(FlyMachineRecord(app=machine.app, id=machine.id, name=machine.name, state_before=machine.state,
+                                stopped=ctx.clock.now()))
         try:
-            with ctx.fly.machines.leased(machine.app, machine.id, ttl_s=lease_ttl,
-                                         description="drape cutover phase 4: stop") as lease:
-                ctx.fly.machines.stop(machine.app, machine.id, nonce=lease.nonce)
-                ctx.fly.machines.wait_for(ctx.fly.machines.get(machine.app, machine.id), "stopped", timeout_s=120)
+            try:
+                _stop_one(ctx, machine, lease_ttl)
+            except FlyConflict:
+                if not _wait_out_our_lease(ctx, machine):
+                    raise
+                _stop_one(ctx, machine, lease_ttl)
         except FlyError as exc:
             failures.append(f"{machine.describe()}: {exc}")
             continue
-        record(FlyMachineRecord(app=machine.app, id=machine.id, name=machine.name, state_before=machine.state,
-                                stopped=ctx.clock.now()))
         ctx.say(f"Fly: stopped {machine.describe()}")
     return failures
 
@@ -109,7 +138,7 @@ def start_again(ctx: CutoverContext, records: tuple[FlyMachineRecord, ...]) -> t
             if machine.state in ("started", "starting"):
                 continue
             with ctx.fly.machines.leased(item.app, item.id, ttl_s=lease_ttl,
-                                         description="drape cutover rollback: start") as lease:
+                                         description=f"{OUR_LEASES} rollback: start") as lease:
                 ctx.fly.machines.start(item.app, item.id, nonce=lease.nonce)
             ctx.fly.machines.wait_for(machine, "started", timeout_s=120)
             started.append(f"{item.app}/{item.id}")
@@ -135,7 +164,7 @@ def destroy(ctx: CutoverContext, item: FlyMachineRecord) -> str | None:
         machine = ctx.fly.machines.get(item.app, item.id)
         if machine.state not in ("stopped", "suspended"):
             return f"{machine.describe()} is {machine.state}, not stopped: someone started it again; not destroying it"
-        with ctx.fly.machines.leased(item.app, item.id, ttl_s=60, description="drape cutover: destroy") as lease:
+        with ctx.fly.machines.leased(item.app, item.id, ttl_s=60, description=f"{OUR_LEASES}: destroy") as lease:
             ctx.fly.machines.destroy(item.app, item.id, nonce=lease.nonce)
     except FlyNotFound:
         return None  # already gone: what we wanted

@@ -83,7 +83,7 @@ def phase4(ctx: CutoverContext, session: Session, options: Options) -> Plan:
         def record(item: FlyMachineRecord) -> None:
             kept = tuple(r for r in session.progress.fly_stopped if r.id != item.id)
             session.commit(progress=session.progress.model_copy(update={"fly_stopped": (*kept, item)}),
-                           event=f"Fly: stopped {item.app}/{item.id} ({item.name}, was {item.state_before})")
+                           event=f"Fly: stopping {item.app}/{item.id} ({item.name}, was {item.state_before})")
 
         failures = fly_side.stop_serving(ctx, found, record)
         if failures:
