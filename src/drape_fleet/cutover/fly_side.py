@@ -89,7 +89,7 @@ def _wait_out_our_lease(ctx: CutoverContext, machine: Machine) -> bool:
         return True
     if not lease.description.startswith(OUR_LEASES):
         return False
-    wait = max(0.0, lease.expires_at - ctx.clock.now().timestamp()) + 0.5
+    wait = max(0.0, lease.expires_at - ctx.clock.now().timestamp()) + 1.5  # expires_at is in whole seconds
     ctx.say(f"Fly: {machine.describe()} still carries the lease of an interrupted cutover run; waiting {wait:.0f} s "
             "for it to expire")
     time.sleep(min(wait, 3600))

@@ -9,10 +9,11 @@ import importlib.util
 from drape_fleet.cutover import dns_side, fly_side
 from drape_fleet.cutover.context import CutoverContext, CutoverRefused, Session
 from drape_fleet.cutover.fleet_checks import engine_checks, engine_states
-from drape_fleet.cutover.gates import Check, phase4_gate
+from drape_fleet.cutover.gates import Check, failed, phase4_gate
 from drape_fleet.cutover.phases_early import fly_check, fresh_salt, policy_step
 from drape_fleet.cutover.progress import FlyMachineRecord
 from drape_fleet.cutover.steps import Options, Plan, Step, StepFailed
+from drape_fleet.fly import FlyError
 from drape_fleet.hetzner.dns_plan import DnsError
 from drape_fleet.routing.policy import Features
 from drape_fleet.shell import CommandFailed
@@ -41,6 +42,16 @@ def _capacity(ctx: CutoverContext, serving_on_fly: int) -> Check:
     return Check("capacity for everyone on Hetzner", value, f"<= {hosts} server(s)", model.servers <= hosts, fix)
 
 
+def _check_fly_access(ctx: CutoverContext, found: fly_side.FlyInventory) -> None:
+    """Before ``--apply`` changes anything: may the token change the machines phase 4 stops? (A lease taken and
+    given back on each: a read-only token, or a machine someone else holds, is found out here.)"""
+    try:
+        fly_side.check_write_access(ctx, found)
+    except FlyError as exc:
+        raise CutoverRefused(f"{exc}\nNothing was changed.") from None
+    ctx.say(f"Fly: the token may change all {len(found.serving)} serving machine(s) (a lease on each, given back)")
+
+
 def _dns_plan_or_refuse(ctx: CutoverContext) -> list[str]:
     try:
         plan = dns_side.plan(ctx)
@@ -65,11 +76,6 @@ def phase4(ctx: CutoverContext, session: Session, options: Options) -> Plan:
     policy = session.policy.model_copy(update={"phase": 4, "salt": fresh_salt(session), "fly_fallback": False,
                                                "internal_users": ctx.settings.internal_users})
 
-    def access() -> str:
-        assert found is not None
-        fly_side.check_write_access(ctx, found)
-        return f"the token may change all {len(found.serving)} serving machine(s)"
-
     def point_dns() -> str:
         if session.progress.dns_before is None:
             session.commit(progress=session.progress.model_copy(update={"dns_before": dns_side.before(ctx)}),
@@ -92,9 +98,9 @@ def phase4(ctx: CutoverContext, session: Session, options: Options) -> Plan:
         return (f"stopped {len(found.serving)} Fly machine(s); destroy them after {ctx.settings.fly_grace_days:g} "
                 "days with `invoke cutover phase4 --destroy-fly`")
 
+    if options.apply and found is not None and not failed(checks):
+        _check_fly_access(ctx, found)
     steps = [
-        Step("fly-access", "Fly: the token may change the machines (a lease on each, given back at once)",
-             [f"take and release the lease of {len(serving)} serving machine(s)"] if serving else [], access),
         policy_step(session, policy),
         Step("dns", "previews' DNS on the Hetzner hosts (Hetzner Cloud DNS)", dns_changes, point_dns),
         Step("fly-stop", "Fly: the preview machines stopped (kept, not destroyed, for the grace period)",
