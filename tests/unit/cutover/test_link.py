@@ -23,7 +23,8 @@ from drape_fleet.cutover.link import (
 
 GOLDENS = Path(__file__).with_name("goldens")
 BACKEND_KEY = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
-HOST_KEYS = {"ax1": "gBKDFRLtBxHRm6JwBls/xwnva+vyVlzdWUHVf4uWIGU=", "ax2": "oVcQPmEaDfhfhTgwJZdti8KP3j00GEXgbCXKGws1LCo="}
+HOST_KEYS = {"ax1": "gBKDFRLtBxHRm6JwBls/xwnva+vyVlzdWUHVf4uWIGU=",
+             "ax2": "oVcQPmEaDfhfhTgwJZdti8KP3j00GEXgbCXKGws1LCo="}
 
 
 def _fleet(userspace: bool) -> FleetConfig:
