@@ -94,6 +94,18 @@ def with_key(text: str, new: HostKey) -> str:
     return "\n".join([*kept, new.line()]) + "\n"
 
 
+def with_host_keys(text: str, names: tuple[str, ...], keys: Sequence[HostKey]) -> str:
+    """``text`` with every line naming one of ``names`` dropped, whatever its key type, then ``keys``: a
+    reinstalled server has new keys of every type, and none of its old ones may stay trusted."""
+    kept = []
+    for line in text.splitlines():
+        key = parse_line(line)
+        if key is not None and set(key.names) & set(names):
+            continue
+        kept.append(line)
+    return "\n".join([*kept, *(key.line() for key in keys)]) + "\n"
+
+
 def from_scan(lines: Sequence[str], names: tuple[str, ...]) -> list[HostKey]:
     """``ssh-keyscan`` output -> keys under the names we pin them as."""
     keys = []

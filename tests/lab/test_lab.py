@@ -7,6 +7,7 @@ other tests use) is never disturbed.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -104,16 +105,17 @@ def test_every_lab_host_runs_an_inner_docker_engine(provisioned_lab: object, lab
 
 
 def test_lab_status_command_reports_every_host_healthy(provisioned_lab: object, lab_fleet: FleetConfig) -> None:
-    result = subprocess.run([INVOKE, "lab.status"], capture_output=True, text=True, timeout=120, check=False,
-                            cwd=project_root())
+    result = subprocess.run([INVOKE, "lab.status", "--json"], capture_output=True, text=True, timeout=120,
+                            check=False, cwd=project_root())
     assert result.returncode == 0, result.stdout + result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert sorted(rows) == sorted(lab_fleet.host_names)
     for host in lab_fleet.hosts:
-        line = next(line for line in result.stdout.splitlines() if f" {host.name} " in line)
-        assert str(host.public_address) in line and "running" in line
-        cells = [cell.strip() for cell in line.split("│")]
-        ssh, over_ssh, over_tls = cells[5], cells[6], cells[7]
-        assert ssh.startswith("ok (") and over_ssh.startswith("ok (")
-        assert over_tls.startswith("ok (") and f"{host.private_address}:2376" in over_tls
+        row = rows[host.name]
+        assert row["healthy"] and row["container"] == "running"
+        assert (row["public_address"], row["private_address"]) == (str(host.public_address), str(host.private_address))
+        assert row["ssh"].startswith("ok (") and row["docker"].startswith("ok (")
+        assert row["docker_api"].startswith("ok (") and f"{host.private_address}:2376" in row["docker_api"]
 
 
 def test_up_twice_leaves_the_same_fleet(throwaway: LabSettings) -> None:

@@ -27,6 +27,24 @@ class Drive(FrozenModel):
     ``lsblk`` must report this size (within 2 %) before anything is written."""
 
 
+class ReinstallTimeouts(FrozenModel):
+    """How long each wait of a reinstall may take, and how often it looks. The defaults are for a real server;
+    the lab's stand-in boots in seconds and sets shorter ones."""
+
+    rescue_boot_s: Annotated[float, Field(gt=0)] = 600.0
+    """A reset until the rescue system answers SSH (usually 1-3 minutes)."""
+    installimage_s: Annotated[float, Field(gt=0)] = 1800.0
+    """installimage's run (5-15 minutes on an AX102); past it, installimage is stopped."""
+    os_boot_s: Annotated[float, Field(gt=0)] = 900.0
+    """The reboot until the new system answers SSH (the first boot starts the RAID resync)."""
+    command_s: Annotated[float, Field(gt=0)] = 60.0
+    """One command on the rescue or the new system."""
+    poll_s: Annotated[float, Field(gt=0)] = 10.0
+    """Between two looks while waiting."""
+    scan_s: Annotated[float, Field(gt=0)] = 5.0
+    """One ssh-keyscan."""
+
+
 class ReinstallSettings(FrozenModel):
     image: Annotated[str, StringConstraints(pattern=r"^(/|https?://)[A-Za-z0-9/._:@+-]+$")] = (
         "/root/.oldroot/nfs/images/Ubuntu-2404-noble-amd64-base.tar.gz")
@@ -48,6 +66,7 @@ class ReinstallSettings(FrozenModel):
     """Fingerprints of SSH keys stored in Robot (Key management) that the rescue system (and then the new
     system's root) accepts. The MD5 fingerprints of ``provisioning.ssh.authorized_keys`` are added to them;
     `invoke fleet.robot-list --keys` lists what Robot holds."""
+    timeouts: ReinstallTimeouts = ReinstallTimeouts()
 
     @model_validator(mode="after")
     def _drives_are_distinct(self) -> Self:

@@ -20,8 +20,9 @@ BOOT_TIMEOUT_S = 90.0
 
 
 def lab_containers(client: docker.DockerClient, settings: LabSettings) -> dict[str, Container]:
-    """The lab's host containers by host name, found by label."""
-    found = client.containers.list(all=True, filters={"label": settings.label_filter})
+    """The lab's host containers by host name, found by label (other containers of the lab, such as a
+    bare-metal stand-in's, carry no host label)."""
+    found = client.containers.list(all=True, filters={"label": [settings.label_filter, HOST_LABEL]})
     return {c.labels[HOST_LABEL]: c for c in found}
 
 

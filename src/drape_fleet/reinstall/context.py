@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from drape_fleet.config.models import FleetConfig, Host
+from drape_fleet.config.reinstall import ReinstallTimeouts as Timeouts
 from drape_fleet.hetzner.robot import RobotClient
 from drape_fleet.reinstall.keys import PublicKey, known_hosts_lines
 from drape_fleet.reinstall.plan import Step
@@ -18,17 +19,6 @@ from drape_fleet.reinstall.remote import CommandResult, Remote
 from drape_fleet.reinstall.state import ReinstallState, StepRecord, save_state, state_path
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    rescue_boot_s: float = 600.0
-    """A reset until the rescue system answers SSH (usually 1-3 minutes)."""
-    installimage_s: float = 1800.0
-    os_boot_s: float = 900.0
-    command_s: float = 60.0
-    poll_s: float = 10.0
-    scan_s: float = 5.0
 
 
 class StepFailed(Exception):

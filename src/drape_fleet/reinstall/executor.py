@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drape_fleet.config.models import FleetConfig
+from drape_fleet.config.reinstall import ReinstallTimeouts
 from drape_fleet.hetzner.robot import RobotClient, RobotError
-from drape_fleet.reinstall.context import FlowContext, Progress, QuietProgress, StepFailed, Timeouts
+from drape_fleet.reinstall.context import FlowContext, Progress, QuietProgress, StepFailed
 from drape_fleet.reinstall.plan import STEPS, Step, confirmation_text, plan_text, resume_index, step
 from drape_fleet.reinstall.remote import Remote
-from drape_fleet.reinstall.state import ReinstallState, StepRecord, default_state_dir, load_state, state_path
+from drape_fleet.reinstall.state import ReinstallState, StepRecord, for_server, load_state, state_path
 from drape_fleet.reinstall.steps import STEP_FUNCTIONS
 
 
@@ -44,8 +45,11 @@ class Reinstall:
     robot: RobotClient
     remote: Remote
     known_hosts: Path
-    state_dir: Path | None = None
-    timeouts: Timeouts | None = None
+    """The environment's pinned host keys: the new system's keys are written there."""
+    state_dir: Path
+    """Where the state of each host's reinstall is kept (``drape_fleet.reinstall.service.state_dir``)."""
+    timeouts: ReinstallTimeouts | None = None
+    """Default: the fleet file's ``reinstall.timeouts``."""
     progress: Progress | None = None
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -59,8 +63,8 @@ class Reinstall:
         if self.host.robot_server_number is None:
             raise ReinstallRefused(f"{self.host_name} has no robot_server_number in the fleet file: add it (Robot, "
                                    "Servers, column #, or `invoke fleet.robot-list`)")
-        self.directory = self.state_dir or default_state_dir()
-        self.path = state_path(self.directory, self.host_name)
+        self.path = state_path(self.state_dir, self.host_name)
+        self._checked: tuple[bool, FlowContext] | None = None
 
     def saved_state(self) -> ReinstallState | None:
         return load_state(self.path)
@@ -68,25 +72,44 @@ class Reinstall:
     def dry_run(self) -> str:
         return plan_text(self.fleet, self.host_name, self._matching(self.saved_state()))
 
-    def check(self) -> str:
-        """The read-only preflight (Robot and the layout); answers the confirmation text."""
-        context = self._context(self._matching(self.saved_state()) or self._fresh())
+    def pending(self, *, restart: bool = False) -> tuple[Step, ...]:
+        """The steps a run would do, after the preflight that every run makes: all of them on a first run or
+        with ``restart``, none when the reinstall finished."""
+        state = None if restart else self._matching(self.saved_state())
+        return STEPS[resume_index(state):]
+
+    def finished_at(self) -> str | None:
+        """When the last step of a finished reinstall of this server was done (None: not finished)."""
+        state = self._matching(self.saved_state())
+        if state is None or resume_index(state) < len(STEPS):
+            return None
+        return state.steps[STEPS[-1].name].at
+
+    def check(self, *, restart: bool = False) -> str:
+        """The read-only preflight (Robot and the layout); answers the confirmation text. A ``run`` with the same
+        ``restart`` right after it does not repeat it."""
+        state = None if restart else self._matching(self.saved_state())
+        context = self._context(state or self._fresh())
         self._run_step(context, step("preflight"), 1)
+        self._checked = (restart, context)
         return confirmation_text(self.host, context.state.server, self.fleet)
 
     def run(self, *, confirmed: bool, restart: bool = False) -> ReinstallState:
-        state = None if restart else self._matching(self.saved_state())
-        start = resume_index(state)
-        if start == len(STEPS):
-            assert state is not None
-            self._say_done(state)
-            return state
+        checked, self._checked = self._checked, None
+        if checked is not None and checked[0] == restart:
+            context = checked[1]
+        else:
+            state = None if restart else self._matching(self.saved_state())
+            if state is not None and resume_index(state) == len(STEPS):
+                self._say_done(state)
+                return state
+            context = self._context(state or self._fresh())
+            checked = None
+        start = resume_index(context.state)
         if not confirmed and any(s.destructive for s in STEPS[start:]):
             raise ReinstallRefused(f"reinstalling {self.host_name} destroys its data: confirm first (see check())")
-        context = self._context(state or self._fresh())
-        context.save()
-        # The preflight always runs: the fleet file or Robot may have changed since the last run.
-        self._run_step(context, STEPS[0], 1)
+        if checked is None:  # every run makes the preflight: the fleet file or Robot may have changed
+            self._run_step(context, STEPS[0], 1)
         for index, current in enumerate(STEPS[1:], start=1):
             if index < start:
                 self._progress().skipped(current, context.state.steps[current.name])
@@ -104,7 +127,7 @@ class Reinstall:
         try:
             summary = STEP_FUNCTIONS[current.name](context)
         except RobotError as exc:
-            self._fail(context, current, began, StepFailed(f"Robot refused: {exc.code}", seen=str(exc),
+            self._fail(context, current, began, StepFailed(f"Robot webservice: {exc.code}", seen=str(exc),
                                                           next_steps=exc.hint))
         except StepFailed as failure:
             self._fail(context, current, began, failure)
@@ -116,7 +139,9 @@ class Reinstall:
     def _fail(self, context: FlowContext, current: Step, began: float, failure: StepFailed) -> None:
         seconds = self.clock() - began
         record = StepRecord(status="failed", seconds=seconds, summary=failure.what)
-        context.update(steps={**context.state.steps, current.name: record})
+        if context.state.steps or self.saved_state() is None:
+            context.update(steps={**context.state.steps, current.name: record})
+        # else: a first preflight refused (a mistyped server number, say) leaves another run's saved state alone
         self._progress().failed(current, seconds, failure)
         raise ReinstallFailed(current, seconds, failure) from None
 
@@ -131,18 +156,13 @@ class Reinstall:
                               address=str(self.host.public_address))
 
     def _matching(self, state: ReinstallState | None) -> ReinstallState | None:
-        """A saved state counts only for the same server at the same address; otherwise it is set aside."""
-        if state is None:
-            return None
-        if (state.server_number, state.address) != (self.host.robot_server_number, str(self.host.public_address)):
-            return None
-        return state
+        return for_server(state, self.host.robot_server_number, str(self.host.public_address))
 
     def _context(self, state: ReinstallState) -> FlowContext:
         return FlowContext(fleet=self.fleet, host=self.host, robot=self.robot, remote=self.remote,
-                           known_hosts=self.known_hosts, state_dir=self.directory, state=state,
-                           timeouts=self.timeouts or Timeouts(), progress=self._progress(), clock=self.clock,
-                           sleep=self.sleep, rescue_host_fingerprints=self.rescue_host_fingerprints)
+                           known_hosts=self.known_hosts, state_dir=self.state_dir, state=state,
+                           timeouts=self.timeouts or self.fleet.reinstall.timeouts, progress=self._progress(),
+                           clock=self.clock, sleep=self.sleep, rescue_host_fingerprints=self.rescue_host_fingerprints)
 
     def _say_done(self, state: ReinstallState) -> None:
         for current in STEPS:

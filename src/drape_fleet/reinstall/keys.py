@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from drape_fleet import hostkeys
+
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa",
              "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "rsa-sha2-512", "rsa-sha2-256")
 
@@ -99,27 +101,25 @@ def pin(scanned: Iterable[PublicKey], announced: Iterable[str]) -> PinResult:
     return PinResult(tuple(pinned), tuple(other))
 
 
-def known_hosts_name(address: str, port: int) -> str:
-    return address if port == 22 else f"[{address}]:{port}"
+def as_host_keys(keys: Iterable[PublicKey], names: tuple[str, ...]) -> list[hostkeys.HostKey]:
+    return [hostkeys.HostKey(names, key.type, key.blob) for key in keys]
 
 
 def known_hosts_lines(address: str, port: int, keys: Iterable[PublicKey]) -> list[str]:
-    name = known_hosts_name(address, port)
-    return [f"{name} {key.line()}" for key in keys]
+    """known_hosts lines for ``keys`` under the name OpenSSH looks ``address`` up by."""
+    return [key.line() for key in as_host_keys(keys, (hostkeys.lookup_name(address, port),))]
 
 
-def replace_known_hosts(path: Path, address: str, port: int, keys: Iterable[PublicKey]) -> None:
-    """Make ``path`` hold exactly ``keys`` for this address (other hosts' lines kept), written atomically."""
-    name = known_hosts_name(address, port)
-    kept = []
-    if path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and name not in line.split()[0].split(",")]
-    text = "\n".join([*kept, *known_hosts_lines(address, port, keys)]) + "\n"
+def replace_known_hosts(path: Path, host: str, address: str, port: int, keys: Iterable[PublicKey]) -> None:
+    """Make ``path`` (the environment's known_hosts) pin exactly ``keys`` for this host, under its address and
+    fleet name as `invoke hosts.trust` writes them; other hosts' lines are kept. Written atomically."""
+    names = hostkeys.host_names(host, address, port)
+    text = hostkeys.with_host_keys(path.read_text() if path.exists() else "", names, as_host_keys(keys, names))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as out:
         out.write(text)
+    Path(temporary).chmod(0o644)
     Path(temporary).replace(path)
 
 

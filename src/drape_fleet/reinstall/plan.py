@@ -52,16 +52,28 @@ def step(name: str) -> Step:
 
 
 def resume_index(state: ReinstallState | None) -> int:
-    """Where a run starts: the first step not done (len(STEPS) when every step is done)."""
+    """Where a run picks up: 0 without a saved state, else the first step after the preflight (which every run
+    makes anyway) that is not done; ``len(STEPS)`` when all of them are. A preflight that failed in a later
+    run does not undo the steps done before it."""
     if state is None:
         return 0
-    return next((index for index, s in enumerate(STEPS) if not state.done(s.name)), len(STEPS))
+    return next((index for index, s in enumerate(STEPS) if index > 0 and not state.done(s.name)), len(STEPS))
 
 
 def confirmation_text(host: Host, server: str, fleet: FleetConfig) -> str:
-    drives = ", ".join(drive.device for drive in fleet.reinstall.drives)
-    return (f"Reinstall {host.name}: Robot server {server}. The running system is reset at once, and ALL DATA ON "
-            f"{drives} IS DESTROYED (Ubuntu 24.04 is installed on a fresh RAID1 with LVM).")
+    """What ops confirm: the server as Robot knows it (number, name, address, product), and what is destroyed."""
+    devices = [drive.device for drive in fleet.reinstall.drives]
+    if len(devices) == 2:
+        drives = f"BOTH DRIVES ({devices[0]} and {devices[1]})"
+    elif len(devices) == 1:
+        drives = f"THE DRIVE {devices[0]}"
+    else:
+        drives = f"ALL {len(devices)} DRIVES ({', '.join(devices)})"
+    image = fleet.reinstall.image.rsplit("/", 1)[-1]
+    raid = "a fresh RAID1 with LVM" if fleet.reinstall.software_raid else "LVM"
+    return (f"Reinstall {host.name}: Robot server {server}.\n"
+            f"The running system is reset at once and {image} is installed on {raid}: ALL DATA ON {drives} "
+            "WILL BE DESTROYED.")
 
 
 def plan_text(fleet: FleetConfig, host_name: str, state: ReinstallState | None) -> str:
@@ -70,7 +82,7 @@ def plan_text(fleet: FleetConfig, host_name: str, state: ReinstallState | None) 
     start = resume_index(state)
     lines = [f"Reinstall plan for {host_name}:"]
     for index, s in enumerate(STEPS):
-        marker = "done, skipped" if index < start else ("DESTROYS DATA" if s.destructive else "")
+        marker = "done, skipped" if 0 < index < start else ("DESTROYS DATA" if s.destructive else "")
         lines.append(f"  {index + 1:2}. {s.title}: {s.does}{f'  [{marker}]' if marker else ''}")
     modes = [m for m in BOOT_MODES if state is None or state.boot_mode in (None, m)]
     for mode in modes:

@@ -15,12 +15,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drape_fleet.paths import project_root
-
-
-def default_state_dir() -> Path:
-    return project_root() / ".reinstall"
-
 
 def now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -81,3 +75,10 @@ def save_state(path: Path, state: ReinstallState) -> None:
     with os.fdopen(handle, "w") as out:
         out.write(state.model_dump_json(indent=2) + "\n")
     Path(temporary).replace(path)
+
+
+def for_server(state: ReinstallState | None, number: int | None, address: str) -> ReinstallState | None:
+    """A saved state counts only for the same server at the same address; otherwise it is set aside."""
+    if state is None or (state.server_number, state.address) != (number, address):
+        return None
+    return state

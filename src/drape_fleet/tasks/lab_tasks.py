@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from ipaddress import IPv4Network
 
 from invoke.context import Context
+from invoke.exceptions import Exit
 from invoke.tasks import task
 from pydantic import ValidationError
 from rich.table import Table
@@ -62,14 +65,19 @@ def up(c: Context, hosts: int | None = None, public_subnet: str | None = None,
                   f"(inventory: inventories/lab.py, ssh config: {settings.ssh_config})")
 
 
-@task
-def status(c: Context) -> None:
+@task(help={"json": "print JSON (one object per host) instead of a table"})
+def status(c: Context, json_: bool = False) -> None:
     """Show each lab host, its addresses, and whether SSH and its Docker engine (over SSH and over TLS) answer."""
     settings = lab_settings()
     try:
         rows = lab_status(settings)
     except LabError as exc:
         fail(str(exc))
+    if json_:
+        console.print_json(json.dumps([{**dataclasses.asdict(row), "healthy": row.healthy} for row in rows]))
+        if not all(row.healthy for row in rows):
+            raise Exit(code=1)
+        return
     if not rows:
         console.print("the lab is down (no lab hosts); bring it up with `invoke lab.up`")
         return

@@ -8,12 +8,15 @@ from invoke.context import Context
 from invoke.tasks import task
 from rich.table import Table
 
+from drape_fleet.config import Host
 from drape_fleet.console import console, errors, fail, say
+from drape_fleet.environments import FleetTarget
 from drape_fleet.provision.preflight import ProvisionRefused, check_ssh_files
 from drape_fleet.provision.runner import HostRun, Progress, summary_rows
 from drape_fleet.provision.service import provision as run_provision
 from drape_fleet.provision.verify import run_verify
 from drape_fleet.tasks.common import ENV_HELP, hosts_of
+from drape_fleet.tasks.reinstall_option import reinstall_first
 
 
 def _show(progress: Progress) -> None:
@@ -56,12 +59,25 @@ def _summary(runs: list[HostRun], dry: bool) -> None:
     "only": "comma-separated deploys to run, e.g. ssh,firewall (storage, base, ssh, firewall, docker, cache)",
     "dry": "show what would change, change nothing",
     "force": "go on despite a degraded RAID (loudly)",
+    "reinstall": "first reinstall the host from bare metal (Robot rescue system, installimage: DESTROYS ALL ITS "
+                 "DATA), then provision and verify it; with --dry, show the steps and the installimage config",
+    "yes": "with --reinstall: confirm without being asked",
+    "restart": "with --reinstall: start over instead of resuming where the last run stopped",
+    "rescue_fingerprint": "with --reinstall: the rescue system's host key fingerprint, when Robot's activation "
+                          "announces none (repeatable)",
     "env": ENV_HELP,
-}, iterable=["host"])
+}, iterable=["host", "rescue_fingerprint"])
 def provision(c: Context, host: list[str] | None = None, all: bool = False, only: str = "", dry: bool = False,
-              force: bool = False, env: str = "") -> None:
+              force: bool = False, reinstall: bool = False, yes: bool = False, restart: bool = False,
+              rescue_fingerprint: list[str] | None = None, env: str = "") -> None:
     """Provision hosts: storage, base system, SSH, firewall, Docker, pnpm store (checks first, then changes)."""
     target, names = hosts_of(env, host or [], all)
+    if reinstall:
+        if len(names) != 1 or all or only:
+            fail("--reinstall takes exactly one --host, and every deploy (no --all, no --only)")
+        if not reinstall_first(target, names[0], yes=yes, dry=dry, restart=restart,
+                               rescue_fingerprints=rescue_fingerprint or ()):
+            return
     what = ", ".join(h.name for h in names)
     say(f"{'dry run: ' if dry else ''}provisioning {what} ({target.environment}, fleet {target.env.fleet_file})")
     if force:
@@ -83,6 +99,16 @@ def provision(c: Context, host: list[str] | None = None, all: bool = False, only
         fail("\n".join(f"{run.host}: {run.error}" for run in failed))
     console.print(f"[green]{'dry run done' if dry else 'provisioned'}[/green]: {what} in "
                   f"{time.monotonic() - started:.1f} s")
+    if reinstall:
+        _verify(target, names)
+
+
+def _verify(target: FleetTarget, names: list[Host]) -> None:
+    say(f"verifying {', '.join(h.name for h in names)} ({target.environment})")
+    result = run_verify(target, names)
+    if not result.ok:
+        fail(f"verification failed (pytest exit {result.returncode}): see the failures above")
+    console.print("[green]verified[/green]")
 
 
 @task(help={"host": "host to verify (repeatable)", "all": "verify every host", "env": ENV_HELP},
@@ -96,8 +122,4 @@ def verify(c: Context, host: list[str] | None = None, all: bool = False, env: st
         check_ssh_files(target, names)
     except ProvisionRefused as exc:
         fail(str(exc))
-    say(f"verifying {', '.join(h.name for h in names)} ({target.environment})")
-    result = run_verify(target, names)
-    if not result.ok:
-        fail(f"verification failed (pytest exit {result.returncode}): see the failures above")
-    console.print("[green]verified[/green]")
+    _verify(target, names)

@@ -13,8 +13,9 @@ loopback that answers as the documentation describes.
   GET /reset, GET|POST /reset/{n}, GET /key, GET|POST /firewall/{n}.
 
 In a test: ``with RobotFake(RobotFakeState(...)) as robot: robot.url``. As a process (for end-to-end tests):
-``PYTHONPATH=tests/support python -m fakes.robot --scenario FILE [--port N] [--ready-file F] [--on-reset CMD]``
-(see ``main``).
+``PYTHONPATH=tests/support python -m fakes.robot --scenario FILE [--port N] [--ready-file F] [--on-reset CMD]
+[--request-log F]`` (see ``main``; ``tests/support/robot_process.py`` starts it). The reset hook is how a reset
+reaches a machine: the lab's bare-metal stand-in boots its rescue system with the keys the activation named.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class RobotHandler(JsonHandler):
         user, password = self._credentials()
         with state.lock:
             status, body = self._answer(method, path, user, password)
-            state.requests.append(Recorded(method, path, self._form, status, user or ""))
+            state.record(Recorded(method, path, self._form, status, user or ""))
         if body is None:
             self.send_response(status)
             self.send_header("Content-Length", "19")
@@ -320,16 +321,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path, help="written with the URL once the fake listens")
     parser.add_argument("--on-reset", default="", help="command run after each reset, with ROBOT_SERVER_NUMBER, "
-                        "ROBOT_RESET_TYPE and ROBOT_BOOTS_RESCUE (1 or 0) in its environment")
+                        "ROBOT_RESET_TYPE, ROBOT_BOOTS_RESCUE (1 or 0) and ROBOT_RESCUE_AUTHORIZED_KEYS (the public "
+                        "keys the booting rescue system accepts, one a line) in its environment")
+    parser.add_argument("--request-log", type=Path, help="append every answered request to this file (JSON lines)")
     args = parser.parse_args(argv)
 
     def run_hook(server: FakeServer, kind: str, boots_rescue: bool) -> None:
         if args.on_reset:
+            keys = [item["key"]["data"] for item in (server.last_rescue or {}).get("authorized_key", [])]
             env = {**os.environ, "ROBOT_SERVER_NUMBER": str(server.number), "ROBOT_RESET_TYPE": kind,
-                   "ROBOT_BOOTS_RESCUE": "1" if boots_rescue else "0"}
-            subprocess.Popen(args.on_reset, shell=True, env=env)  # noqa: S602 (the test's own command)
+                   "ROBOT_BOOTS_RESCUE": "1" if boots_rescue else "0",
+                   "ROBOT_RESCUE_AUTHORIZED_KEYS": "\n".join(keys) if boots_rescue else ""}
+            subprocess.Popen(args.on_reset, shell=True, env=env, stdin=subprocess.DEVNULL,  # noqa: S602 (the test's)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     state = state_from_scenario(json.loads(args.scenario.read_text()), on_reset=run_hook)
+    state.request_log = args.request_log
     fake = RobotFake(state, args.port)
     print(f"fake Robot webservice on {fake.url}", flush=True)
     if args.ready_file:

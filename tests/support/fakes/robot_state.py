@@ -7,11 +7,13 @@ through rate-limit windows and the 10-minute block without waiting.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Request limits per route family: (max_request, interval in s). Robot states its limits in each
@@ -100,6 +102,8 @@ class RobotFakeState:
         self.clock = clock
         self.on_reset = on_reset
         self.maintenance = False
+        self.request_log: Path | None = None
+        """When set, every answered request is appended as a JSON line (the fake as a process tells its test)."""
         self.lock = threading.Lock()
         self.requests: list[Recorded] = []
         self.resets: list[tuple[int, str]] = []
@@ -124,6 +128,12 @@ class RobotFakeState:
             self._blocked_until[client_ip] = now + self.block_s
             self._failures.pop(client_ip, None)
         return False
+
+    def record(self, request: Recorded) -> None:
+        self.requests.append(request)
+        if self.request_log is not None:
+            with self.request_log.open("a") as log:
+                log.write(json.dumps(asdict(request)) + "\n")
 
     def blocked(self, client_ip: str) -> bool:
         return self._blocked_until.get(client_ip, 0.0) > self.clock()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 from fleets import OPS_KEY, OPS_KEY_MD5, RESCUE_HOST_KEY_MD5, fleet_data
+from robot_process import robot_process
 
 from drape_fleet.hetzner.robot import RobotClient
 
@@ -32,19 +33,10 @@ SCENARIO = {
 
 @pytest.fixture
 def fake_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    scenario, ready, hook_log = tmp_path / "scenario.json", tmp_path / "ready", tmp_path / "hook.log"
-    scenario.write_text(json.dumps(SCENARIO))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fakes.robot", "--scenario", str(scenario), "--ready-file", str(ready),
-         "--on-reset", f'echo "$ROBOT_SERVER_NUMBER $ROBOT_RESET_TYPE $ROBOT_BOOTS_RESCUE" >> {hook_log}'],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "tests" / "support")}, stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert ready.exists(), "the fake Robot process did not start"
-    yield ready.read_text().strip(), hook_log
-    process.terminate()
-    process.wait(timeout=10)
+    hook_log = tmp_path / "hook.log"
+    hook = f'echo "$ROBOT_SERVER_NUMBER $ROBOT_RESET_TYPE $ROBOT_BOOTS_RESCUE" >> {hook_log}'
+    with robot_process(tmp_path / "robot", SCENARIO, on_reset=hook) as fake:
+        yield fake.url, hook_log
 
 
 def invoke(url: str, tmp_path: Path, *args: str, password: str = "robot-secret"  # noqa: S107 (the fake's)

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Bench
 from fleets import NEW_OS_HOST_KEY, OPS_KEY_MD5, RESCUE_HOST_KEY, XFS_VOLUMES, make_fleet
+from reinstall_bench import Bench
 from rich.console import Console
 
 from drape_fleet.hetzner.robot import RobotClient
@@ -42,7 +42,7 @@ def test_the_new_host_key_replaces_the_old_one_in_known_hosts_and_nothing_else(b
     bench.reinstall().run(confirmed=True)
     lines = bench.known_hosts.read_text().splitlines()
     assert lines[0].startswith("203.0.113.12 ")
-    assert lines[1:] == ["203.0.113.11 " + " ".join(NEW_OS_HOST_KEY.split()[:2])]
+    assert lines[1:] == ["203.0.113.11,ax1 " + " ".join(NEW_OS_HOST_KEY.split()[:2])]
 
 
 def test_the_rescue_system_is_reached_only_through_the_key_robot_announced(bench: Bench) -> None:
@@ -80,9 +80,10 @@ def test_nothing_destructive_happens_without_confirmation(bench: Bench) -> None:
 
 def test_the_check_names_the_server_as_robot_knows_it(bench: Bench) -> None:
     text = bench.reinstall().check()
-    assert text == ("Reinstall ax1: Robot server #2100001 ax1 (203.0.113.11, AX102, FSN1-DC14). The running system "
-                    "is reset at once, and ALL DATA ON /dev/nvme0n1, /dev/nvme1n1 IS DESTROYED (Ubuntu 24.04 is "
-                    "installed on a fresh RAID1 with LVM).")
+    assert text == ("Reinstall ax1: Robot server #2100001 ax1 (203.0.113.11, AX102, FSN1-DC14).\n"
+                    "The running system is reset at once and Ubuntu-2404-noble-amd64-base.tar.gz is installed on a "
+                    "fresh RAID1 with LVM: ALL DATA ON BOTH DRIVES (/dev/nvme0n1 and /dev/nvme1n1) WILL BE "
+                    "DESTROYED.")
     assert not any(r.method == "POST" for r in bench.fake.state.requests)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fleets import NEW_OS_HOST_KEY, OPS_KEY, OPS_KEY_MD5, RESCUE_HOST_KEY, RESCUE_HOST_KEY_MD5
 
+from drape_fleet import hostkeys
 from drape_fleet.reinstall import commands
 from drape_fleet.reinstall.keys import NotAKey, PublicKey, parse_keys, pin, replace_known_hosts, rescue_fingerprints
 from drape_fleet.reinstall.plan import STEPS, resume_index
@@ -49,12 +50,17 @@ def test_keyscan_output_is_read_and_pinned_against_robots_fingerprints() -> None
         PublicKey.parse("ssh-ed25519 not-base64!")
 
 
-def test_known_hosts_get_exactly_the_new_keys_for_the_address(tmp_path: Path) -> None:
+def test_known_hosts_get_exactly_the_new_keys_for_the_host_under_its_address_and_name(tmp_path: Path) -> None:
     path = tmp_path / "known_hosts"
-    path.write_text(f"203.0.113.12 {OPS_KEY}\n203.0.113.11 {RESCUE_HOST_KEY}\n[203.0.113.11]:2222 {OPS_KEY}\n")
-    replace_known_hosts(path, "203.0.113.11", 22, [PublicKey.parse(NEW_OS_HOST_KEY)])
+    old_rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7"
+    path.write_text(f"203.0.113.12,ax2 {OPS_KEY}\n203.0.113.11 {RESCUE_HOST_KEY}\nax1 {old_rsa}\n"
+                    f"[203.0.113.11]:2222 {OPS_KEY}\n")
+    replace_known_hosts(path, "ax1", "203.0.113.11", 22, [PublicKey.parse(NEW_OS_HOST_KEY)])
     new = " ".join(NEW_OS_HOST_KEY.split()[:2])
-    assert path.read_text() == (f"203.0.113.12 {OPS_KEY}\n[203.0.113.11]:2222 {OPS_KEY}\n203.0.113.11 {new}\n")
+    assert path.read_text() == (f"203.0.113.12,ax2 {OPS_KEY}\n[203.0.113.11]:2222 {OPS_KEY}\n"
+                                f"203.0.113.11,ax1 {new}\n")
+    [pinned] = hostkeys.pinned(hostkeys.read(path), "203.0.113.11")
+    assert pinned.fingerprint == PublicKey.parse(NEW_OS_HOST_KEY).sha256
 
 
 def test_rescue_keys_are_the_configured_ones_then_the_deploy_keys_each_once() -> None:
@@ -63,11 +69,14 @@ def test_rescue_keys_are_the_configured_ones_then_the_deploy_keys_each_once() ->
 
 def test_the_run_resumes_at_the_first_step_not_done() -> None:
     state = ReinstallState(host="ax1", server_number=1, address="203.0.113.11")
-    assert resume_index(None) == resume_index(state) == 0
+    assert resume_index(None) == 0 and resume_index(state) == 1  # the preflight runs on every run anyway
     done = StepRecord(status="done", seconds=1)
     state = state.model_copy(update={"steps": {"preflight": done, "activate-rescue": done,
                                                "reset": StepRecord(status="failed", seconds=1)}})
     assert STEPS[resume_index(state)].name == "reset"
+    refused_later = state.model_copy(update={"steps": {**state.steps, "preflight": StepRecord(status="failed",
+                                                                                              seconds=1)}})
+    assert STEPS[resume_index(refused_later)].name == "reset"  # a failed preflight does not undo the reset
     everything = state.model_copy(update={"steps": {s.name: done for s in STEPS}})
     assert resume_index(everything) == len(STEPS)
 

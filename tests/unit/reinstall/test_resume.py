@@ -6,14 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Bench
 from fleets import RESCUE_HOST_KEY_MD5, make_fleet
+from reinstall_bench import Bench
 from world import OLD_OS_HOST_KEY
 
 from drape_fleet.reinstall import commands
+from drape_fleet.reinstall.context import FlowContext, StepFailed
 from drape_fleet.reinstall.executor import ReinstallFailed
 from drape_fleet.reinstall.plan import STEP_NAMES
 from drape_fleet.reinstall.state import load_state
+from drape_fleet.reinstall.steps import STEP_FUNCTIONS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 POSTS = ["POST /boot/2100001/rescue", "POST /reset/2100001"]
@@ -144,3 +146,52 @@ def test_state_of_another_server_is_set_aside(bench: Bench) -> None:
                                "robot_server_number": 2100002,
                                "capacity": {"cpus": 16, "memory_gib": 120, "disk_gib": 800}}])
     assert "[done, skipped]" not in bench.reinstall(moved).dry_run()
+
+
+def test_a_run_right_after_the_check_does_not_repeat_the_preflight(bench: Bench) -> None:
+    reinstall = bench.reinstall()
+    reinstall.check()
+    reinstall.run(confirmed=True)
+    assert bench.progress.of("started").count("preflight") == 1
+    assert bench.robot_calls().count("GET /server/2100001") == 1
+
+
+def test_a_mistyped_server_number_neither_loses_the_progress_nor_resets_the_server_again(bench: Bench) -> None:
+    bench.world.never_boots = True
+    with pytest.raises(ReinstallFailed, match="step 'wait-rescue'"):
+        bench.reinstall().run(confirmed=True)
+    typo = make_fleet(hosts=[{"name": "ax1", "public_address": "203.0.113.11", "private_address": "10.0.0.11",
+                              "robot_server_number": 2100009,
+                              "capacity": {"cpus": 16, "memory_gib": 120, "disk_gib": 800}}])
+    with pytest.raises(ReinstallFailed, match=r"step 'preflight'.*does not have ax1's address"):
+        bench.reinstall(typo).run(confirmed=True)
+    saved = load_state(bench.state_dir / "ax1.json")
+    assert saved is not None and saved.server_number == 2100001 and saved.done("reset")
+    bench.world.never_boots = False
+    bench.progress.events.clear()
+    bench.reinstall().run(confirmed=True)
+    assert posts(bench) == POSTS
+    assert bench.progress.of("skipped") == ["activate-rescue", "reset"]
+
+
+@pytest.mark.parametrize("failing", STEP_NAMES[1:])
+def test_a_rerun_after_a_failure_at_any_step_resumes_at_that_step(bench: Bench, monkeypatch: pytest.MonkeyPatch,
+                                                                  failing: str) -> None:
+    """Whatever stops a step (the specific failures have their own tests above), the next run makes the preflight,
+    skips what was done, and goes on from the step that failed: one activation and one reset in all."""
+    working = STEP_FUNCTIONS[failing]
+
+    def broken(ctx: FlowContext) -> str:
+        raise StepFailed(f"{failing} broke", seen="as arranged", next_steps="re-run")
+
+    monkeypatch.setitem(STEP_FUNCTIONS, failing, broken)
+    with pytest.raises(ReinstallFailed, match=rf"step '{failing}' \(.*\) failed after .*: {failing} broke"):
+        bench.reinstall().run(confirmed=True)
+    monkeypatch.setitem(STEP_FUNCTIONS, failing, working)
+    bench.progress.events.clear()
+    state = bench.reinstall().run(confirmed=True)
+    index = STEP_NAMES.index(failing)
+    assert bench.progress.of("skipped") == list(STEP_NAMES[1:index])
+    assert bench.progress.of("finished") == ["preflight", *STEP_NAMES[index:]]
+    assert posts(bench) == POSTS
+    assert all(record.status == "done" for record in state.steps.values())

@@ -18,10 +18,11 @@ from typing import Any
 from fakes.robot_state import FakeServer
 from fleets import NEW_OS_HOST_KEY, RESCUE_HOST_KEY
 
+from drape_fleet import hostkeys
 from drape_fleet.installimage.machine import ARCH_COMMAND, BOOT_MODE_COMMAND, LSBLK_COMMAND
 from drape_fleet.installimage.validate import check_config
 from drape_fleet.reinstall import commands
-from drape_fleet.reinstall.keys import PublicKey, known_hosts_name
+from drape_fleet.reinstall.keys import PublicKey
 from drape_fleet.reinstall.remote import CommandResult
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -84,8 +85,9 @@ class World:
         key = self.presented()
         if key is None:
             return CommandResult(255, "", f"ssh: connect to host {address} port {port}: Connection refused")
-        pinned = known_hosts.read_text().splitlines() if known_hosts.exists() else []
-        if f"{known_hosts_name(address, port)} {PublicKey.parse(key).line()}" not in pinned:
+        presented = PublicKey.parse(key)
+        pinned = hostkeys.pinned(hostkeys.read(known_hosts), hostkeys.lookup_name(address, port))
+        if (presented.type, presented.blob) not in {(k.key_type, k.key) for k in pinned}:
             return CommandResult(255, "", "Host key verification failed.")
         self.commands.append((self.phase, command))
         answer = self.rescue_command(command, input) if self.phase == "rescue" else self.os_command(command)
