@@ -162,11 +162,11 @@ def newest_generation(container: str) -> int:
 
 
 class Backend:
-    """A backend process (tests/cutover/backend.py) the test talks to line by line."""
+    """A backend process (tests/cutover/backend_process.py) the test talks to line by line."""
 
     def __init__(self, fleet: Path, pki: Path, *, poll_s: float = 0.5) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "cutover" / "backend.py"), str(fleet), str(pki), "--poll",
+            [sys.executable, str(ROOT / "tests" / "cutover" / "backend_process.py"), str(fleet), str(pki), "--poll",
              str(poll_s)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         ready = self._read()

@@ -2,7 +2,7 @@
 lines on stdin (one answer per line on stdout). Its own process, its own memory: what it sees of a policy change
 reached it through the store, not through the test.
 
-    python tests/cutover/backend.py FLEET_FILE PKI_DIR [--poll 0.5]
+    python tests/cutover/backend_process.py FLEET_FILE PKI_DIR [--poll 0.5]
 
 Commands: {"op": "route", "user": U, "workspace": W}, {"op": "failed", "user": U, "reason": R},
 {"op": "record", "provider": P, "kind": K, "seconds": S, "ok": true}, {"op": "start", "workspace": W, "user": U,
