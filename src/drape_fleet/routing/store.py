@@ -238,6 +238,31 @@ class StateStore:
 
         self.fleet.each(trim, timeout=self.timeout_s)
 
+    # -- backups (issue 14) ---------------------------------------------------------------------------
+
+    def export(self) -> dict[str, Any] | None:
+        """The newest record as JSON, for a backup. The labels live in Docker's volume metadata, not in the
+        volume's directory: a file-level copy of /var/lib/docker/volumes/<name> does not hold them."""
+        newest = self.read().newest
+        if newest is None:
+            return None
+        return {"generation": newest.generation, "policy": newest.policy.model_dump(mode="json"),
+                "progress": newest.progress, "writer": newest.writer, "created": newest.created.isoformat(),
+                "digest": newest.digest}
+
+    def restore(self, document: dict[str, Any], *, writer: str) -> StateRecord:
+        """Write an exported record back as the next generation (on top of whatever the hosts hold now)."""
+        try:
+            policy = RoutingPolicy.model_validate(document["policy"])
+            progress = document["progress"]
+        except (KeyError, ValueError) as exc:
+            raise StoreError(f"not an exported cutover state ({exc}): restore a file `export` wrote") from None
+        if not isinstance(progress, dict):
+            raise StoreError("not an exported cutover state (its progress is not an object)")
+        view = self.read()
+        return self.write(policy, progress, expected=view.generation,
+                          writer=f"{writer} (restored generation {document.get('generation', '?')})")
+
     def wipe(self) -> int:
         """Remove every state volume of ours from every host that answers (tests and a fresh lab; never a task)."""
         removed = 0

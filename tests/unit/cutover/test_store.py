@@ -106,3 +106,15 @@ def test_packing_round_trips_and_refuses_garbage() -> None:
     assert unpack(pack(data)) == data
     with pytest.raises(RecordError, match="does not decode"):
         unpack("not base64 at all!")
+
+
+def test_an_export_restores_onto_hosts_that_lost_everything(store: StateStore, volumes: VolumeFleet) -> None:
+    store.write(RoutingPolicy(phase=3, percent=20, salt="s"), {"phase": 3}, expected=0, writer="ops")
+    exported = store.export()
+    assert exported is not None and exported["generation"] == 1
+    assert store.wipe() == 3 and store.export() is None  # every host reinstalled
+    restored = store.restore(exported, writer="backup")
+    assert restored.generation == 1 and restored.policy.percent == 20 and restored.progress == {"phase": 3}
+    assert "restored generation 1" in restored.writer
+    with pytest.raises(StoreError, match="not an exported cutover state"):
+        store.restore({"policy": {"phase": 9}}, writer="x")
