@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,6 +133,7 @@ def test_the_backend_on_fly_reaches_previews_through_the_link_and_nothing_else(
         _run("wg-quick", "up", str(fly_side.config), netns=True,
              env={**os.environ, "WG_QUICK_USERSPACE_IMPLEMENTATION": "wireguard-go"})
 
+        assert _link_checks(fleet_file, clean_lab) == dict.fromkeys(lab_fleet.host_names, True)
         runtime = PreviewRuntime.connect(lab_fleet, pki_dir=clean_lab / "pki", background=False, reaper=False)
         try:
             urls = {}
@@ -163,6 +165,25 @@ def test_the_backend_on_fly_reaches_previews_through_the_link_and_nothing_else(
         restored = ops("provision", "--all", "--only", "firewall,link", "--env", "lab", timeout=600)
         assert "wg-drape" not in _run("docker", "exec", settings.container_name("ax1"), "ip", "link").stdout
         assert set(_changes(restored.stdout)) == set(lab_fleet.host_names), restored.stdout[-3000:]
+
+
+def _link_checks(fleet_file: Path, lab_state: Path) -> dict[str, bool]:
+    """What phase 2's gate says of each host's link (SSH to the host, `wg show`), as ops' tasks see it."""
+    from drape_fleet.config import Secrets, load_fleet
+    from drape_fleet.cutover.context import CutoverContext
+    from drape_fleet.cutover.fleet_checks import link_checks
+    from drape_fleet.environments import Environment, FleetTarget
+
+    env = Environment(name="production", fleet_file=fleet_file, state_dir=fleet_file.parent, pki_dir=lab_state / "pki",
+                      known_hosts=fleet_file.with_suffix(".known_hosts"), ssh_key=lab_state / "ssh" / "id_ed25519",
+                      ssh_user="deploy")
+    ctx = CutoverContext(FleetTarget(env, load_fleet(fleet_file)), Secrets(), print)
+    deadline = time.monotonic() + 60
+    while True:
+        checks = link_checks(ctx)
+        if all(check.ok for check in checks) or time.monotonic() > deadline:
+            return {check.name.split(":")[0]: check.ok for check in checks}
+        time.sleep(2)
 
 
 def _endpoints(fleet: FleetConfig, lab_state: Path) -> list[object]:

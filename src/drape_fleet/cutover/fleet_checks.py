@@ -124,3 +124,33 @@ def smoke_previews(ctx: CutoverContext, hosts: list[str]) -> SmokeResult:
     seconds = {h: took for h, (took, _) in outcomes.items() if took is not None}
     errors = {h: error for h, (_, error) in outcomes.items() if error is not None}
     return SmokeResult(at=ctx.clock.now(), seconds=seconds, errors=errors)
+
+
+def link_checks(ctx: CutoverContext) -> list[Check]:
+    """With ``[cutover.link]``: has every preview host shaken hands with the backend lately (over SSH, ``wg show``)?
+    The backend on Fly proxies Hetzner previews through the link from phase 2 on."""
+    from drape_fleet.cutover.link import HANDSHAKE_FRESH_S, handshake_ages, host_link
+    from drape_fleet.shell import CommandFailed
+    from drape_fleet.ssh import ssh_run
+
+    checks = []
+    for name in ctx.preview_hosts:
+        end = host_link(ctx.fleet, name)
+        if end is None:
+            continue
+        label = f"{name}: WireGuard link to the backend ({end.interface})"
+        try:
+            shown = ssh_run(ctx.target.ssh_target(ctx.fleet.host(name)),
+                            f"sudo -n wg show {end.interface} latest-handshakes; date +%s", timeout=20)
+        except CommandFailed as exc:
+            checks.append(Check(label, f"cannot read it ({str(exc).strip()[-160:]})", "a handshake within "
+                                f"{HANDSHAKE_FRESH_S} s", False, "provision the link: `invoke provision --only link`"))
+            continue
+        lines = shown.stdout.strip().splitlines()
+        now = float(lines[-1]) if lines and lines[-1].isdigit() else time.time()
+        ages = handshake_ages("\n".join(lines[:-1]), now)
+        fresh = bool(ages) and min(ages) <= HANDSHAKE_FRESH_S
+        value = "no peer" if not ages else ("never" if min(ages) == float("inf") else f"{min(ages):.0f} s ago")
+        checks.append(Check(label, f"last handshake {value}", f"within {HANDSHAKE_FRESH_S} s", fresh,
+                            "bring the backend's end up on Fly (docs/cutover.md, the link), check its endpoint"))
+    return checks

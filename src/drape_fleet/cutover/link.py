@@ -107,3 +107,18 @@ def backend_config(fleet: FleetConfig, public_keys: dict[str, str], *, private_k
 
 def _port(link: LinkSettings) -> str:
     return link.backend_endpoint.rsplit(":", 1)[1]
+
+
+HANDSHAKE_FRESH_S = 180
+"""WireGuard re-handshakes every 2 minutes while traffic or keepalives flow: older means the link is down."""
+
+
+def handshake_ages(output: str, now: float) -> list[float]:
+    """Seconds since each peer's last handshake, from ``wg show <interface> latest-handshakes`` (0: never)."""
+    ages = []
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            stamp = int(parts[1])
+            ages.append(float("inf") if stamp == 0 else max(0.0, now - stamp))
+    return ages

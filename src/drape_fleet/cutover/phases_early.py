@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 
 from drape_fleet.cutover.context import CutoverContext, CutoverRefused, Session, known_users
-from drape_fleet.cutover.fleet_checks import engine_checks, engine_states, smoke_previews
+from drape_fleet.cutover.fleet_checks import engine_checks, engine_states, link_checks, smoke_previews
 from drape_fleet.cutover.fly_side import FlyInventory, inventory
 from drape_fleet.cutover.gates import Check, load_test_check
 from drape_fleet.cutover.loadtest import run_load_test
@@ -126,6 +126,7 @@ def phase2(ctx: CutoverContext, session: Session, options: Options) -> Plan:
     internal = ctx.settings.internal_users
     checks.append(Check("internal users ([cutover] internal_users)", _users(internal), "at least one",
                         bool(internal), "list Drape's own accounts there"))
+    checks += link_checks(ctx)
     framework = ctx.settings.smoke.framework
 
     def smoke() -> str:

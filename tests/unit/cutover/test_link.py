@@ -68,3 +68,11 @@ def test_the_backend_routes_each_hosts_private_address_to_that_host() -> None:
 def test_a_host_the_link_does_not_name_gets_no_link() -> None:
     assert host_link(_fleet(False), "ax1") is not None
     assert host_link(validate_fleet(fleet_data(), source="x"), "ax1") is None
+
+
+def test_handshake_ages_read_wg_show() -> None:
+    from drape_fleet.cutover.link import handshake_ages
+
+    output = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\t1700000000\nother=\t0\n"
+    assert handshake_ages(output, 1700000090.0) == [90.0, float("inf")]
+    assert handshake_ages("", 1.0) == []
