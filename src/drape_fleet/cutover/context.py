@@ -24,7 +24,7 @@ from drape_fleet.cutover.progress import Progress
 from drape_fleet.routing.metrics import MetricsStore, StartMetrics
 from drape_fleet.routing.policy import RoutingPolicy
 from drape_fleet.routing.records import StateRecord
-from drape_fleet.routing.store import StateStore, StoreError, StoreView
+from drape_fleet.routing.store import StateStore, StoreError, StoreView, no_quorum
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
 from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
 
@@ -185,7 +185,7 @@ class Session:
     def open(cls, ctx: CutoverContext, *, need_quorum: bool) -> Session:
         view = ctx.store.read()
         if need_quorum and not view.quorum:
-            raise StoreError(ctx.store._no_quorum(view, "change it"))
+            raise StoreError(no_quorum(view, "change it"))
         if view.behind and view.quorum:
             repaired = ctx.store.repair(view)
             if repaired:

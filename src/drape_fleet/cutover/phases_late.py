@@ -8,8 +8,9 @@ import importlib.util
 
 from drape_fleet.cutover import dns_side, fly_side
 from drape_fleet.cutover.context import CutoverContext, CutoverRefused, Session
-from drape_fleet.cutover.fleet_checks import engine_checks, engine_states
+from drape_fleet.cutover.fleet_checks import SMOKE_USER, engine_checks, engine_states
 from drape_fleet.cutover.gates import Check, failed, phase4_gate
+from drape_fleet.cutover.loadtest import LOAD_USER
 from drape_fleet.cutover.phases_early import fly_check, fresh_salt, policy_step
 from drape_fleet.cutover.progress import FlyMachineRecord
 from drape_fleet.cutover.steps import Options, Plan, Step, StepFailed
@@ -31,7 +32,7 @@ def _capacity(ctx: CutoverContext, serving_on_fly: int) -> Check:
     from drape_fleet.plan.model import scenario
     from drape_fleet.plan.settings import load_plan
 
-    live = [p for p in ctx.runtime.previews(probe=False) if p.user not in ("drape-smoke", "drape-loadtest")]
+    live = [p for p in ctx.runtime.previews(probe=False) if p.user not in (SMOKE_USER, LOAD_USER)]
     containers = max(1, len(live) + serving_on_fly)
     model = scenario(load_plan(project_root() / "config" / "plan.toml"), containers)
     hosts = len(ctx.preview_hosts)

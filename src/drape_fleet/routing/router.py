@@ -75,16 +75,19 @@ class Router:
     # -- construction ------------------------------------------------------------------------------
 
     @classmethod
-    def connect(cls, config: FleetConfig, *, pki_dir: Path | None = None, **options: object) -> Router:
+    def connect(cls, config: FleetConfig, *, pki_dir: Path | None = None, poll_s: float | None = None,
+                flush_s: float = 10.0, background: bool = True) -> Router:
         """A router with its own engine connections (mutual TLS, the backend's client certificate)."""
         from drape_fleet.pki.paths import pki_dir as default_pki_dir
 
         tls = TlsFiles.from_pki_dir(pki_dir or default_pki_dir(config.environment.name))
         fleet = Fleet.from_endpoints(tls_endpoints(config, tls), config.runtime)
-        return cls(fleet, config.runtime.owner, poll_s=_poll_s(config), owns_fleet=True, **options)  # type: ignore[arg-type]
+        return cls(fleet, config.runtime.owner, poll_s=poll_s or _poll_s(config), flush_s=flush_s,
+                   background=background, owns_fleet=True)
 
     @classmethod
-    def for_runtime(cls, runtime: PreviewRuntime, **options: object) -> Router:
+    def for_runtime(cls, runtime: PreviewRuntime, *, poll_s: float | None = None, flush_s: float = 10.0,
+                    background: bool = True) -> Router:
         """A router beside a runtime: the same engine connections, and a workspace with a live preview on
         Hetzner stays there."""
         def running_on(workspace: str) -> str | None:
@@ -93,8 +96,8 @@ class Router:
                 return None
             return status.host
 
-        options.setdefault("poll_s", _poll_s(runtime.config))
-        return cls(runtime.fleet, runtime.settings.owner, running_on=running_on, **options)  # type: ignore[arg-type]
+        return cls(runtime.fleet, runtime.settings.owner, poll_s=poll_s or _poll_s(runtime.config), flush_s=flush_s,
+                   background=background, running_on=running_on)
 
     def close(self) -> None:
         """Stop the threads and flush this process's metrics one last time."""

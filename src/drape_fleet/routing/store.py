@@ -108,6 +108,13 @@ class StoreView:
                 for name, copy in self.copies.items()}
 
 
+def no_quorum(view: StoreView, doing: str) -> str:
+    """Why a change cannot be made now: which hosts did not answer."""
+    down = "; ".join(f"{host}: {error}" for host, error in view.unreachable.items())
+    return (f"only {len(view.answered)} of {len(view.copies)} hosts answered ({down}): the cutover state needs a "
+            f"majority to {doing} safely (the newest state may be on the others). Bring them back, then run again")
+
+
 def _winner(copies: Iterable[HostCopy]) -> StateRecord | None:
     held: Counter[tuple[int, str]] = Counter()
     by_key: dict[tuple[int, str], StateRecord] = {}
@@ -177,7 +184,7 @@ class StateStore:
         ``StoreError`` without a majority of hosts. Hosts that miss the write catch up on their next read."""
         view = self.read()
         if not view.quorum:
-            raise StoreError(self._no_quorum(view, "read"))
+            raise StoreError(no_quorum(view, "read"))
         if view.generation != expected:
             raise StoreConflict(f"the cutover state moved from generation {expected} to {view.generation} while this "
                                 "task ran (another cutover task?). Run `invoke cutover status`, then again")
@@ -202,13 +209,6 @@ class StateStore:
         copy = self._listing(engine)
         if any(r.generation == record.generation and r.digest == record.digest for r in copy.records):
             self._remove(engine, record.volume)
-
-    @staticmethod
-    def _no_quorum(view: StoreView, doing: str) -> str:
-        down = "; ".join(f"{host}: {error}" for host, error in view.unreachable.items())
-        return (f"only {len(view.answered)} of {len(view.copies)} hosts answered ({down}): the cutover state needs "
-                f"a majority to {doing} safely (the newest state may be on the others). Bring them back, then run "
-                "again")
 
     # -- keeping every host current ------------------------------------------------------------------
 
@@ -285,4 +285,4 @@ def _why(error: object) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-__all__ = ["HostCopy", "StateStore", "StoreConflict", "StoreError", "StoreView", "state_volume"]
+__all__ = ["HostCopy", "StateStore", "StoreConflict", "StoreError", "StoreView", "no_quorum", "state_volume"]
