@@ -121,7 +121,7 @@ def _phases_1_to_3(ops: Ops, backend: Backend) -> str:
                          "--allow names 2 unknown user(s): u-nobody, u-ghost")):
         refused = ops("cutover", "phase3", *args, "--apply", expect=1)
         assert words in _fail_text(refused)
-    assert ops.status()["phase"] == 2
+    assert len(set(_generations())) == 1 and backend.route("u-probe")["phase"] == 2  # nothing was written
 
     ops("cutover", "phase3", "--allow", f"{BETA[0]},{BETA[1]}", "--percent", "30", "--apply")
     backend.wait_for_phase(3)
@@ -191,7 +191,6 @@ def _rollback_4_to_3(ops: Ops, backend: Backend, apis: FakeApis, fly_user: str) 
     kept = backend.route(fly_user, "ws-rollback")
     assert kept["provider"] == "hetzner" and "still runs on" in kept["reason"], kept
     assert backend.route(fly_user)["provider"] == "fly"
-    assert ops.status()["phase"] == 3
 
 
 def _phases_4_and_5_again(ops: Ops, backend: Backend, apis: FakeApis, tmp: Path) -> None:
