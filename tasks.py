@@ -10,6 +10,7 @@ from drape_fleet.tasks import (
     fleet_tasks,
     hosts_tasks,
     lab_tasks,
+    monitoring_tasks,
     pki_tasks,
     plan_tasks,
     provision_tasks,
@@ -29,3 +30,4 @@ namespace.add_collection(fleet)
 namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
 namespace.add_task(plan_tasks.plan)
 namespace.add_task(cutover_tasks.cutover)
+namespace.add_collection(Collection.from_module(monitoring_tasks, name="monitoring"))

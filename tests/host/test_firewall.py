@@ -115,7 +115,13 @@ def _accepted_tcp(ruleset: dict[str, Any]) -> dict[int, tuple[set[Any] | None, l
 def test_only_the_intended_ports_are_open(ruleset: dict[str, Any], fleet: FleetConfig, me: Host) -> None:
     allowed = _accepted_tcp(ruleset)
     ssh, api = fleet.environment.ssh_port, fleet.network.docker_api_port
-    assert set(allowed) == {ssh, api, *fleet.provisioning.firewall.public_ports}
+    exporters = fleet.monitoring.exporter_ports if fleet.monitoring is not None else ()
+    assert set(allowed) == {ssh, api, *fleet.provisioning.firewall.public_ports, *exporters}
+    if fleet.monitoring is not None:  # exporters: the monitoring server only, on the private address only
+        server = fleet.host(fleet.monitoring.server)
+        for port in exporters:
+            assert allowed[port][0] == {ip_network(server.private_address)}
+            assert [ip_address(a) for a in allowed[port][1] or []] == [me.private_address]
     assert allowed[ssh][0] == {ip_network(n) for n in fleet.network.admin_allowlist}
     assert allowed[api][0] == {ip_network(n) for n in fleet.network.backend_addresses}
     assert [ip_address(a) for a in allowed[api][1] or []] == [me.private_address]

@@ -15,6 +15,7 @@ from drape_fleet.config.address_plan import address_plan_problem
 from drape_fleet.config.base import FrozenModel, invalid
 from drape_fleet.config.cutover import CutoverSettings
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
+from drape_fleet.config.monitoring import MonitoringSettings, monitoring_problem
 from drape_fleet.config.provisioning import ProvisioningSettings
 from drape_fleet.config.reinstall import ReinstallSettings
 from drape_fleet.config.runtime import RuntimeSettings
@@ -79,6 +80,7 @@ class FleetConfig(FrozenModel):
     preview_dns: PreviewDnsSettings | None = None
     cutover: CutoverSettings | None = None
     reinstall: ReinstallSettings = ReinstallSettings()
+    monitoring: MonitoringSettings | None = None
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -124,6 +126,14 @@ class FleetConfig(FrozenModel):
                                        self.network.backend_addresses, self.network.admin_allowlist)
         if problem is not None:
             raise problem
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_fits_the_fleet(self) -> Self:
+        if self.monitoring is not None:
+            problem = monitoring_problem(self.monitoring, self.host_names, self.environment.name)
+            if problem is not None:
+                raise problem
         return self
 
     def host(self, name: str) -> Host:

@@ -4,8 +4,6 @@ destruction of stopped Fly machines once their grace period is over."""
 
 from __future__ import annotations
 
-import importlib.util
-
 from drape_fleet.cutover import dns_side, fly_side
 from drape_fleet.cutover.context import CutoverContext, CutoverRefused, Session
 from drape_fleet.cutover.fleet_checks import SMOKE_USER, engine_checks, engine_states
@@ -168,10 +166,20 @@ def _store_findings(ctx: CutoverContext) -> list[str]:
     return missing
 
 
-def _monitoring_findings() -> list[str]:
-    if importlib.util.find_spec("drape_fleet.monitoring") is None:
-        return ["monitoring and alerting: not part of drape-fleet yet (issue 13)"]
-    return []
+def _monitoring_findings(ctx: CutoverContext) -> list[str]:
+    """Monitoring and alerting working (``drape_fleet.monitoring.health``: targets up, rules loaded, alerts
+    delivered, the watchdog firing), or what is not."""
+    from drape_fleet.monitoring.health import check
+    from drape_fleet.monitoring.plan import MonitoringRefused
+
+    try:
+        health = check(ctx.target)
+    except MonitoringRefused as exc:
+        return [f"monitoring and alerting: {str(exc).splitlines()[0]} (then `invoke provision --all`)"]
+    if health.ok:
+        ctx.say(f"monitoring on {health.server}: " + "; ".join(f"{c.name} ok" for c in health.checks))
+        return []
+    return [f"monitoring on {health.server}: {c.name}: {c.detail}" for c in health.failed()]
 
 
 def phase5(ctx: CutoverContext, session: Session, options: Options) -> Plan:
@@ -186,7 +194,7 @@ def phase5(ctx: CutoverContext, session: Session, options: Options) -> Plan:
     checks.append(Check("previews' DNS", "points at the Hetzner hosts" if not dns_changes else "; ".join(dns_changes),
                         "the Hetzner hosts", not dns_changes, "run `invoke cutover phase4 --apply` again"))
     missing = [f"template {image} on {host}" for host, state in states.items() for image in state.missing_images]
-    missing += _store_findings(ctx) + _monitoring_findings()
+    missing += _store_findings(ctx) + _monitoring_findings(ctx)
     features = Features(prewarm=True, keep_alive=True)
     policy = session.policy.model_copy(update={"phase": 5, "salt": fresh_salt(session), "fly_fallback": False,
                                                "internal_users": ctx.settings.internal_users, "features": features})

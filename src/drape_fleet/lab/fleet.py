@@ -41,6 +41,35 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             for i in range(1, settings.hosts + 1)
         ],
         "runtime": lab_runtime_data(),
+        "monitoring": lab_monitoring_data(settings),
+    }
+
+
+LAB_ALERT_RECEIVER_PORT = 9790
+"""Where the lab's "outside" alert receivers listen: this machine on the private network (the tests' webhook
+server, `invoke monitoring.receiver --env lab`)."""
+
+
+def lab_monitoring_data(settings: LabSettings) -> dict[str, Any]:
+    """Monitoring on ax1, with intervals and ``for:`` windows of seconds so alerts fire and resolve within a
+    test; the receivers are webhooks on this machine (no secrets: the lab's own server on its private network)."""
+    base = f"http://{settings.private_gateway}:{LAB_ALERT_RECEIVER_PORT}"
+    return {
+        "server": settings.host_name(1),
+        "scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "2s", "resend_delay": "2s",
+        "exporters": {"procfs_view": True},
+        "collectors": {"docker_interval": "2s", "updates_interval": "10m", "tls_interval": "1m"},
+        "alerts": {"host_down_for": "4s", "raid_for": "4s", "disk_for": "4s", "docker_down_for": "4s",
+                   "service_down_for": "10s", "memory_for": "1m", "clock_for": "1m", "collector_for": "1m",
+                   "preview_start_for": "1m", "queue_for": "20s"},
+        "alertmanager": {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h",
+                         "resolve_timeout": "1m"},
+        "receivers": [{"name": name, "kind": "webhook", "url": f"{base}/{name.removeprefix('lab-')}"}
+                      for name in ("lab-alerts", "lab-pager", "lab-heartbeat")],
+        "default_receiver": "lab-alerts",
+        "routes": [{"receiver": "lab-pager", "severity": ["critical"]}],
+        "watchdog": {"receiver": "lab-heartbeat", "interval": "3s"},
+        "retention": {"days": 1, "disk_budget_gib": 3},
     }
 
 

@@ -54,6 +54,9 @@ class FirewallPolicy:
     """Bridges of preview networks: no new connection from them to the host, to each other or to the private
     network; into them only from the backend."""
     private_networks: tuple[Network, ...] = ()
+    monitoring: Allow | None = None
+    """Exporters (node_exporter, the services' metrics) on the private address, only from the monitoring server
+    (the fleet file's ``[monitoring]``); None without that section."""
 
 
 class FirewallRefused(ValueError):
@@ -81,7 +84,16 @@ def firewall_policy(fleet: FleetConfig, host_name: str) -> FirewallPolicy:
                key=lambda n: (n.version, int(n.network_address), n.prefixlen)))
     return FirewallPolicy(host=host.name, inbound=inbound, published_public_ports=public_ports,
                           published_sources=backend, admin_sources=admin,
-                          preview_interfaces=firewall.preview_interfaces, private_networks=private)
+                          preview_interfaces=firewall.preview_interfaces, private_networks=private,
+                          monitoring=_monitoring_rule(fleet, host_name))
+
+
+def _monitoring_rule(fleet: FleetConfig, host_name: str) -> Allow | None:
+    if fleet.monitoring is None:
+        return None
+    server = fleet.host(fleet.monitoring.server)
+    return Allow("monitoring", tuple(sorted(set(fleet.monitoring.exporter_ports))),
+                 sources=_networks((server.private_address,)), destination=fleet.host(host_name).private_address)
 
 
 def check_ops_address(policy: FirewallPolicy, ops_address: Address) -> None:
@@ -161,8 +173,11 @@ def nftables_ruleset(policy: FirewallPolicy) -> str:
     address_sets = [_address_set(rule.name, rule.sources) for rule in policy.inbound if rule.sources is not None]
     address_sets += [_address_set("published", policy.published_sources),
                      _address_set("private", policy.private_networks)]
+    if policy.monitoring is not None and policy.monitoring.sources is not None:
+        address_sets.append(_address_set(policy.monitoring.name, policy.monitoring.sources))
     return render("firewall/drape-firewall.nft.j2", family=FAMILY, table=TABLE, address_sets=address_sets,
                   previews=policy.preview_interfaces, input_rules=[_input_rule(r) for r in policy.inbound],
+                  monitoring=None if policy.monitoring is None else _input_rule(policy.monitoring),
                   published_public_ports=policy.published_public_ports,
                   published_source_sets=_source_sets("published", policy.published_sources))
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from drape_fleet.config import Host
 from drape_fleet.console import Log
 from drape_fleet.environments import ENV_VAR, FleetTarget
+from drape_fleet.monitoring.plan import MonitoringRefused
+from drape_fleet.monitoring.receivers import check_monitoring
 from drape_fleet.paths import project_root
 from drape_fleet.provision.context import FORCE_KEY
 from drape_fleet.provision.notes import NoteKind
@@ -73,6 +75,11 @@ def preflight(target: FleetTarget, hosts: Sequence[Host], deploys: Sequence[str]
     refusals = [str(o) for o in outcomes if isinstance(o, ProvisionRefused)]
     if refusals:
         raise ProvisionRefused("\n".join(refusals) + "\nNothing was changed on any host.")
+    if {"monitoring", "monitoring_server"} & set(deploys):
+        try:
+            check_monitoring(target.fleet, str(target.env.fleet_file))
+        except MonitoringRefused as exc:
+            raise ProvisionRefused(f"{exc}\nNothing was changed on any host.") from None
     return {probe.host: probe for probe in outcomes if isinstance(probe, HostProbe)}
 
 

@@ -93,8 +93,13 @@ RENDERED_ELSEWHERE |= {"link/wg-drape.conf.j2", "link/drape-link.nft.j2", "link/
 PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE}
 
 
+# Deploys whose files have golden tests of their own, under the same rules (tests/monitoring/test_files.py).
+OWN_GOLDENS = ("monitoring/",)
+
+
 def _on_disk() -> set[str]:
-    return {str(p.relative_to(files_dir())) for p in files_dir().rglob("*") if p.is_file()}
+    names = {str(p.relative_to(files_dir())) for p in files_dir().rglob("*") if p.is_file()}
+    return {name for name in names if not name.startswith(OWN_GOLDENS)}
 
 
 def test_files_holds_exactly_the_templates_and_plain_files_the_deploys_use() -> None:
