@@ -85,12 +85,26 @@ class FakeApis:
                 if r["name"] == "*.preview"}
 
 
-def cutover_fleet(lab_state: Path, tmp: Path, apis: FakeApis, **cutover: Any) -> Path:
-    """The lab's fleet file as an ops fleet file with the cutover's sections (Fly and DNS at the fakes)."""
+def ops_fleet_data(lab_state: Path) -> dict[str, Any]:
+    """The lab's fleet file as ops write one for their own environment (production-shaped: Robot numbers, alert
+    receivers' URLs named as secrets - ``Ops.env`` gives their values, the lab's own receivers)."""
     data = tomllib.loads((lab_state / "fleet.toml").read_text())
     data["environment"]["name"] = "production"
     for number, host in enumerate(data["hosts"], start=1):
         host["robot_server_number"] = 2_100_000 + number
+    for receiver in (data.get("monitoring") or {}).get("receivers", []):
+        if "url" in receiver:
+            receiver["secret"] = receiver["name"].replace("-", "_") + "_url"
+            MONITORING_SECRETS[receiver["secret"]] = receiver.pop("url")
+    return data
+
+
+MONITORING_SECRETS: dict[str, str] = {}
+
+
+def cutover_fleet(lab_state: Path, tmp: Path, apis: FakeApis, **cutover: Any) -> Path:
+    """The lab's fleet file as an ops fleet file with the cutover's sections (Fly and DNS at the fakes)."""
+    data = ops_fleet_data(lab_state)
     data["fly"] = {"apps": [APP], "preview_metadata": {"drape_role": "preview"}, "api_url": apis.fly,
                    "lease_ttl_s": 10}
     data["preview_dns"] = {"zone": ZONE, "name": "*.preview", "ttl": 300, "api_endpoint": apis.dns}
@@ -124,7 +138,8 @@ class Ops:
         return {**os.environ, "DRAPE_ENV": "production", "DRAPE_FLEET_FILE": str(self.fleet),
                 "DRAPE_PKI_DIR": str(self.lab_state / "pki"), "DRAPE_SSH_KEY": str(self.lab_state / "ssh/id_ed25519"),
                 "DRAPE_SSH_USER": "deploy", "DRAPE_FLY_API_TOKEN": self.fly_token, "DRAPE_HCLOUD_TOKEN": DNS_TOKEN,
-                "DRAPE_SECRETS_FILE": str(self.fleet.parent / "no-secrets.toml"), "COLUMNS": "220"}
+                "DRAPE_SECRETS_FILE": str(self.fleet.parent / "no-secrets.toml"), "COLUMNS": "220",
+                **{f"DRAPE_MONITORING_{name.upper()}": url for name, url in MONITORING_SECRETS.items()}}
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "invoke", *args]

@@ -14,14 +14,13 @@ import re
 import socket
 import subprocess
 import time
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import tomli_w
-from cutover_lab import Ops
+from cutover_lab import Ops, ops_fleet_data
 
 from drape_fleet.config import FleetConfig
 
@@ -79,10 +78,7 @@ def fly_side(clean_lab: Path, tmp_path: Path) -> Iterator[FlySide]:
 
 
 def _link_fleet(lab_state: Path, tmp: Path, fly: FlySide) -> Path:
-    data = tomllib.loads((lab_state / "fleet.toml").read_text())
-    data["environment"]["name"] = "production"
-    for number, host in enumerate(data["hosts"], start=1):
-        host["robot_server_number"] = 2_100_000 + number
+    data = ops_fleet_data(lab_state)
     data["network"]["backend_addresses"].append(f"{BACKEND_ADDRESS}/32")
     data["cutover"] = {"link": {
         "backend_public_key": fly.public_key, "backend_endpoint": fly.endpoint,
