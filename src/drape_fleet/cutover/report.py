@@ -111,20 +111,27 @@ def render_chart(rows: list[ReportRow], path: Path, *, title: str) -> Path:
                                   color="#999999", alpha=0.25, linewidth=0)
                 axis.hlines(expected.high_s, index - 0.4, index + 0.4, colors="#555555", linestyles="dashed",
                             linewidth=1)
+                if expected.optimized_high_s is not None:
+                    axis.hlines(expected.optimized_high_s, index - 0.4, index + 0.4, colors="#2a7f2a",
+                                linestyles="dotted", linewidth=1.5)
+            top = 0.05
             if row.p95_s is not None:
-                axis.bar(index, max(row.p95_s, 0.05), width=0.5, color=colours.get(row.provider, "#333333"))
-                axis.annotate(f"{row.p95_s:.1f} s", (index, max(row.p95_s, 0.05)), ha="center", va="bottom",
-                              fontsize=8)
+                top = max(row.p95_s, 0.05)
+                axis.bar(index, top, width=0.5, color=colours.get(row.provider, "#333333"))
             if row.p50_s is not None:
                 axis.plot(index, max(row.p50_s, 0.05), "o", color="black", markersize=4)
+            label = "no start" if row.p95_s is None else f"{row.p95_s:.1f} s"
             if row.failed:
-                axis.annotate(f"{row.error_percent:g}% failed", (index, 0.06), ha="center", fontsize=7, color="red")
+                label += f"\n{row.error_percent:g}% failed"
+            axis.annotate(label, (index, top), ha="center", va="bottom", fontsize=8,
+                          color="#b00000" if row.failed else "black")
         axis.set_xticks(range(len(labels)), labels, fontsize=8)
         axis.set_yscale("log")
         axis.set_ylim(0.05, 1000)
         axis.set_title(f"starts in phase {phase}", fontsize=10)
         axis.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("seconds to ready (bar p95, dot p50; band: the plan)")
+    axes[0][0].set_ylabel("seconds to ready (bar p95, dot p50; grey: the plan, green: its optimized target)",
+                          fontsize=8)
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
