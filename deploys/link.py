@@ -3,6 +3,9 @@ key made on the host (kept across runs), its wg-quick configuration, the link's 
 tunnel may carry: previews and the service, nothing else), the interface up. Where the kernel has no WireGuard
 module (the lab) wg-quick runs the userspace implementation.
 
+Every file it writes counts among the run's changes, so the hardening deploy (after this one) renews the
+file-integrity baseline.
+
 A host the link does not name (or a fleet without the section) gets no link: what an earlier run installed is
 stopped and removed (the key stays, so a link configured again keeps the host's identity).
 
@@ -29,7 +32,7 @@ from drape_fleet.cutover.link import (
 )
 from drape_fleet.facts.nftables import NftTables
 from drape_fleet.provision.context import deploy_context
-from drape_fleet.provision.ops import put_text
+from drape_fleet.provision.ops import put_text, record_change
 
 INTERFACE_FALLBACK = "wg-drape"
 
@@ -45,10 +48,10 @@ def _absent() -> None:
     if not host.get_fact(File, path=config) and not host.get_fact(File, path=RULESET_PATH):
         host.noop("no link configured, none installed")
         return
-    server.shell(name="link stopped", commands=[
+    record_change(server.shell(name="link stopped", commands=[
         f"systemctl disable --now wg-quick@{interface}.service {FIREWALL_UNIT} || true",
-        f"nft delete table {FAMILY} {TABLE} 2>/dev/null || true"])
-    removed = [files.file(name=f"{path} removed", path=path, present=False)
+        f"nft delete table {FAMILY} {TABLE} 2>/dev/null || true"]))
+    removed = [record_change(files.file(name=f"{path} removed", path=path, present=False))
                for path in (config, RULESET_PATH, f"/etc/systemd/system/{FIREWALL_UNIT}", _dropin_path(interface))]
     systemd.daemon_reload(name="systemd forgets the link's units", _if=any_changed(*removed))
 
@@ -63,8 +66,8 @@ def wireguard_link() -> None:
     packages = ["wireguard-tools", "nftables"] + (["wireguard-go"] if end.userspace else [])
     apt.packages(name="WireGuard tools", packages=packages, update=True, cache_time=3600, no_recommends=True)
     if not host.get_fact(File, path=end.key_file):
-        server.shell(name="the host's private key, made here (it never leaves the host)",
-                     commands=[f"umask 077 && mkdir -p {CONFIG_DIR} && wg genkey > {end.key_file}"])
+        record_change(server.shell(name="the host's private key, made here (it never leaves the host)",
+                                   commands=[f"umask 077 && mkdir -p {CONFIG_DIR} && wg genkey > {end.key_file}"]))
     config = put_text("wg-quick configuration", wg_quick_config(end), end.config_path, mode="600")
     ruleset = put_text("the link's firewall table", nft_ruleset(ctx.fleet, end), RULESET_PATH, mode="600")
     unit = put_text(f"{FIREWALL_UNIT} loads it first", firewall_unit(end), f"/etc/systemd/system/{FIREWALL_UNIT}")
@@ -72,7 +75,8 @@ def wireguard_link() -> None:
         dropin = put_text("wg-quick uses wireguard-go (no kernel module)", userspace_dropin(),
                           _dropin_path(end.interface))
     else:
-        dropin = files.file(name="no userspace drop-in", path=_dropin_path(end.interface), present=False)
+        dropin = record_change(files.file(name="no userspace drop-in", path=_dropin_path(end.interface),
+                                          present=False))
     systemd.daemon_reload(name="systemd reads the link's units", _if=any_changed(unit, dropin))
     loaded = f"{FAMILY} {TABLE}" in host.get_fact(NftTables)
     server.shell(name="the link's table checked (nft -c), then loaded",

@@ -120,7 +120,8 @@ def test_the_backend_on_fly_reaches_previews_through_the_link_and_nothing_else(
     ops = Ops(fleet_file, clean_lab)
     settings = lab_settings()
     try:
-        first = ops("provision", *HOSTS, "--only", "firewall,link", timeout=600)
+        # hardening too: it renews the file-integrity baseline after the link's files (verify checks it)
+        first = ops("provision", *HOSTS, "--only", "firewall,link,hardening", timeout=900)
         assert set(_changes(first.stdout)) == set(LINKED), first.stdout[-3000:]
         again = ops("provision", *HOSTS, "--only", "link", timeout=600)
         assert _changes(again.stdout) == dict.fromkeys(LINKED, 0), again.stdout[-3000:]
@@ -161,7 +162,7 @@ def test_the_backend_on_fly_reaches_previews_through_the_link_and_nothing_else(
                 runtime.stop(f"ws-link-{host}")
             runtime.close()
     finally:
-        restored = ops("provision", *HOSTS, "--only", "firewall,link", "--env", "lab", timeout=600)
+        restored = ops("provision", *HOSTS, "--only", "firewall,link,hardening", "--env", "lab", timeout=900)
         assert "wg-drape" not in _run("docker", "exec", settings.container_name("ax1"), "ip", "link").stdout
         assert set(_changes(restored.stdout)) == set(LINKED), restored.stdout[-3000:]
 

@@ -224,6 +224,7 @@ def test_unreachable_host_fails_clearly(tmp_path: Path, lab_fleet: FleetConfig) 
     fleet.write_text(
         f'[environment]\nname = "production"\n[network]\nadmin_allowlist = ["{admin}"]\n'
         f'backend_addresses = ["{backend}"]\n'
+        f'[provisioning.firewall]\nprivate_network = ["{lab_fleet.provisioning.firewall.private_network[0]}"]\n'
         f'[[hosts]]\nname = "ax9"\npublic_address = "{unused_public}"\nprivate_address = "{unused_private}"\n'
         'robot_server_number = 1\ncapacity = { cpus = 1, memory_gib = 1, disk_gib = 1 }\n')
     pki = tmp_path / "pki"
@@ -265,3 +266,11 @@ def _invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run([str(Path(sys.executable).with_name("invoke")), *args], cwd=project_root(),
                           capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def test_runtime_upgrade_reads_what_apt_would_do(provisioned_lab: FleetTarget) -> None:
+    """`invoke hosts.upgrade-runtime --dry` on real Debian hosts: dpkg and apt's simulation answer, and nothing
+    changes (the lab's docker.io is current; the drain/upgrade order is tested in tests/unit)."""
+    run = _invoke("hosts.upgrade-runtime", "--host", "ax2", "--dry", "--env", "lab")
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"ax2: (the container runtime is up to date \(.*docker\.io.*\)|pending: )", run.stdout), run.stdout

@@ -26,6 +26,7 @@ def _fleet(**monitoring: Any) -> dict[str, Any]:
     return {
         "environment": {"name": "staging"},
         "network": {"admin_allowlist": ["203.0.113.7/32"], "backend_addresses": ["10.0.0.2/32"]},
+        "provisioning": {"firewall": {"private_network": ["10.0.0.0/24"]}},
         "hosts": [{"name": f"ax{i}", "public_address": f"203.0.113.1{i}", "private_address": f"10.0.0.1{i}",
                    "capacity": {"cpus": 16, "memory_gib": 120, "disk_gib": 800}} for i in (1, 2)],
         "monitoring": section,

@@ -16,7 +16,7 @@ from drape_fleet.config.base import FrozenModel, invalid
 from drape_fleet.config.cutover import CutoverSettings
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.monitoring import MonitoringSettings, monitoring_problem
-from drape_fleet.config.provisioning import ProvisioningSettings
+from drape_fleet.config.provisioning import ProvisioningSettings, fence_problem
 from drape_fleet.config.reinstall import ReinstallSettings
 from drape_fleet.config.runtime import RuntimeSettings
 
@@ -124,6 +124,14 @@ class FleetConfig(FrozenModel):
     def _address_plan_is_clear(self) -> Self:
         problem = address_plan_problem(self.provisioning.docker, self.runtime.subnet_pool, self.hosts,
                                        self.network.backend_addresses, self.network.admin_allowlist)
+        if problem is not None:
+            raise problem
+        return self
+
+    @model_validator(mode="after")
+    def _fence_knows_the_private_network(self) -> Self:
+        problem = fence_problem(self.provisioning.firewall, self.environment.name,
+                                [h.private_address for h in self.hosts], self.network.backend_addresses)
         if problem is not None:
             raise problem
         return self

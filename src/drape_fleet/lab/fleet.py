@@ -13,8 +13,11 @@ LAB_PROVISIONING: dict[str, Any] = {
     # What a stand-in host cannot do that a server does (see drape_fleet.config.provisioning):
     # a lab host shares this machine's kernel, has no md driver, disks or LVM, cannot raise open files above
     # 20000, cannot run nested containers under userns-remap, and cannot reach Docker's apt repository.
+    "rollback_after_s": 15,  # lock-out tests wait for it
     "base": {"owns_kernel": False},
-    "docker": {"source": "distro", "nofile_soft": 16384, "nofile_hard": 20000, "userns_remap": False},
+    # This machine's kernel has no XFS quota support (prjquota mounts fail): no per-container disk limits.
+    "docker": {"source": "distro", "nofile_soft": 16384, "nofile_hard": 20000, "userns_remap": False,
+               "disk_quotas": False},
     "storage": {"expect_raid": False, "manage_volumes": False, "disk_monitoring": False},
     "cache": {"max_size_gib": 20},
 }
@@ -28,7 +31,10 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             "admin_allowlist": [f"{settings.public_gateway}/32"],
             "backend_addresses": [f"{settings.private_gateway}/32"],
         },
-        "provisioning": {**LAB_PROVISIONING, "firewall": {"private_network": [str(settings.private_subnet)]}},
+        # The public subnet stands for the internet: previews may reach it, as they reach public addresses.
+        "provisioning": {**LAB_PROVISIONING, "firewall": {"private_network": [str(settings.private_subnet)],
+                                                          "preview_allowed_destinations": [
+                                                              str(settings.public_subnet)]}},
         "hosts": [
             {
                 "name": settings.host_name(i),
