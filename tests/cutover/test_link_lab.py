@@ -83,6 +83,7 @@ def fly_side(clean_lab: Path, tmp_path: Path) -> Iterator[FlySide]:
 def _link_fleet(lab_state: Path, tmp: Path, fly: FlySide) -> Path:
     data = ops_fleet_data(lab_state)
     data["network"]["backend_addresses"].append(f"{BACKEND_ADDRESS}/32")
+    data["provisioning"]["firewall"]["private_network"].append("10.250.0.0/24")  # previews fenced from the tunnel
     data["cutover"] = {"link": {
         "backend_public_key": fly.public_key, "backend_endpoint": fly.endpoint,
         "backend_address": f"{BACKEND_ADDRESS}/32", "userspace": True,

@@ -32,6 +32,7 @@ def _fleet(userspace: bool) -> FleetConfig:
         "backend_public_key": BACKEND_KEY, "backend_endpoint": "203.0.113.50:51820", "backend_address": "10.250.0.2/32",
         "host_addresses": {"ax1": "10.250.0.11/32", "ax2": "10.250.0.12/32"}, "userspace": userspace}})
     data["network"]["backend_addresses"] = ["10.0.0.2/32", "10.250.0.2/32"]
+    data["provisioning"]["firewall"] = {"private_network": ["10.0.0.0/24", "10.250.0.0/24"]}
     return validate_fleet(data, source="fleet.toml")
 
 
