@@ -5,6 +5,7 @@ from __future__ import annotations
 from invoke.collection import Collection
 
 from drape_fleet.tasks import (
+    backup_tasks,
     bench_tasks,
     cutover_tasks,
     fleet_tasks,
@@ -31,3 +32,4 @@ namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
 namespace.add_task(plan_tasks.plan)
 namespace.add_task(cutover_tasks.cutover)
 namespace.add_collection(Collection.from_module(monitoring_tasks, name="monitoring"))
+namespace.add_collection(Collection.from_module(backup_tasks, name="backup"))

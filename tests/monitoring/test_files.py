@@ -71,7 +71,8 @@ RENDERS: dict[str, tuple[str, Callable[[FleetConfig], str]]] = {
 }
 
 PLAIN = {"drape-node-metrics", "drape-procfs-view", "consoles/drape-fleet.html", "consoles/drape-cutover.html",
-         "console_libraries/drape.lib"}
+         "console_libraries/drape.lib",
+         "rules/backup.rules.yml"}  # the backups' alerts (docs/backups.md), for the monitoring server to load
 
 
 def test_files_monitoring_holds_exactly_what_the_deploys_use() -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringConstraints, model_validator
 
 from drape_fleet.config.address_plan import address_plan_problem
+from drape_fleet.config.backup import BackupSettings
 from drape_fleet.config.base import FrozenModel, invalid
 from drape_fleet.config.cutover import CutoverSettings
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
@@ -81,6 +82,7 @@ class FleetConfig(FrozenModel):
     cutover: CutoverSettings | None = None
     reinstall: ReinstallSettings = ReinstallSettings()
     monitoring: MonitoringSettings | None = None
+    backup: BackupSettings | None = None
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
 
     @model_validator(mode="after")

@@ -36,6 +36,8 @@ class Secrets(FrozenModel):
     robot_password: SecretStr | None = None
     hcloud_token: SecretStr | None = None
     fly_api_token: SecretStr | None = None
+    backup_passphrase: SecretStr | None = None
+    """From which every backup repository's password is derived (drape_fleet.backup.keys); escrowed."""
     monitoring: dict[str, SecretStr] = Field(default_factory=dict)
     """Alert receivers' secrets by the name a receiver gives (drape_fleet.config.monitoring)."""
 

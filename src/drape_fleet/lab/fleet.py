@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drape_fleet.backup.lab import lab_backup_data
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.loader import validate_fleet
 from drape_fleet.lab.settings import LabSettings
@@ -48,6 +49,7 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
         ],
         "runtime": lab_runtime_data(),
         "monitoring": lab_monitoring_data(settings),
+        "backup": lab_backup_data(settings),
     }
 
 

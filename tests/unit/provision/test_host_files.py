@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 from jinja2 import UndefinedError
 
+from drape_fleet.backup import host_files as backup_files
 from drape_fleet.config import FleetConfig, load_fleet
 from drape_fleet.config.provisioning import DistroProfile, SshSettings
 from drape_fleet.lab.fleet import lab_fleet
@@ -87,6 +88,7 @@ RENDERS: dict[str, Callable[[Case], str]] = {
     "cache/pnpm-store.conf.j2": lambda c: cache.store_conf(c.fleet.provisioning.cache),
     "cache/drape-pnpm-store-guard.j2": lambda c: cache.guard_script(),
     "cache/drape-pnpm-store-guard.service.j2": lambda c: cache.guard_service(),
+    **{f"backup/{unit}.j2": (lambda c, unit=unit: backup_files.unit(unit)) for unit in backup_files.UNITS},
 }
 
 # Templates for a server's rescue system rather than a provisioned host, with goldens of their own (BIOS and
@@ -98,7 +100,7 @@ RENDERED_ELSEWHERE |= {"link/wg-drape.conf.j2", "link/drape-link.nft.j2", "link/
 
 # Plain files (nothing varies), put as they are.
 PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE,
-         safety.SCRIPT_FILE, *hardening.PLAIN_FILES}
+         safety.SCRIPT_FILE, *hardening.PLAIN_FILES, backup_files.AGENT_FILE}
 
 
 # Deploys whose files have golden tests of their own, under the same rules (tests/monitoring/test_files.py).
