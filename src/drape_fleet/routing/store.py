@@ -35,6 +35,10 @@ from drape_fleet.runtime.engines import Engine, Fleet
 from drape_fleet.runtime.errors import RuntimeFailure
 
 KEEP_GENERATIONS = 5
+EXPORT_ARGV = ("sh", "-c", "docker volume ls -q --filter label=drape.kind=cutover-state "
+               "| xargs -r docker volume inspect")
+"""What a backup runs as root on any host to print the state (every generation it holds, labels included: the
+labels live in Docker's volume metadata, not in the volume's directory). ``StateStore.restore`` takes its output."""
 
 
 class StoreError(RuntimeError):
@@ -250,8 +254,26 @@ class StateStore:
                 "progress": newest.progress, "writer": newest.writer, "created": newest.created.isoformat(),
                 "digest": newest.digest}
 
-    def restore(self, document: dict[str, Any], *, writer: str) -> StateRecord:
-        """Write an exported record back as the next generation (on top of whatever the hosts hold now)."""
+    def restore(self, document: dict[str, Any] | list[dict[str, Any]], *, writer: str) -> StateRecord:
+        """Write a backed-up record back as the next generation (on top of whatever the hosts hold now).
+
+        ``document`` is what ``export`` returned, or what a host's engine printed for the backup without any of
+        drape-fleet installed (``EXPORT_ARGV``: ``docker volume inspect`` of the state volumes, a list; its newest
+        readable record is restored)."""
+        if isinstance(document, list):
+            records = []
+            for volume in document:
+                try:
+                    record = parse_state(volume, self.owner)
+                except RecordError:
+                    continue
+                if record is not None:
+                    records.append(record)
+            if not records:
+                raise StoreError("not an exported cutover state: the volume listing holds no readable state of ours")
+            newest = max(records, key=lambda r: r.generation)
+            document = {"generation": newest.generation, "policy": newest.policy.model_dump(mode="json"),
+                        "progress": newest.progress}
         try:
             policy = RoutingPolicy.model_validate(document["policy"])
             progress = document["progress"]

@@ -118,3 +118,14 @@ def test_an_export_restores_onto_hosts_that_lost_everything(store: StateStore, v
     assert "restored generation 1" in restored.writer
     with pytest.raises(StoreError, match="not an exported cutover state"):
         store.restore({"policy": {"phase": 9}}, writer="x")
+
+
+def test_a_hosts_own_volume_listing_restores_too(store: StateStore, volumes: VolumeFleet) -> None:
+    store.write(RoutingPolicy(phase=2, internal_users=("u-ops",)), {"phase": 2}, expected=0, writer="ops")
+    store.write(RoutingPolicy(phase=3, percent=5), {"phase": 3}, expected=1, writer="ops")
+    inspected = [dict(v) for v in volumes.apis["ax2"].table.values()]  # what EXPORT_ARGV prints on ax2
+    store.wipe()
+    restored = store.restore(inspected, writer="backup")
+    assert (restored.generation, restored.policy.percent, restored.progress) == (1, 5, {"phase": 3})
+    with pytest.raises(StoreError, match="holds no readable state of ours"):
+        store.restore([{"Name": "other", "Labels": {}}], writer="backup")
