@@ -93,3 +93,18 @@ def test_a_write_without_a_majority_of_hosts_is_refused(store: StateStore) -> No
         _back_on_the_network("ax2")
         _back_on_the_network("ax3")
     assert newest_generation(_lab("ax1")[0]) == 1
+
+
+def test_what_a_backup_reads_on_one_host_restores_the_state_everywhere(store: StateStore) -> None:
+    import json
+
+    from drape_fleet.routing.store import EXPORT_ARGV
+
+    store.write(RoutingPolicy(phase=3, percent=12.5, salt="s"), {"phase": 3}, expected=0, writer="test")
+    container, _, _ = _lab("ax2")
+    listing = subprocess.run(["docker", "exec", container, *EXPORT_ARGV], capture_output=True, text=True,
+                             check=True, timeout=30).stdout  # what the backup job stores: the docker CLI alone
+    store.wipe()  # every host lost
+    restored = store.restore(json.loads(listing), writer="backup")
+    assert (restored.policy.percent, restored.progress) == (12.5, {"phase": 3})
+    assert {newest_generation(_lab(h)[0]) for h in ("ax1", "ax2", "ax3")} == {1}
