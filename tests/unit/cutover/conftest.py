@@ -3,11 +3,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from volume_engines import VolumeFleet
+from volume_engines import OWNER, VolumeFleet
 
 from drape_fleet.routing.store import StateStore
-
-OWNER = "drape-fleet"
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ on the hosts (one per process, replaced as it flushes), and bad measurements ref
 from __future__ import annotations
 
 import pytest
-from conftest import OWNER
-from volume_engines import VolumeFleet
+from volume_engines import OWNER, VolumeFleet
 
 from drape_fleet.routing.metrics import MetricsStore, Series, StartMetrics, StartRecorder
 from drape_fleet.routing.policy import RoutingError

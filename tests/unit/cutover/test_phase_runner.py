@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import OWNER
 from fleets import fleet_data
-from volume_engines import VolumeFleet
+from volume_engines import OWNER, VolumeFleet
 
 from drape_fleet.config.loader import validate_fleet
 from drape_fleet.config.secrets import Secrets

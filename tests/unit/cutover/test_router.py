@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import OWNER
-from volume_engines import VolumeFleet
+from volume_engines import OWNER, VolumeFleet
 
 from drape_fleet.routing.policy import RoutingPolicy
 from drape_fleet.routing.router import Router

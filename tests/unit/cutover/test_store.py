@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import OWNER
-from volume_engines import VolumeFleet
+from volume_engines import OWNER, VolumeFleet
 
 from drape_fleet.routing.policy import RoutingPolicy
 from drape_fleet.routing.records import DIGEST, RecordError, StateRecord, pack, parse_state, unpack

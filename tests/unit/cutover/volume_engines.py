@@ -15,6 +15,8 @@ from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime.clock import Clock
 from drape_fleet.runtime.engines import Endpoint, Engine, Fleet
 
+OWNER = "drape-fleet"
+"""The runtime's default owner label value (what the stores filter on)."""
 SETTINGS = RuntimeSettings(backoff_initial_s=0.001, backoff_max_s=0.002)
 
 
