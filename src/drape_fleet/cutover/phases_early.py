@@ -147,27 +147,36 @@ def phase2(ctx: CutoverContext, session: Session, options: Options) -> Plan:
 # -- phase 3 --------------------------------------------------------------------------------------------
 
 
-def phase3_policy(ctx: CutoverContext, session: Session, options: Options) -> RoutingPolicy:
-    """The allowlist and share asked for (checked), or the ones in force when not given."""
-    current = session.policy if session.policy.phase == 3 else RoutingPolicy()
-    percent = current.percent if options.percent is None else options.percent
-    if not 0 <= percent <= 100 or round(percent * 100) != percent * 100:
+def check_phase3_options(ctx: CutoverContext, options: Options) -> None:
+    """``--percent`` and ``--allow`` checked before any host is read (bad input is refused first, whatever the
+    state): a share from 0 to 100 in steps of 0.01, user ids in the runtime's syntax, each one a known user."""
+    percent = options.percent
+    if percent is not None and (not 0 <= percent <= 100 or round(percent * 100) != percent * 100):
         raise CutoverRefused(f"--percent {percent:g} is not a share of users: pass a number from 0 to 100 (at most "
                              "two decimals), e.g. --percent 10")
-    allow = current.allowlist if options.allow is None else tuple(dict.fromkeys(options.allow))
-    bad = [user for user in allow if not USER_RE.fullmatch(user)]
+    if not options.allow:
+        return
+    bad = [user for user in options.allow if not USER_RE.fullmatch(user)]
     if bad:
         raise CutoverRefused(f"--allow names {', '.join(map(repr, bad))}, which are not user ids: pass the backend's "
                              "user ids, comma-separated")
-    if options.allow:
-        known = known_users(ctx.fleet_file, ctx.settings)
-        if known is None:
-            raise CutoverRefused("--allow needs [cutover] users_file (the backend's user ids, one a line) to check the "
-                                 "names against: add it to the fleet file")
-        unknown = [user for user in allow if user not in known]
-        if unknown:
-            raise CutoverRefused(f"--allow names {len(unknown)} unknown user(s): {', '.join(unknown[:10])}. Nothing "
-                                 f"was changed. Fix: correct the ids, or add them to {ctx.settings.users_file}")
+    known = known_users(ctx.fleet_file, ctx.settings)
+    if known is None:
+        raise CutoverRefused("--allow needs [cutover] users_file (the backend's user ids, one a line) to check the "
+                             "names against: add it to the fleet file")
+    unknown = list(dict.fromkeys(user for user in options.allow if user not in known))
+    if unknown:
+        raise CutoverRefused(f"--allow names {len(unknown)} unknown user(s): {', '.join(unknown[:10])}"
+                             f"{' ...' if len(unknown) > 10 else ''}. Nothing was changed. Fix: correct the ids, or "
+                             f"add them to {ctx.settings.users_file}")
+
+
+def phase3_policy(ctx: CutoverContext, session: Session, options: Options) -> RoutingPolicy:
+    """The allowlist and share asked for (checked), or the ones in force when not given."""
+    check_phase3_options(ctx, options)
+    current = session.policy if session.policy.phase == 3 else RoutingPolicy()
+    percent = current.percent if options.percent is None else options.percent
+    allow = current.allowlist if options.allow is None else tuple(dict.fromkeys(options.allow))
     return RoutingPolicy(phase=3, salt=fresh_salt(session), internal_users=ctx.settings.internal_users,
                          allowlist=allow, percent=percent, fly_fallback=True)
 

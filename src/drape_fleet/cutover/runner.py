@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from drape_fleet.cutover import dns_side, fly_side
 from drape_fleet.cutover.context import CutoverContext, CutoverRefused, Session
-from drape_fleet.cutover.phases_early import phase1, phase2, phase3, policy_step
+from drape_fleet.cutover.phases_early import check_phase3_options, phase1, phase2, phase3, policy_step
 from drape_fleet.cutover.phases_late import phase4, phase5
 from drape_fleet.cutover.progress import PHASE_NAMES, PhaseEntry
 from drape_fleet.cutover.steps import GateFailed, Options, Plan, PlanBuilder, Step, StepFailed
@@ -55,6 +55,8 @@ def check_order(session: Session, number: int) -> None:
 
 
 def run_phase(ctx: CutoverContext, number: int, options: Options, show: Show) -> Outcome:
+    if number == 3:
+        check_phase3_options(ctx, options)
     session = Session.open(ctx, need_quorum=options.apply)
     if not options.destroy_fly:  # destroying Fly machines belongs to phase 4 and may come any time after it
         check_order(session, number)
@@ -107,7 +109,9 @@ def _finish(session: Session, number: int, first_time: bool, options: Options) -
 def _undoing(session: Session) -> int:
     progress = session.progress
     phase = progress.rolling_back or progress.applying or progress.phase
-    if phase <= 1:
+    if phase == 0:
+        raise CutoverRefused("nothing to roll back: the cutover has not started (every preview is on Fly)")
+    if phase == 1:
         raise CutoverRefused("nothing to roll back to: phase 1 is the first phase (in phase 1 every preview is on "
                              "Fly already). A rollback goes back one phase at a time, never past phase 1")
     return phase

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
+from typing import NoReturn
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -49,26 +51,55 @@ def _context(env: str) -> CutoverContext:
     return ctx
 
 
-def _finish(outcome: Outcome) -> None:
+NEXT = {1: "invoke cutover phase2", 2: "invoke cutover phase3 --allow <beta users> --percent <share>",
+        3: "invoke cutover phase4 (its gate reads phase 3's measurements)", 4: "invoke cutover phase5",
+        5: "invoke cutover phase4 --destroy-fly, once the grace period is over"}
+
+
+def _finish(outcome: Outcome, seconds: float) -> None:
     if not outcome.applied:
         console.print("[bold]dry run[/bold]: nothing changed. Run again with --apply to make these changes.")
         return
-    console.print(f"[green]phase {outcome.plan.number} applied[/green]" if outcome.summaries else
-                  f"[green]phase {outcome.plan.number}: nothing to change[/green]")
+    number = outcome.plan.number
+    if outcome.summaries:
+        console.print(f"[green]phase {number} applied[/green] in {seconds:.0f} s:")
+        for summary in outcome.summaries:
+            console.print(f"  - {summary}", soft_wrap=True)
+    else:
+        console.print(f"[green]phase {number}: nothing to change[/green]")
     if outcome.missing:
         console.print("[yellow]missing (reported, not faked)[/yellow]:\n  - " + "\n  - ".join(outcome.missing))
+    console.print(f"next: {NEXT[number]}; `invoke cutover status` shows where things stand")
+    if outcome.missing:
         sys.exit(2)
+
+
+def _stopped(action: str, applying: bool, exc: BaseException | None) -> NoReturn:
+    """A phase or rollback that stopped half-way (a step failed, or Ctrl-C): what it left and how to go on."""
+    again = f"invoke cutover {action} --apply"
+    if not applying:
+        fail(str(exc) if exc else "interrupted: nothing was changed", 1 if exc else 130)
+    carry_on = (f"what finished is recorded; run `{again}` again to carry on from the first unfinished "
+                "one" + ("" if action == "rollback" else ", or `invoke cutover rollback --apply` to go back"))
+    if exc is None:
+        fail(f"interrupted: {carry_on}", 130)
+    fail(f"{exc}\n{carry_on}")
 
 
 def _phase(env: str, number: int, options: Options) -> None:
     ctx = _context(env)
+    started = time.monotonic()
     try:
         outcome = run_phase(ctx, number, options, show_plan)
+    except StepFailed as exc:
+        _stopped(f"phase{number}", options.apply, exc)
+    except KeyboardInterrupt:
+        _stopped(f"phase{number}", options.apply, None)
     except FAILURES as exc:
         fail(str(exc))
     finally:
         ctx.close()
-    _finish(outcome)
+    _finish(outcome, time.monotonic() - started)
 
 
 ACTIONS = ("phase1", "phase2", "phase3", "phase4", "phase5", "status", "rollback", "report")
@@ -109,6 +140,9 @@ def cutover(c: Context, action: str, apply: bool = False, reverify: bool = False
     if wrong:
         fail("; ".join(f"--{name.replace('_', '-')} applies to {' and '.join(ONLY[name])} only" for name in wrong)
              + f", not to {action}")
+    if confirm and not destroy_fly:
+        fail("--confirm names the Fly app(s) `phase4 --destroy-fly --apply` destroys; it means nothing without "
+             "--destroy-fly")
     if action == "status":
         _status(env, json_)
     elif action == "report":
@@ -128,14 +162,22 @@ def _rollback(env: str, options: Options) -> None:
     ctx = _context(env)
     try:
         outcome = run_rollback(ctx, options, show_plan)
+    except StepFailed as exc:
+        _stopped("rollback", options.apply, exc)
+    except KeyboardInterrupt:
+        _stopped("rollback", options.apply, None)
     except FAILURES as exc:
         fail(str(exc))
     finally:
         ctx.close()
     if not outcome.applied:
         console.print("[bold]dry run[/bold]: nothing changed. Run again with --apply to roll back.")
-    else:
-        console.print(f"[green]rolled back to phase {outcome.plan.number - 1}[/green]")
+        return
+    console.print(f"[green]rolled back to phase {outcome.plan.number - 1}[/green]" + (":" if outcome.summaries else ""))
+    for summary in outcome.summaries:
+        console.print(f"  - {summary}", soft_wrap=True)
+    console.print("previews running on Hetzner keep running; new previews follow the rolled-back policy. "
+                  "`invoke cutover status` shows where things stand")
 
 
 def _status(env: str, json_: bool) -> None:

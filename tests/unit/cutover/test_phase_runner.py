@@ -52,7 +52,10 @@ def phase2(monkeypatch: pytest.MonkeyPatch) -> Phase2:
 def ctx(volumes: VolumeFleet, tmp_path: Path) -> Iterator[CutoverContext]:
     env = Environment(name="production", fleet_file=tmp_path / "fleet.toml", state_dir=tmp_path,
                       pki_dir=tmp_path / "pki", known_hosts=tmp_path / "kh", ssh_key=tmp_path / "key", ssh_user=None)
-    made = CutoverContext(FleetTarget(env, validate_fleet(fleet_data(), source="x")), Secrets(), lambda _: None)
+    (tmp_path / "users.txt").write_text("u-ops\nu-beta-1\nu-beta-2\n")
+    data = fleet_data()
+    data["cutover"] = {"internal_users": ["u-ops"], "users_file": "users.txt"}
+    made = CutoverContext(FleetTarget(env, validate_fleet(data, source="x")), Secrets(), lambda _: None)
     made.__dict__["store"] = StateStore(volumes.fleet, OWNER)
     yield made
 
@@ -121,3 +124,38 @@ def test_a_rollback_puts_the_previous_policy_back(ctx: CutoverContext, phase2: P
     assert (progress.phase, policy.phase, policy.internal_users, policy.salt) == (1, 1, (), "s")
     with pytest.raises(CutoverRefused, match="never past phase 1"):
         runner.rollback(ctx, Options(apply=True), lambda plan, title: None)
+
+
+def test_a_half_applied_phase_rolls_back_to_the_one_before(ctx: CutoverContext, phase2: Phase2) -> None:
+    _at_phase1(ctx)
+    phase2.broken = True
+    with pytest.raises(StepFailed):
+        runner.run_phase(ctx, 2, Options(apply=True), lambda plan, title: None)
+    titles: list[str] = []
+    runner.rollback(ctx, Options(apply=True), lambda plan, title: titles.append(title))
+    assert titles == ["rollback: phase 2 (backend adapted) -> phase 1 (infrastructure)"]
+    _, progress, policy = _state(ctx)
+    assert (progress.phase, progress.applying, progress.rolling_back, policy.phase) == (1, None, None, 1)
+    phase2.broken = False
+    runner.run_phase(ctx, 2, Options(apply=True), lambda plan, title: None)  # and the way forward is open again
+    assert _state(ctx)[1].phase == 2
+
+
+def test_nothing_to_roll_back_before_the_cutover_starts(ctx: CutoverContext) -> None:
+    with pytest.raises(CutoverRefused, match="the cutover has not started"):
+        runner.rollback(ctx, Options(apply=True), lambda plan, title: None)
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    (Options(percent=-5), "--percent -5 is not a share of users"),
+    (Options(percent=100.5), "--percent 100.5 is not a share"),
+    (Options(percent=float("nan")), "--percent nan is not a share"),
+    (Options(percent=10.555), "at most two decimals"),
+    (Options(allow=("u-beta-1", "bad id!")), "'bad id!', which are not user ids"),
+    (Options(allow=("u-beta-1", "u-ghost", "u-ghost")), "names 1 unknown user\\(s\\): u-ghost. Nothing was changed"),
+])
+def test_bad_phase3_options_are_refused_before_any_host_is_read(ctx: CutoverContext, options: Options,
+                                                                words: str) -> None:
+    ctx.__dict__["store"] = None  # any read of the state (or a host) would fail with an AttributeError
+    with pytest.raises(CutoverRefused, match=words):
+        runner.run_phase(ctx, 3, options, lambda plan, title: None)
