@@ -166,9 +166,9 @@ def check_phase3_options(ctx: CutoverContext, options: Options) -> None:
                              "names against: add it to the fleet file")
     unknown = list(dict.fromkeys(user for user in options.allow if user not in known))
     if unknown:
-        raise CutoverRefused(f"--allow names {len(unknown)} unknown user(s): {', '.join(unknown[:10])}"
-                             f"{' ...' if len(unknown) > 10 else ''}. Nothing was changed. Fix: correct the ids, or "
-                             f"add them to {ctx.settings.users_file}")
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise CutoverRefused(f"--allow names {len(unknown)} unknown user(s): {', '.join(unknown[:10])}{more}. Nothing "
+                             f"was changed. Fix: correct the ids, or add them to {ctx.settings.users_file}")
 
 
 def phase3_policy(ctx: CutoverContext, session: Session, options: Options) -> RoutingPolicy:

@@ -118,6 +118,9 @@ def destroy_plan(ctx: CutoverContext, session: Session, options: Options) -> Pla
     ready, waiting = fly_side.destroyable(progress.fly_stopped, ctx.clock.now(), grace)
     apps = ",".join(sorted({item.app for item in ready}))
     soonest = min(waiting, key=lambda r: r.stopped) if waiting else None
+    if not ready and not waiting:
+        return Plan(4, [], [Step("fly-destroy", "Fly: stopped preview machines destroyed for good", [],
+                                 notes=["none left: every machine phase 4 stopped is destroyed already"])])
     checks = [Check("Fly machines past the grace period", f"{len(ready)} ready, {len(waiting)} still inside it"
                     + (f" (next in {fly_side.grace_left(soonest, ctx.clock.now(), grace)})" if soonest else ""),
                     "at least one", bool(ready),

@@ -67,7 +67,9 @@ def run_phase(ctx: CutoverContext, number: int, options: Options, show: Show) ->
             if step.name in session.progress.steps_done:
                 step.changes, step.run = [], None
                 step.notes.append("done before the interruption")
-    title = f"phase {number}: {PHASE_NAMES[number]}" + (" (resuming an interrupted run)" if resuming else "")
+    title = (f"phase {number}: {PHASE_NAMES[number]}" if not options.destroy_fly else
+             "phase 4, after the grace period: destroying the Fly machines phase 4 stopped")
+    title += " (resuming an interrupted run)" if resuming else ""
     show(plan, title)
     if plan.gate_failed:
         raise GateFailed(number, plan.gate_failed)
@@ -184,5 +186,7 @@ def rollback(ctx: CutoverContext, options: Options, show: Show) -> Outcome:
     progress = session.progress
     update = {"phase": back_to, "applying": None, "rolling_back": None, "steps_done": (),
               "entered": tuple(e for e in progress.entered if e.phase <= back_to)}
+    if undo == 4:  # the machines are running again (or, forced, gone for good): a later phase 4 starts afresh
+        update["fly_stopped"] = ()
     session.commit(progress=progress.model_copy(update=update), event=f"rolled back to phase {back_to}")
     return Outcome(plan, True, summaries)

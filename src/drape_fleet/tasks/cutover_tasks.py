@@ -17,9 +17,11 @@ from typing import NoReturn
 
 from invoke.context import Context
 from invoke.tasks import task
+from rich.markup import escape
 
+from drape_fleet import console as out
 from drape_fleet.config import ConfigError, load_secrets
-from drape_fleet.console import console, fail, say
+from drape_fleet.console import console
 from drape_fleet.cutover.context import CutoverContext, CutoverRefused
 from drape_fleet.cutover.report import render_chart, report_rows
 from drape_fleet.cutover.runner import Outcome, run_phase
@@ -37,6 +39,17 @@ from drape_fleet.tasks.common import ENV_HELP, target_of
 
 FAILURES = (CutoverRefused, StepFailed, StoreError, RecordError, ConfigError, FlyError, DnsError, RuntimeFailure,
             FileNotFoundError)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Messages name fleet file sections (``[cutover]``, ``[fly]``): printed as they are, not as Rich markup."""
+    out.fail(escape(message), code)
+
+
+def say(message: str) -> None:
+    out.say(escape(message))
+
+
 APPLY_HELP = "make the changes (without it: the gate and the plan only, nothing changed)"
 
 
@@ -56,7 +69,7 @@ NEXT = {1: "invoke cutover phase2", 2: "invoke cutover phase3 --allow <beta user
         5: "invoke cutover phase4 --destroy-fly, once the grace period is over"}
 
 
-def _finish(outcome: Outcome, seconds: float) -> None:
+def _finish(outcome: Outcome, seconds: float, *, destroying: bool = False) -> None:
     if not outcome.applied:
         console.print("[bold]dry run[/bold]: nothing changed. Run again with --apply to make these changes.")
         return
@@ -64,12 +77,14 @@ def _finish(outcome: Outcome, seconds: float) -> None:
     if outcome.summaries:
         console.print(f"[green]phase {number} applied[/green] in {seconds:.0f} s:")
         for summary in outcome.summaries:
-            console.print(f"  - {summary}", soft_wrap=True)
+            console.print(f"  - {escape(summary)}", soft_wrap=True)
     else:
         console.print(f"[green]phase {number}: nothing to change[/green]")
     if outcome.missing:
-        console.print("[yellow]missing (reported, not faked)[/yellow]:\n  - " + "\n  - ".join(outcome.missing))
-    console.print(f"next: {NEXT[number]}; `invoke cutover status` shows where things stand")
+        console.print("[yellow]missing (reported, not faked)[/yellow]:\n  - " + escape("\n  - ".join(outcome.missing)),
+                      soft_wrap=True)
+    status = "`invoke cutover status` shows where things stand"
+    console.print(status if destroying else f"next: {NEXT[number]}; {status}")
     if outcome.missing:
         sys.exit(2)
 
@@ -99,7 +114,7 @@ def _phase(env: str, number: int, options: Options) -> None:
         fail(str(exc))
     finally:
         ctx.close()
-    _finish(outcome, time.monotonic() - started)
+    _finish(outcome, time.monotonic() - started, destroying=options.destroy_fly)
 
 
 ACTIONS = ("phase1", "phase2", "phase3", "phase4", "phase5", "status", "rollback", "report")
@@ -175,7 +190,7 @@ def _rollback(env: str, options: Options) -> None:
         return
     console.print(f"[green]rolled back to phase {outcome.plan.number - 1}[/green]" + (":" if outcome.summaries else ""))
     for summary in outcome.summaries:
-        console.print(f"  - {summary}", soft_wrap=True)
+        console.print(f"  - {escape(summary)}", soft_wrap=True)
     console.print("previews running on Hetzner keep running; new previews follow the rolled-back policy. "
                   "`invoke cutover status` shows where things stand")
 

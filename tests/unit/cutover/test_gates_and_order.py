@@ -92,9 +92,11 @@ def test_a_phase_may_run_again_and_the_next_may_start() -> None:
 
 
 def test_no_rollback_past_phase_1() -> None:
-    for progress in (Progress(phase=0), Progress(phase=1), Progress(phase=0, applying=1)):
+    for progress in (Progress(phase=1), Progress(phase=0, applying=1)):
         with pytest.raises(CutoverRefused, match="never past phase 1"):
             _undoing(_session(progress))
+    with pytest.raises(CutoverRefused, match="the cutover has not started"):
+        _undoing(_session(Progress(phase=0)))
     assert _undoing(_session(Progress(phase=2))) == 2
     assert _undoing(_session(Progress(phase=3, applying=4))) == 4
 

@@ -159,3 +159,22 @@ def test_bad_phase3_options_are_refused_before_any_host_is_read(ctx: CutoverCont
     ctx.__dict__["store"] = None  # any read of the state (or a host) would fail with an AttributeError
     with pytest.raises(CutoverRefused, match=words):
         runner.run_phase(ctx, 3, options, lambda plan, title: None)
+
+
+def test_a_forced_rollback_past_destroyed_fly_machines_forgets_them(ctx: CutoverContext) -> None:
+    from datetime import UTC, datetime
+
+    from drape_fleet.cutover.progress import FlyMachineRecord, PhaseEntry
+
+    now = datetime.now(UTC)
+    gone = FlyMachineRecord(app="drape-previews", id="m1", state_before="started", stopped=now, destroyed=now)
+    phase3 = RoutingPolicy(phase=3, percent=10, salt="s")
+    progress = Progress(phase=4, fly_stopped=(gone,), entered=(PhaseEntry(phase=3, policy=phase3, completed=now),
+                                                               PhaseEntry(phase=4, policy=phase3, completed=now)))
+    ctx.store.write(RoutingPolicy(phase=4, salt="s"), progress.to_json(), expected=0, writer="t")
+    with pytest.raises(CutoverRefused, match="1 of the Fly machines phase 4 stopped were destroyed since"):
+        runner.rollback(ctx, Options(apply=True), lambda plan, title: None)
+    assert _state(ctx)[0] == 1
+    runner.rollback(ctx, Options(apply=True, force=True), lambda plan, title: None)
+    _, progress, policy = _state(ctx)
+    assert (progress.phase, progress.fly_stopped, policy) == (3, (), phase3)
