@@ -76,6 +76,6 @@ def status_data(ctx: CutoverContext) -> dict[str, Any]:
             data["gate"] = [{"check": c.name, "value": c.value, "limit": c.limit, "ok": c.ok, "fix": c.fix}
                             for c in plan.checks]
         except _EXPECTED_ERRORS as exc:
-            data["gate"] = [{"check": "the gate", "value": f"cannot be evaluated: {exc}", "limit": "evaluated", "ok": False,
-                             "fix": ""}]
+            data["gate"] = [{"check": "the gate", "value": f"cannot be evaluated: {exc}", "limit": "evaluated",
+                             "ok": False, "fix": ""}]
     return data
