@@ -162,6 +162,8 @@ def _failed_gate_then_phase4(ops: Ops, backend: Backend) -> None:
 
     resumed = ops("cutover", "phase4", "--apply")
     assert "(resuming an interrupted run)" in resumed.stdout and resumed.stdout.count("Fly: stopped") >= 1
+    summary = " ".join(resumed.stdout[resumed.stdout.index("phase 4 applied in"):].split())
+    assert "fly-stop: stopped" in summary and "next: invoke cutover phase5" in summary, summary
     status = ops.status()
     assert status["phase"] == 4 and status["applying"] is None
     assert status["fly"]["by_state"] == {"stopped": 5} and status["fly"]["stopped_by_cutover"] == 4
@@ -184,7 +186,8 @@ def _rollback_4_to_3(ops: Ops, backend: Backend, apis: FakeApis, fly_user: str) 
     dry = ops("cutover", "rollback")
     assert "rollback: phase 4 (full migration) -> phase 3 (parallel testing)" in dry.stdout
     assert apis.fly_states() == {f"preview-{n}": "stopped" for n in range(5)}
-    ops("cutover", "rollback", "--apply")
+    rolled = " ".join(ops("cutover", "rollback", "--apply").stdout.split())
+    assert "rolled back to phase 3: - fly-start: started 4 Fly machine(s) again - dns-restore:" in rolled, rolled
     assert apis.fly_states() == {**{f"preview-{n}": "started" for n in range(4)}, "preview-4": "stopped"}
     assert apis.dns_records() == {"CNAME": [FLY_CNAME]}
     backend.wait_for_phase(3)
