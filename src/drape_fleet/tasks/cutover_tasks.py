@@ -168,7 +168,10 @@ def cutover(c: Context, action: str, apply: bool = False, reverify: bool = False
         number = int(action[-1])
         users = None if allow is None else tuple(u.strip() for u in allow.split(",") if u.strip())
         if destroy_fly and apply and not confirm and sys.stdin.isatty():
-            confirm = input("destroying Fly machines cannot be undone; type the app name(s) to confirm: ").strip()
+            try:
+                confirm = input("destroying Fly machines cannot be undone; type the app name(s) to confirm: ").strip()
+            except (EOFError, KeyboardInterrupt):
+                fail("not confirmed: nothing was destroyed", 130)
         _phase(env, number, Options(apply=apply, allow=users, percent=_percent(percent), load_test=load_test,
                                     reverify=reverify, destroy_fly=destroy_fly, confirm=confirm))
 
