@@ -34,7 +34,8 @@ def cutover_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> Path:
     from drape_fleet.lab import previews
     from drape_fleet.paths import lab_state_dir
     from drape_fleet.pki.paths import pki_dir
-    from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
 
     try:
         previews.ensure_tiny_image(lambda m: print(f"[cutover-lab] {m}"))

@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
 def _at_phase3(lab_fleet: FleetConfig, lab_state: Path) -> int:
     """The store as phase 3 leaves it, with measurements that open the gate into phase 4."""
-    from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
 
     now = datetime.now(UTC)
     engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, TlsFiles.from_pki_dir(lab_state / "pki")),

@@ -188,7 +188,7 @@ def _link_checks(fleet_file: Path, lab_state: Path) -> dict[str, bool]:
 
 
 def _endpoints(fleet: FleetConfig, lab_state: Path) -> list[object]:
-    from drape_fleet.runtime.engines import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
 
     return list(tls_endpoints(fleet, TlsFiles.from_pki_dir(lab_state / "pki")))
 

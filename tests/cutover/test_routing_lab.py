@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
 @pytest.fixture
 def store(clean_lab: Path, lab_fleet: FleetConfig) -> Iterator[StateStore]:
-    from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
 
     engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, TlsFiles.from_pki_dir(clean_lab / "pki")),
                                    lab_fleet.runtime)

@@ -25,8 +25,9 @@ from drape_fleet.routing.metrics import MetricsStore, StartMetrics
 from drape_fleet.routing.policy import RoutingPolicy
 from drape_fleet.routing.records import StateRecord
 from drape_fleet.routing.store import StateStore, StoreError, StoreView, no_quorum
+from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
-from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+from drape_fleet.runtime.fleet import Fleet
 
 if TYPE_CHECKING:
     from drape_fleet.environments import FleetTarget

@@ -14,7 +14,8 @@ from drape_fleet.cutover.context import CutoverContext
 from drape_fleet.cutover.gates import Check
 from drape_fleet.cutover.progress import SmokeResult
 from drape_fleet.runtime import labels as L
-from drape_fleet.runtime.engines import Endpoint, Engine
+from drape_fleet.runtime.clients import Endpoint
+from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.errors import RuntimeFailure
 
 SMOKE_USER = "drape-smoke"
@@ -116,7 +117,7 @@ def _smoke_one(ctx: CutoverContext, host: str, endpoint: Endpoint) -> tuple[floa
 def smoke_previews(ctx: CutoverContext, hosts: list[str]) -> SmokeResult:
     """One preview of the smoke framework started to ready and torn down on every host, all hosts at once (each
     through a runtime that sees only that host, so it is placed there)."""
-    from drape_fleet.runtime.engines import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
 
     endpoints = {e.host: e for e in tls_endpoints(ctx.fleet, TlsFiles.from_pki_dir(ctx.pki_dir))}
     with ThreadPoolExecutor(max_workers=max(1, len(hosts)), thread_name_prefix="drape-smoke") as pool:

@@ -24,7 +24,8 @@ from drape_fleet.routing.policy import PROVIDERS, START_KINDS, Provider, Routing
 from drape_fleet.routing.records import KIND_METRICS, MetricsRecord, RecordError, parse_metrics
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
-from drape_fleet.runtime.engines import Engine, Fleet
+from drape_fleet.runtime.engines import Engine
+from drape_fleet.runtime.fleet import Fleet
 
 BOUNDS: tuple[float, ...] = (0.5, 1, 2, 3, 5, 8, 10, 15, 20, 25, 30, 40, 50, 60, 90, 120, 180, 240, 300, 420, 600,
                              900, 1800)

@@ -33,8 +33,9 @@ from drape_fleet.config.models import FleetConfig
 from drape_fleet.routing.metrics import MetricsStore, StartMetrics, StartRecorder
 from drape_fleet.routing.policy import Provider, Route, RoutingPolicy, StartKind, check_user, decide
 from drape_fleet.routing.store import StateStore, StoreView
+from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
-from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+from drape_fleet.runtime.fleet import Fleet
 
 if TYPE_CHECKING:
     from drape_fleet.runtime.service import PreviewRuntime

@@ -31,8 +31,9 @@ from drape_fleet.routing.policy import RoutingPolicy
 from drape_fleet.routing.records import KIND_STATE, RecordError, StateRecord, parse_state, state_volume
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
-from drape_fleet.runtime.engines import Engine, Fleet
+from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.errors import RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
 
 KEEP_GENERATIONS = 5
 EXPORT_ARGV = ("sh", "-c", "docker volume ls -q --filter label=drape.kind=cutover-state "

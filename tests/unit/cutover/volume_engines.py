@@ -12,8 +12,10 @@ import requests
 from docker.errors import NotFound
 
 from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.runtime.clients import Endpoint
 from drape_fleet.runtime.clock import Clock
-from drape_fleet.runtime.engines import Endpoint, Engine, Fleet
+from drape_fleet.runtime.engines import Engine
+from drape_fleet.runtime.fleet import Fleet
 
 OWNER = "drape-fleet"
 """The runtime's default owner label value (what the stores filter on)."""
