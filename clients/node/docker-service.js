@@ -53,6 +53,8 @@
  * @property {string} [ref]          branch, tag or commit
  * @property {Record<string,string>} [env]
  * @property {Resources} [resources] default: the framework's size
+ * @property {string} [repo_token]   a short-lived read-only token to clone `repo` with (never stored with the
+ *                                   preview; this client keeps it in memory to start the preview again)
  */
 
 /**
@@ -73,6 +75,13 @@
  * @property {number|null} queue_position  1 = next, while queued
  * @property {number|null} waited_s
  * @property {string|null} error      why, when failed or lost
+ */
+
+/**
+ * @typedef {Object} Stopped
+ * @property {string} workspace
+ * @property {boolean} stopped        false when there was no preview (stopping is idempotent)
+ * @property {string[]} pending_hosts hosts that did not answer: the stop is applied when they answer again
  */
 
 /**
@@ -186,15 +195,16 @@ export class DockerService {
   }
 
   /** Stop and remove the workspace's preview. Idempotent: `stopped` is false when there was none.
-   * @param {string} workspace @returns {Promise<{workspace: string, stopped: boolean}>} */
+   * `pending_hosts`: hosts that did not answer, where the stop is applied once they answer again.
+   * @param {string} workspace @returns {Promise<Stopped>} */
   async stop(workspace) {
     this.specs.delete(workspace);
-    return /** @type {{workspace: string, stopped: boolean}} */ (
+    return /** @type {Stopped} */ (
       await this.#call('DELETE', `/v1/previews/${enc(workspace)}`));
   }
 
   /** Fly: destroy. Here stop already removes (a preview is kept alive only by activity), so it is stop.
-   * @param {string} workspace @returns {Promise<{workspace: string, stopped: boolean}>} */
+   * @param {string} workspace @returns {Promise<Stopped>} */
   async remove(workspace) {
     return this.stop(workspace);
   }
@@ -211,7 +221,9 @@ export class DockerService {
 
   /**
    * Wait until the preview is ready (Fly: wait for state 'started'), following its phases with long-polls.
-   * Rejects with code 'preview_failed' when it fails or its host is lost, 'timeout' after `timeoutMs`.
+   * A preview this client started whose host died (`lost`) is started again, once per wait: the runtime places
+   * it on another host. Rejects with code 'preview_failed' when it fails (or is lost again), 'timeout' after
+   * `timeoutMs`.
    * @param {string} workspace
    * @param {{state?: 'started'|'ready', timeoutMs?: number, onPhase?: (preview: Preview) => void}} [options]
    * @returns {Promise<Preview>}
@@ -221,6 +233,7 @@ export class DockerService {
     /** @type {Phase|undefined} */
     let after;
     let failovers = this.failovers;
+    let restartedLost = false;
     for (;;) {
       const left = deadline - Date.now();
       if (left <= 0) {
@@ -245,6 +258,14 @@ export class DockerService {
       if (preview.phase !== after) options.onPhase?.(preview);
       after = preview.phase;
       if (preview.ready) return preview;
+      const spec = this.specs.get(workspace);
+      if (preview.phase === 'lost' && spec && !restartedLost) {
+        restartedLost = true;  // its host died: the start goes to a host that answers
+        preview = await this.create(spec);
+        if (preview.phase !== after) options.onPhase?.(preview);
+        after = preview.phase;
+        if (preview.ready) return preview;
+      }
       if (preview.final) {
         throw new DockerServiceError(`${workspace}: ${preview.phase}: ${preview.error ?? 'no reason given'}`,
           { code: 'preview_failed', preview, fix: 'start it again (a lost preview is placed on another host)' });

@@ -69,6 +69,10 @@ def test_the_tasks_as_ops_type_them(backup_lab: BackupLab) -> None:
                               check=False, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
                                                                       f"{os.environ['PATH']}"})
 
+    from drape_fleet.backup import service
+
+    [ran] = service.run(backup_lab.target, ["ax2"], "pnpm-store")  # a snapshot to restore, whatever ran before
+    assert ran.ok, ran.error
     listed = invoke("backup.list", "--json")
     assert listed.returncode == 0, listed.stderr
     sources = json.loads(listed.stdout)

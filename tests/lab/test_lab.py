@@ -135,7 +135,7 @@ def test_up_twice_leaves_the_same_fleet(throwaway: LabSettings) -> None:
     assert throwaway.fleet_file.read_text() == fleet_text
     assert not [m for m in messages if "creating" in m or "starting" in m], messages
     assert made == {
-        "containers": ["drape-labt-ax1"],
+        "containers": ["drape-labt-ax1", "drape-labt-backup-target"],  # the backup target: docs/backups.md
         "volumes": ["drape-labt-ax1-docker", "drape-labt-ax1-srv"],
         "networks": ["drape-labt-private", "drape-labt-public"],
     }

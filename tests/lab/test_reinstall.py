@@ -87,6 +87,9 @@ def fleet_data(settings: LabSettings, machine: BareMetal, **drive: Any) -> dict[
                       "robot_server_number": SERVER_NUMBER, "roles": ["preview"],
                       "capacity": {"cpus": 2, "memory_gib": 4, "disk_gib": 20}}]
     ops_key = settings.ssh_key.with_suffix(".pub").read_text().strip()
+    # Backups have their own lab tests (tests/backup); a reinstalled host without a backup section is provisioned
+    # without the backup deploy, which would otherwise ask for the target's pinned key (backup.trust) first.
+    data.pop("backup", None)
     data["reinstall"] = {"rescue_keys": [md5(ops_key)],
                          "drives": [{"device": f"/dev/nvme{n}n1", "size_gb": drive.get("size_gb", 1920)}
                                     for n in (0, 1)],

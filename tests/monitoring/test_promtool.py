@@ -5,6 +5,7 @@ and `amtool config routes test` (where each kind of alert goes)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,8 @@ from drape_fleet.monitoring.alertmanager import alertmanager_config
 from drape_fleet.monitoring.plan import CONFIG_DIR, monitoring_plan
 from drape_fleet.monitoring.receivers import monitoring_secrets
 from drape_fleet.monitoring.rules import AlertRule, rule_groups, rules_file
-from drape_fleet.monitoring.server import RULES_PATH, prometheus_config
+from drape_fleet.monitoring.server import BACKUP_RULES_PATH, RULES_PATH, prometheus_config
+from drape_fleet.provision.render import files_path
 from tests.monitoring.promtool_cases import CASES, alerts_covered, promtool_tests
 
 Tool = Callable[[str], str]
@@ -75,13 +77,15 @@ def test_a_rule_that_does_not_parse_fails_the_check(production: FleetConfig, too
 @pytest.mark.parametrize("which", ["lab", "production"])
 def test_prometheus_config_passes_promtool_check(which: str, request: pytest.FixtureRequest, tool: Tool,
                                                  tmp_path: Path) -> None:
-    """The configuration as the server gets it, its rule file beside it where `rule_files` points, and the files
-    its jobs name (promtool checks that they exist) where the server has them, moved under the test's directory."""
+    """The configuration as the server gets it, its rule files (ours and the backups') where `rule_files` points,
+    and the files its jobs name (promtool checks that they exist) where the server has them, moved under the test's
+    directory."""
     fleet: FleetConfig = request.getfixturevalue(which)
     plan = monitoring_plan(_with_service(fleet))
     (tmp_path / "rules").mkdir()
     (tmp_path / RULES_PATH).write_text(rules_file(plan.settings, clock_synced_here=plan.clock_synced_here,
                                                   service_jobs=plan.service_jobs))
+    shutil.copy(files_path(f"monitoring/{BACKUP_RULES_PATH}"), tmp_path / BACKUP_RULES_PATH)
     for job in plan.jobs:
         for path in (job.bearer_file, job.ca_file):
             if path is not None:
@@ -93,7 +97,7 @@ def test_prometheus_config_passes_promtool_check(which: str, request: pytest.Fix
     (tmp_path / "prometheus.yml").write_text(config.replace(CONFIG_DIR, str(tmp_path)))
     run = _run(tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml"))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "SUCCESS: 1 rule files found" in run.stdout + run.stderr
+    assert "SUCCESS: 2 rule files found" in run.stdout + run.stderr
 
 
 ROUTES = {

@@ -22,7 +22,9 @@ from runtime_testkit import World
 
 from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.config.service import ServiceSettings
-from drape_fleet.runtime.engines import Endpoint, Engine, Fleet
+from drape_fleet.runtime.clients import Endpoint
+from drape_fleet.runtime.engines import Engine
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.service import PreviewRuntime
 from drape_fleet.service.auth import token_digest
 from drape_fleet.service.embedded import EmbeddedService, service_events
@@ -97,10 +99,14 @@ def runtime_with_events(world: World, events: Any, seed: int = 0, **overrides: A
     settings = RuntimeSettings.model_validate({**world.config.runtime.model_dump(), **overrides})
     config = world.config.model_copy(update={"runtime": settings})
     engines = [Engine(Endpoint(name, f"unix:///fake/{name}.sock"), settings, clock=world.clock,
-                      rng=random.Random(seed), connect=lambda _e, _t, _p, h=host: h)
+                      rng=random.Random(seed), connect=lambda _e, t, _p, h=host: h.client(t))
                for name, host in world.hosts.items()]
-    return PreviewRuntime(config, Fleet(engines), background=False, rng=random.Random(seed), clock=world.clock,
-                          events=events)
+    runtime = PreviewRuntime(config, Fleet(engines), background=False, rng=random.Random(seed), clock=world.clock,
+                             resolve=world.resolve, events=events)
+    for name, host in world.hosts.items():  # as World.runtime: a process's first placement waits for its watches
+        if not (host.down or host.black_hole):
+            runtime.observer.watch(name).synced.wait(5)
+    return runtime
 
 
 def served(tmp_path: Path, *, settings: ServiceSettings | None = None, **runtime: Any) -> Iterator[ServedWorld]:

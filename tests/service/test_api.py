@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+import pytest
+from runtime_testkit import down
 from service_testkit import ServedWorld
+
+from drape_fleet.runtime.spec import REPO_TOKEN_FILE
 
 
 def test_start_follow_phases_then_hot_start_and_stop(svc: ServedWorld) -> None:
@@ -30,7 +35,7 @@ def test_start_follow_phases_then_hot_start_and_stop(svc: ServedWorld) -> None:
     assert svc.backend.call("POST", "/v1/previews/ws-1/activity").status_code == 204
 
     stopped = svc.backend.call("DELETE", "/v1/previews/ws-1")
-    assert stopped.status_code == 200 and stopped.json() == {"workspace": "ws-1", "stopped": True}
+    assert stopped.status_code == 200 and stopped.json() == {"workspace": "ws-1", "stopped": True, "pending_hosts": []}
     assert svc.world.everywhere() == {"ax1": [], "ax2": [], "ax3": []}
     gone = svc.backend.call("GET", "/v1/previews/ws-1")
     assert gone.status_code == 404 and gone.json()["error"] == "not_found"
@@ -44,3 +49,35 @@ def test_start_with_wait_holds_the_answer_until_ready(svc: ServedWorld) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json()["phase"] == "ready"
     assert time.monotonic() - started < 10
+
+
+def test_a_repo_token_reaches_the_preview_as_a_file_and_nowhere_else(svc: ServedWorld,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "ghs_" + "s3cr3t" * 6
+    answer = svc.backend.start("ws-repo", repo="https://github.com/acme/shop.git", repo_token=secret, wait_s=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["phase"] == "ready" and secret not in answer.text
+    container = next(c for h in svc.world.hosts.values() for c in h.named("drape-pv-ws-repo"))
+    assert container.files[REPO_TOKEN_FILE][0] == secret.encode()
+    assert secret not in repr(container.body), "the token is in the container's configuration or labels"
+    listed = svc.backend.call("GET", "/v1/previews").text + svc.backend.call("GET", "/v1/previews/ws-repo").text
+    assert secret not in listed and secret not in caplog.text
+
+    bad = svc.backend.start("ws-repo2", repo="https://github.com/acme/shop.git", repo_token="a b\n")
+    assert bad.status_code == 400 and bad.json()["field"] == "repo_token" and "a b" not in bad.text
+    credentials = svc.backend.start("ws-repo3", repo=f"https://x:{secret}@github.com/acme/shop.git")
+    assert credentials.status_code == 400 and credentials.json()["field"] == "repo"
+    assert "repo_token" in credentials.json()["message"]
+
+
+def test_a_stop_while_a_host_is_down_names_it_and_is_applied_later(svc: ServedWorld) -> None:
+    placed = svc.backend.start("ws-down", wait_s=10).json()
+    host = placed["host"]
+    svc.world.hosts[host].down = True
+    down(svc.runtime, host)
+    stopped = svc.backend.call("DELETE", "/v1/previews/ws-down")
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json() == {"workspace": "ws-down", "stopped": False, "pending_hosts": [host]}
+    hosts = {h["name"]: h for h in svc.ops.call("GET", "/v1/hosts").json()["hosts"]}
+    assert hosts[host]["state"] == "down" and hosts[host]["placeable"] is False and hosts[host]["unplaceable"]

@@ -189,6 +189,35 @@ test('wait() after an instance died placing the preview starts it again on the n
   await assert.rejects(stranger.wait('ws-2'), (error) => error.code === 'not_found');  // no failover: no restart
 });
 
+test('wait() starts a preview whose host died (lost) again, once', async () => {
+  const starts = [];
+  const fleet = await serve((request, response) => {
+    if (request.method === 'PUT') {
+      starts.push(JSON.parse(request.body ?? '{}'));
+      json(response, 200, { ...PREVIEW, phase: 'placing', ready: false, final: false });
+    } else if (starts.length < 2) {
+      json(response, 200, { ...PREVIEW, phase: 'lost', ready: false, final: true, error: 'host ax1 is down' });
+    } else {
+      json(response, 200, starts.length === 2 ? PREVIEW : { ...PREVIEW, phase: 'lost', ready: false, final: true });
+    }
+  });
+  const previews = new DockerService({ baseUrls: [fleet.url], token: 't' });
+  const spec = {
+    workspace: 'ws-1', user: 'u1', framework: 'tiny', repo: 'https://git.example/r.git', repo_token: 's3',
+  };
+  await previews.create(spec);
+  const seen = [];
+  assert.equal((await previews.wait('ws-1', { onPhase: (p) => seen.push(p.phase) })).phase, 'ready');
+  assert.deepEqual(seen, ['lost', 'placing', 'ready']);
+  assert.equal(fleet.seen.filter((r) => r.method === 'PUT').length, 2);
+  assert.equal(JSON.parse(fleet.seen.filter((r) => r.method === 'PUT')[1].body).repo_token, 's3');
+
+  await previews.create(spec);  // lost twice in one wait: rejected, not started a third time
+  await assert.rejects(previews.wait('ws-1'), (error) => error.code === 'preview_failed');
+  const stranger = new DockerService({ baseUrls: [fleet.url], token: 't' });  // did not start it: no restart
+  await assert.rejects(stranger.wait('ws-1'), (error) => error.code === 'preview_failed');
+});
+
 test('a missing preview is null from status()', async () => {
   const none = await serve((_q, response) => json(response, 404, { error: 'not_found', message: 'no preview' }));
   const previews = new DockerService({ baseUrls: [none.url], token: 't' });

@@ -41,10 +41,11 @@ test('start a preview through the service, follow its phases, get its URL, stop 
   assert.equal(hot.container_id, ready.container_id);
   await previews.activity(wanted.workspace);
 
-  assert.deepEqual(await previews.stop(wanted.workspace), { workspace: wanted.workspace, stopped: true });
+  const stopped = { workspace: wanted.workspace, stopped: true, pending_hosts: [] };
+  assert.deepEqual(await previews.stop(wanted.workspace), stopped);
   assert.equal(await previews.status(wanted.workspace), null);
   await assert.rejects(fetch(ready.url, { signal: AbortSignal.timeout(3000) }));
-  assert.deepEqual(await previews.remove(wanted.workspace), { workspace: wanted.workspace, stopped: false });
+  assert.deepEqual(await previews.remove(wanted.workspace), { ...stopped, stopped: false });
 });
 
 test('two instances on two hosts serve the same workspace consistently', async () => {

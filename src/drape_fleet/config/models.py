@@ -14,11 +14,12 @@ from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringCon
 from drape_fleet.config.address_plan import address_plan_problem
 from drape_fleet.config.backup import BackupSettings
 from drape_fleet.config.base import FrozenModel, invalid
+from drape_fleet.config.cutover import CutoverSettings
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.monitoring import MonitoringSettings, monitoring_problem
 from drape_fleet.config.provisioning import ProvisioningSettings, fence_problem
 from drape_fleet.config.reinstall import ReinstallSettings
-from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.config.runtime import RuntimeSettings, production_runtime_problem
 from drape_fleet.config.service import ServiceSettings, service_hosts_problem
 
 IPAddress = IPvAnyAddress
@@ -79,6 +80,7 @@ class FleetConfig(FrozenModel):
     runtime: RuntimeSettings = RuntimeSettings()
     fly: FlySettings | None = None
     preview_dns: PreviewDnsSettings | None = None
+    cutover: CutoverSettings | None = None
     reinstall: ReinstallSettings = ReinstallSettings()
     service: ServiceSettings | None = None
     """The runtime service for the Node backend (``drape_fleet.config.service``); None: not deployed."""
@@ -121,6 +123,13 @@ class FleetConfig(FrozenModel):
                     at=f"hosts[{index}].robot_server_number",
                     fix="copy the server's number from Hetzner Robot (Servers list, column #)",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _production_runtime(self) -> Self:
+        problem = production_runtime_problem(self.runtime) if self.environment.name == "production" else None
+        if problem is not None:
+            raise problem
         return self
 
     @model_validator(mode="after")

@@ -102,6 +102,9 @@ def lab_runtime_data() -> dict[str, Any]:
         "preview": {"cpus": 0.5, "memory_mib": LAB_PREVIEW_MIB, "pids_limit": 512, "disk_gib": 2, "tmp_mib": 64},
         "max_preview": {"cpus": 2, "memory_mib": 2048, "pids_limit": 2048, "disk_gib": 10, "tmp_mib": 256},
         "cpu_overcommit": 5,
+        # The stand-ins' engines run overlay2 on the outer engine's filesystem, without XFS project quotas: they
+        # cannot limit a preview's disk. Said here, explicitly; production's default is "required".
+        "disk_limit": "where-supported",
         "frameworks": frameworks,
         "request_timeout_s": 8,
         "snapshot_timeout_s": 3,

@@ -16,7 +16,7 @@ from drape_fleet.monitoring.alertmanager import alertmanager_config
 from drape_fleet.monitoring.plan import CONFIG_DIR, MonitoringPlan
 from drape_fleet.monitoring.receivers import MonitoringSecrets
 from drape_fleet.monitoring.rules import RULES_FILE, rules_file
-from drape_fleet.provision.render import render
+from drape_fleet.provision.render import files_path, render
 
 PACKAGES = ("prometheus", "prometheus-alertmanager")
 PROMETHEUS_BINARY = "/usr/bin/prometheus"
@@ -30,6 +30,8 @@ CANDIDATE_DIR = f"{CONFIG_DIR}/candidate"
 PROMETHEUS_YML = "prometheus.yml"
 ALERTMANAGER_YML = "alertmanager.yml"
 RULES_PATH = f"rules/{RULES_FILE}"
+BACKUP_RULES_PATH = "rules/backup.rules.yml"
+"""The backups' alerts (docs/backups.md): a plain file in files/monitoring/rules/, tested by promtool there."""
 CONSOLES_DIR = f"{CONFIG_DIR}/consoles"
 CONSOLE_LIBRARIES_DIR = f"{CONFIG_DIR}/console_libraries"
 CONSOLES = ("drape-fleet.html", "drape-cutover.html")
@@ -56,7 +58,8 @@ def drop_in_path(unit: str) -> str:
 def prometheus_config(plan: MonitoringPlan) -> str:
     settings = plan.settings
     return render("monitoring/prometheus.yml.j2", settings=settings, environment=plan.environment,
-                  alertmanager=plan.alertmanager_address, jobs=plan.jobs, rules=RULES_PATH)
+                  alertmanager=plan.alertmanager_address, jobs=plan.jobs,
+                  rule_files=(RULES_PATH, BACKUP_RULES_PATH))
 
 
 def prometheus_args(plan: MonitoringPlan) -> tuple[str, ...]:
@@ -96,6 +99,7 @@ def server_files(plan: MonitoringPlan, secrets: MonitoringSecrets,
         ServerFile(PROMETHEUS_YML, prometheus_config(plan)),
         ServerFile(RULES_PATH, rules_file(plan.settings, clock_synced_here=plan.clock_synced_here,
                                           service_jobs=plan.service_jobs)),
+        ServerFile(BACKUP_RULES_PATH, files_path(f"monitoring/{BACKUP_RULES_PATH}").read_text()),
         ServerFile(ALERTMANAGER_YML, alertmanager_config(plan.settings, secrets), secret=True),
     ]
     found += [ServerFile(job.bearer_file.removeprefix(f"{CONFIG_DIR}/"),

@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from drape_fleet.runtime.errors import QueueFull, RuntimeFailure
 from drape_fleet.runtime.labels import WORKSPACE_RE
 from drape_fleet.runtime.readiness import Phase
-from drape_fleet.runtime.status import PreviewStatus
+from drape_fleet.runtime.status import PreviewStatus, StopResult
 from drape_fleet.service.context import ServiceContext
 from drape_fleet.service.errors import WORKSPACE_FIX, error
 from drape_fleet.service.phases import event_stream, wait_final, wait_for_change
@@ -94,7 +94,8 @@ def previews_router(ctx: ServiceContext) -> APIRouter:
     @router.delete("/{workspace}", response_model=Stopped, responses=ERRORS, summary="Stop and remove")
     async def stop(workspace: Workspace) -> Stopped:
         checked(workspace)
-        return Stopped(workspace=workspace, stopped=await call(runtime.stop, workspace))
+        result: StopResult = await call(runtime.stop_preview, workspace)
+        return Stopped(workspace=workspace, stopped=result.removed, pending_hosts=list(result.pending_hosts))
 
     @router.get("/{workspace}", response_model=Preview, responses={**ERRORS, **NOT_FOUND}, summary="Status")
     async def status(workspace: Workspace) -> Response:

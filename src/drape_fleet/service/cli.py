@@ -24,7 +24,7 @@ from typing import Any
 from drape_fleet.config import ConfigError, FleetConfig, load_fleet
 from drape_fleet.config.errors import Problem
 from drape_fleet.config.service import InstanceConfig, ServiceSettings, load_instance
-from drape_fleet.runtime.engines import TlsFiles
+from drape_fleet.runtime.clients import TlsFiles
 from drape_fleet.runtime.service import PreviewRuntime
 from drape_fleet.service.app import create_app
 from drape_fleet.service.auth import TokenTable

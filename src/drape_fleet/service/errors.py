@@ -46,9 +46,10 @@ _FIXES = {
     "workspace": WORKSPACE_FIX,
     "user": "use letters, digits and . _ @ + - (1-128 characters)",
     "project": "use letters, digits and . _ @ + - (1-128 characters), or leave it out (default: the workspace)",
-    "repo": "give an https:// URL or git@host:path address",
+    "repo": "give a public https:// URL or git@host:path address, without credentials (the token goes in repo_token)",
     "ref": "give a branch, tag or commit name (no '..', not starting with '-' or '/')",
     "env": "use names of A-Z, 0-9 and _ that the runtime does not reserve, and string values under 4096 characters",
+    "repo_token": "give the token alone (printable ASCII, no spaces), and a repo to clone with it",
 }
 
 

@@ -12,6 +12,7 @@ metric                                             labels / meaning
 ``drape_preview_placements_total``                 host: previews placed (container started) there
 ``drape_preview_replacements_total``               host: previews placed again because that host died first
 ``drape_preview_failures_total``                   reason: queue_timeout, placement, start, install, compile,
+                                                   lost (its host died; not placed again here),
                                                    queue_full (refused at the door)
 ``drape_preview_queue_length``                     placements waiting for capacity now
 ``drape_preview_queue_wait_seconds``               how long each waited, histogram
@@ -194,8 +195,8 @@ class ServiceMetrics(RuntimeEvents):
                 if pending is not None:
                     self.start_seconds.labels(pending.kind).observe(self._clock() - pending.since)
                     self._prewarmed.pop(workspace, None)
-            elif new is Phase.FAILED:
-                self.failures.labels(FAILED_IN.get(old, old.value)).inc()
+            elif new in (Phase.FAILED, Phase.LOST):
+                self.failures.labels("lost" if new is Phase.LOST else FAILED_IN.get(old, old.value)).inc()
                 self._pending.pop(workspace, None)
                 self._prewarmed.pop(workspace, None)
 

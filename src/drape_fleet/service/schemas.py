@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from drape_fleet.config.runtime import PreviewResources
 from drape_fleet.runtime.maintenance import DrainReport
@@ -44,11 +44,15 @@ class PrewarmBody(Body):
     ref: Annotated[str | None, Field(description="Branch, tag or commit.")] = None
     env: Annotated[dict[str, str] | None, Field(description="Extra environment (A-Z, 0-9, _; not DRAPE_*).")] = None
     resources: Annotated[PreviewResources | None, Field(description="Default: the framework's size.")] = None
+    repo_token: Annotated[SecretStr | None, Field(description=(
+        "A short-lived read-only token to clone `repo` with: handed to the preview as a file, never stored with "
+        "it, logged or answered. Not part of the repository address."))] = None
 
     def runtime_kwargs(self) -> dict[str, Any]:
         """The runtime's keyword arguments (``PreviewRuntime.start`` / ``project_opened``)."""
+        token = None if self.repo_token is None else self.repo_token.get_secret_value()
         return {"user": self.user, "framework": self.framework, "project": self.project, "repo": self.repo,
-                "ref": self.ref, "env": self.env, "resources": self.resources}
+                "ref": self.ref, "env": self.env, "resources": self.resources, "repo_token": token}
 
 
 class StartBody(PrewarmBody):
@@ -105,6 +109,8 @@ class PreviewList(Answer):
 class Stopped(Answer):
     workspace: str
     stopped: bool = Field(description="False when the workspace had no preview (stopping is idempotent).")
+    pending_hosts: list[str] = Field([], description=(
+        "Hosts that did not answer: the stop is remembered and applied when they answer again (by any instance)."))
 
 
 class ForeignObject(Answer):
@@ -118,6 +124,9 @@ class Host(Answer):
     name: str
     reachable: bool
     healthy: bool
+    state: str = Field(description="up, suspect (a call got no answer; a health check is deciding) or down.")
+    placeable: bool = Field(description="New previews may go there.")
+    unplaceable: str | None = Field(description="Why not, when they may not.")
     error: str | None
     cordoned: bool
     cordon_reason: str | None
@@ -134,7 +143,8 @@ class Host(Answer):
 
     @classmethod
     def from_status(cls, status: HostStatus) -> Host:
-        return cls(name=status.name, reachable=status.reachable, healthy=status.healthy, error=status.error,
+        return cls(name=status.name, reachable=status.reachable, healthy=status.healthy, state=status.state,
+                   placeable=status.placeable, unplaceable=status.unplaceable, error=status.error,
                    cordoned=status.cordoned, cordon_reason=status.cordon_reason,
                    memory_capacity=status.memory_capacity, memory_used=status.memory_used,
                    memory_free=status.memory_free, cpu_capacity=status.cpu_capacity, cpus_used=status.cpus_used,

@@ -29,7 +29,8 @@ def runtime(c: Context, count: int = 20) -> None:
     from drape_fleet.lab import previews
     from drape_fleet.lab.state import load_lab_fleet
     from drape_fleet.pki.paths import pki_dir
-    from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+    from drape_fleet.runtime.engines import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
 
     fleet, _ = load_lab_fleet()
     previews.ensure_tiny_image(say)
@@ -50,7 +51,8 @@ def service(c: Context, count: int = 10, seconds: float = 10, connections: int =
     from drape_fleet.lab import previews
     from drape_fleet.lab.state import load_lab_fleet
     from drape_fleet.pki.paths import pki_dir
-    from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
     from drape_fleet.service_deploy import host as layout
     from drape_fleet.service_deploy.certificates import ingress_ca
     from drape_fleet.service_deploy.tokens import load_store, store_path

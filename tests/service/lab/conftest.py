@@ -38,7 +38,8 @@ class ServiceLab:
 def service_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> ServiceLab:
     from drape_fleet.lab import previews as rl
     from drape_fleet.pki.paths import pki_dir
-    from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
     from drape_fleet.service_deploy import host as layout
     from drape_fleet.service_deploy.certificates import ingress_ca
     from drape_fleet.service_deploy.tokens import LAB_CALLERS, load_store, store_path
