@@ -3,16 +3,16 @@
     runtime = PreviewRuntime.connect(fleet, events=...)      # what ``cli.serve`` does
     app = create_app(runtime, settings=fleet.service, instance="ax1", tokens=TokenTable(...), ...)
 
-Routes: ``api_previews`` (the backend's calls), ``api_fleet`` (hosts and maintenance), and here ``/healthz``
+Routes: ``api_previews`` (the backend's calls), ``api_fleet`` (hosts and maintenance), ``api_routing`` (the
+cutover's routing questions, mounted by ``cli.build`` through ``extra_routers``), and here ``/healthz``
 (the process answers), ``/readyz`` (engines answer), ``/metrics``. Every answer that is not a success is an
-``ErrorBody`` (``errors``). The whole app sits behind ``guard`` (tokens, scopes, rates, body size). More routers
-(the cutover's routing policy, issue 11) are passed in ``extra_routers``.
+``ErrorBody`` (``errors``). The whole app sits behind ``guard`` (tokens, scopes, rates, body size).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,9 +44,10 @@ API_VERSION = "1"
 
 def create_app(runtime: PreviewRuntime, *, settings: ServiceSettings, instance: str, tokens: TokenTable,
                metrics: ServiceMetrics, board: PhaseBoard, close_runtime: bool = True, log_workspace: bool = True,
-               extra_routers: Iterable[APIRouter] = ()) -> Asgi:
+               extra_routers: Iterable[APIRouter] = (), on_close: Iterable[Callable[[], None]] = ()) -> Asgi:
     """The ASGI app: FastAPI behind the guard. ``metrics`` and ``board`` must be the runtime's event listeners
-    (``phases.Events(metrics, board)`` passed as ``PreviewRuntime(events=...)``)."""
+    (``phases.Events(metrics, board)`` passed as ``PreviewRuntime(events=...)``). ``on_close``: called at shutdown,
+    before the runtime is closed (the routers' own threads)."""
     ctx = ServiceContext(runtime=runtime, settings=settings, instance=instance, metrics=metrics, board=board)
     metrics.watch_hosts(runtime.hosts)
 
@@ -61,6 +62,8 @@ def create_app(runtime: PreviewRuntime, *, settings: ServiceSettings, instance: 
         try:
             yield
         finally:
+            for close in on_close:
+                await run_in_threadpool(close)
             if close_runtime:
                 await run_in_threadpool(runtime.close)
 

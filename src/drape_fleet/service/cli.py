@@ -24,8 +24,11 @@ from typing import Any
 from drape_fleet.config import ConfigError, FleetConfig, load_fleet
 from drape_fleet.config.errors import Problem
 from drape_fleet.config.service import InstanceConfig, ServiceSettings, load_instance
+from drape_fleet.routing.api import RoutingApi
+from drape_fleet.routing.router import Router
 from drape_fleet.runtime.clients import TlsFiles
 from drape_fleet.runtime.service import PreviewRuntime
+from drape_fleet.service.api_routing import routing_router
 from drape_fleet.service.app import create_app
 from drape_fleet.service.auth import TokenTable
 from drape_fleet.service.guard import Asgi
@@ -67,8 +70,10 @@ def build(loaded: Loaded) -> Asgi:
     tls = loaded.config.engine_tls
     runtime = PreviewRuntime.connect(loaded.fleet, events=Events(metrics, board),
                                      tls=TlsFiles(ca=tls.ca, cert=tls.cert, key=tls.key) if tls else None)
+    router = Router.for_runtime(runtime)  # the cutover's routing policy, read from the engines like the runtime
     return create_app(runtime, settings=loaded.settings, instance=loaded.config.instance, tokens=loaded.tokens,
-                      metrics=metrics, board=board, log_workspace=loaded.config.workspace_log)
+                      metrics=metrics, board=board, log_workspace=loaded.config.workspace_log,
+                      extra_routers=[routing_router(RoutingApi(router))], on_close=[router.close])
 
 
 CONFIG_ENV = "DRAPE_RUNTIME_CONFIG"

@@ -10,7 +10,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+from fastapi import APIRouter
 
 from drape_fleet.config.service import ServiceSettings
 from drape_fleet.runtime.events import RuntimeEvents
@@ -31,12 +34,13 @@ def service_events(instance: str = "embedded") -> tuple[ServiceMetrics, PhaseBoa
 class EmbeddedService:
     def __init__(self, runtime: PreviewRuntime, *, metrics: ServiceMetrics, board: PhaseBoard,
                  settings: ServiceSettings, tokens_file: Path, instance: str = "embedded",
-                 host: str = "127.0.0.1", close_runtime: bool = False) -> None:
+                 host: str = "127.0.0.1", close_runtime: bool = False,
+                 extra_routers: Iterable[APIRouter] = ()) -> None:
         import uvicorn
 
         tokens = TokenTable(tokens_file, settings.limits)
         app = create_app(runtime, settings=settings, instance=instance, tokens=tokens, metrics=metrics, board=board,
-                         close_runtime=close_runtime)
+                         close_runtime=close_runtime, extra_routers=extra_routers)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, 0))
