@@ -24,8 +24,9 @@
  *
  * Retries: only what is safe to send again. Every call of the API is idempotent except starting a drain (it
  * runs on the instance that got it), so those calls fail over to the next base URL on a connection error, a
- * timeout, or a gateway answer (502/503/504 from the ingress while its instance restarts); a drain is sent again
- * only when the connection failed before the request left (refused, unreachable, no route). A 429 waits for
+ * timeout, or a gateway answer (502/503/504 from the ingress while its instance restarts); a drain, a failed
+ * placement and a measured start (the routing questions that record something) are sent again only when the
+ * connection failed before the request left (refused, unreachable, no route). A 429 waits for
  * Retry-After. The runtime's own answers (400, 404, 409, queue full, host unavailable) are not retried: they
  * are errors with a code, the field at fault and the fix (`DockerServiceError`).
  */
@@ -315,6 +316,38 @@ export class DockerService {
     return this.#call('POST', `/v1/hosts/${enc(host)}/drain`, {
       body: { idle_s: options.idleS ?? 300, deadline_s: options.deadlineS ?? 1800 }, idempotent: false,
     });
+  }
+
+  // -- the cutover's routing questions (docs/cutover.md) -----------------------------------------------------
+
+  /** Where `user`'s preview goes now (`provider`: 'hetzner' or 'fly', `reason`, `phase`, `features`...); with
+   * `workspace`, a preview of it still running on Hetzner keeps it there.
+   * @param {string} user @param {string} [workspace] @returns {Promise<Record<string, unknown>>} */
+  async route(user, workspace) {
+    const query = new URLSearchParams(workspace ? { user, workspace } : { user });
+    return /** @type {Record<string, unknown>} */ (await this.#call('GET', `/v1/routing/route?${query}`));
+  }
+
+  /** A Hetzner placement failed: recorded (once: not sent again once it reached an instance), and the answer is
+   * where to go now (Fly while the phase keeps it as the fallback).
+   * @param {{user: string, reason: string, kind?: 'cold'|'warm'|'prewarmed'|'hot', workspace?: string}} failure
+   * @returns {Promise<Record<string, unknown>>} */
+  async placementFailed(failure) {
+    return /** @type {Record<string, unknown>} */ (
+      await this.#call('POST', '/v1/routing/placement-failed', { body: failure, idempotent: false }));
+  }
+
+  /** A start this process measured, request to ready (Fly's starts reach the cutover's report only this way).
+   * Recorded once: not sent again once it reached an instance.
+   * @param {{provider: 'hetzner'|'fly', kind: 'cold'|'warm'|'prewarmed'|'hot', seconds: number, ok?: boolean,
+   *          reason?: string, phase?: number}} report */
+  async recordStart(report) {
+    return this.#call('POST', '/v1/routing/starts', { body: report, idempotent: false });
+  }
+
+  /** The routing policy in force (its phase, generation and counts; the user lists stay with ops). */
+  async routingPolicy() {
+    return this.#call('GET', '/v1/routing/policy');
   }
 
   // -- one call, with failover ---------------------------------------------------------------------------

@@ -62,7 +62,9 @@ test('an instance that is down is skipped: the call goes to the next one, which 
   const down = await closedUrl();
   const up = await serve((_q, response) => json(response, 200, PREVIEW));
   const retries = [];
-  const previews = new DockerService({ baseUrls: [down, up.url], token: 't', first: 0, onRetry: (r) => retries.push(r) });
+  const previews = new DockerService({
+    baseUrls: [down, up.url], token: 't', first: 0, onRetry: (r) => retries.push(r),
+  });
   assert.equal((await previews.create({ workspace: 'ws-1', user: 'u1', framework: 'tiny' })).phase, 'ready');
   assert.equal(retries.length, 1);
   assert.equal(retries[0].from, down);
@@ -134,6 +136,23 @@ test('a connection cut after the request arrived: status is asked again elsewher
   });
   assert.equal(cut.seen.length, 2, 'the drain reached the first instance once');
   assert.equal(up.seen.length, 1, 'and was not started on the second');
+});
+
+test('the routing questions: route and policy fail over, what records something is sent once', async () => {
+  const cut = await serve((request) => { request.socket.destroy(); });
+  const up = await serve((_q, response) => json(response, 200, { provider: 'hetzner', reason: 'allowlisted' }));
+  const routing = new DockerService({ baseUrls: [cut.url, up.url], token: 't', first: 0 });
+  assert.equal((await routing.route('u-1', 'ws-1')).provider, 'hetzner');
+  assert.equal(up.seen[0].url, '/v1/routing/route?user=u-1&workspace=ws-1');
+  await routing.routingPolicy();
+  assert.equal(up.seen[1].url, '/v1/routing/policy');
+  await routing.recordStart({ provider: 'fly', kind: 'warm', seconds: 9.5 });
+  assert.deepEqual(JSON.parse(up.seen[2].body), { provider: 'fly', kind: 'warm', seconds: 9.5 });
+
+  const once = new DockerService({ baseUrls: [cut.url, up.url], token: 't', first: 0 });
+  await assert.rejects(once.placementFailed({ user: 'u-1', reason: 'queue full' }),
+    (error) => error.code === 'unreachable');
+  assert.equal(up.seen.length, 3, 'a failed placement that reached an instance is not recorded twice');
 });
 
 test('wait() long-polls with the last phase seen and reports each phase once', async () => {
