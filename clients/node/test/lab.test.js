@@ -109,3 +109,14 @@ test('bad input through the client: the code, the field and the fix', async () =
   const stranger = new DockerService({ baseUrls: URLS, token: 'drt_not-a-token' });
   await assert.rejects(stranger.status('ws-1'), (error) => error.status === 401 && error.code === 'unauthorized');
 });
+
+test('the routing questions through the service: the policy in force and a route', async () => {
+  const previews = new DockerService({ baseUrls: URLS, token: TOKEN });
+  const policy = await previews.routingPolicy();
+  assert.equal(typeof policy.phase, 'number');
+  assert.equal(typeof policy.generation, 'number');
+  const route = await previews.route('u-node', `ws-route-${run}`);
+  assert.ok(['hetzner', 'fly'].includes(/** @type {string} */ (route.provider)), JSON.stringify(route));
+  assert.equal(route.phase, policy.phase);
+  await assert.rejects(previews.route('not a user'), (error) => error.status === 422 && error.field === 'query.user');
+});

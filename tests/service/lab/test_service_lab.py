@@ -42,7 +42,7 @@ def test_the_node_client_starts_follows_and_stops_a_preview_and_survives_a_kille
     result = subprocess.run([node, "--test", "test/client.test.js", "test/lab.test.js"], cwd=NODE_CLIENT, env=env,
                             capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert re.search(r"^# pass 18$", result.stdout, re.M), result.stdout[-2000:]
+    assert re.search(r"^# pass 19$", result.stdout, re.M), result.stdout[-2000:]
     deadline = time.monotonic() + 30  # systemd brings the killed instance back by itself
     while call(service_lab, None, "GET", "/healthz").status_code != 200:
         assert time.monotonic() < deadline, "the killed instance did not come back"
