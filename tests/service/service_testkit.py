@@ -111,7 +111,7 @@ def runtime_with_events(world: World, events: Any, seed: int = 0, **overrides: A
 
 def served(tmp_path: Path, *, settings: ServiceSettings | None = None, routers: Any = None,
            **runtime: Any) -> Iterator[ServedWorld]:
-    """``routers(runtime)``: more routers to mount (as ``cli.build`` mounts the routing questions)."""
+    """``routers(runtime, metrics)``: more routers to mount (as ``cli.build`` mounts the routing questions)."""
     world = World()
     metrics, board, events = service_events("test")
     service_runtime = runtime_with_events(world, events, **runtime)
@@ -120,7 +120,7 @@ def served(tmp_path: Path, *, settings: ServiceSettings | None = None, routers: 
     ops = tokens.add("ops", ("previews", "fleet", "metrics"))
     service = EmbeddedService(service_runtime, metrics=metrics, board=board, settings=settings or ServiceSettings(),
                               tokens_file=tokens.path, instance="test",
-                              extra_routers=routers(service_runtime) if routers else ()).start()
+                              extra_routers=routers(service_runtime, metrics) if routers else ()).start()
     try:
         yield ServedWorld(world, service_runtime, metrics, service, tokens, Client(service.url, backend),
                           Client(service.url, ops))

@@ -15,18 +15,19 @@ from drape_fleet.routing.router import Router
 from drape_fleet.routing.store import StateStore
 from drape_fleet.runtime.service import PreviewRuntime
 from drape_fleet.service.api_routing import routing_router
+from drape_fleet.service.metrics import ServiceMetrics
 
 
 @pytest.fixture
 def routed(tmp_path: Path) -> Iterator[tuple[ServedWorld, Router]]:
     made: list[Router] = []
 
-    def routers(runtime: PreviewRuntime) -> list[object]:
+    def routers(runtime: PreviewRuntime, metrics: ServiceMetrics) -> list[object]:
         StateStore(runtime.fleet, runtime.settings.owner).write(
             RoutingPolicy(phase=3, internal_users=("u-ops",), allowlist=("u-beta",), percent=0, salt="s"), {},
             expected=0, writer="ops")
         made.append(Router.for_runtime(runtime, background=False))
-        return [routing_router(RoutingApi(made[0]))]
+        return [routing_router(RoutingApi(made[0]), metrics)]
 
     for world in served(tmp_path, routers=routers):
         yield world, made[0]
@@ -50,6 +51,14 @@ def test_the_routing_questions_are_answered_over_http_with_the_backends_token(
     metrics = router.metrics()
     assert metrics.select(phase=3, provider="hetzner", kind="cold").failures == {"queue full": 1}
     assert metrics.select(phase=3, provider="fly", kind="warm").ok == 1
+
+    scraped = svc.ops.call("GET", "/metrics").text
+    for line in ('drape_routing_starts_total{kind="cold",outcome="failed",phase="3",provider="hetzner"} 1.0',
+                 'drape_routing_starts_total{kind="warm",outcome="ok",phase="3",provider="fly"} 1.0',
+                 'drape_routing_start_seconds_sum{kind="warm",provider="fly"} 9.0',
+                 'drape_routing_fallbacks_total{phase="3"} 1.0', "drape_routing_phase 3.0",
+                 "drape_routing_generation 1.0"):
+        assert line in scraped.splitlines(), line
 
     assert svc.client(None).call("GET", "/v1/routing/policy").status_code == 401
     openapi = svc.ops.call("GET", "/openapi.json").json()

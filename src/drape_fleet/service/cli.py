@@ -73,7 +73,7 @@ def build(loaded: Loaded) -> Asgi:
     router = Router.for_runtime(runtime)  # the cutover's routing policy, read from the engines like the runtime
     return create_app(runtime, settings=loaded.settings, instance=loaded.config.instance, tokens=loaded.tokens,
                       metrics=metrics, board=board, log_workspace=loaded.config.workspace_log,
-                      extra_routers=[routing_router(RoutingApi(router))], on_close=[router.close])
+                      extra_routers=[routing_router(RoutingApi(router), metrics)], on_close=[router.close])
 
 
 CONFIG_ENV = "DRAPE_RUNTIME_CONFIG"

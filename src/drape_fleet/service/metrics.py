@@ -19,6 +19,11 @@ metric                                             labels / meaning
 ``drape_preview_reaped_total``                     outcome: removed, error
 ``drape_host_*``                                   host: memory/cpus capacity, used, free; previews; reachable,
                                                    cordoned (read from the engines at scrape time)
+``drape_routing_starts_total``                     phase, provider, kind, outcome: starts reported to the routing
+                                                   API (a failed placement is a failed Hetzner start)
+``drape_routing_start_seconds``                    provider, kind: reported successful starts, request to ready
+``drape_routing_fallbacks_total``                  phase: failed Hetzner placements sent to Fly
+``drape_routing_phase``, ``..._generation``        the routing policy in force (read at scrape time)
 =================================================  =====================================================
 
 The kind of a start: ``hot`` when the call answers ready (the preview ran already), ``prewarmed`` when a
@@ -109,7 +114,16 @@ class ServiceMetrics(RuntimeEvents):
                                     buckets=START_BUCKETS, registry=r)
         self.reaped_total = Counter("drape_preview_reaped", "Previews and claims the reaper removed.", ["outcome"],
                                     registry=r)
+        self.routing_starts = Counter("drape_routing_starts", "Starts reported to the routing API (issue 11), by the "
+                                      "phase in force, provider, kind and outcome.",
+                                      ["phase", "provider", "kind", "outcome"], registry=r)
+        self.routing_start_seconds = Histogram("drape_routing_start_seconds", "Successful starts reported to the "
+                                               "routing API, request to ready.", ["provider", "kind"],
+                                               buckets=START_BUCKETS, registry=r)
+        self.routing_fallbacks = Counter("drape_routing_fallbacks", "Failed Hetzner placements sent to Fly.",
+                                         ["phase"], registry=r)
         self._hosts: _HostCollector | None = None
+        self._extra: list[Collector] = []
         self._lock = threading.Lock()
         self._pending: _Bounded[_Pending] = _Bounded()
         """Starts on their way to ready: their kind and when the call came."""
@@ -127,6 +141,22 @@ class ServiceMetrics(RuntimeEvents):
         if multiprocess_dir() is None:
             self.registry.register(self._hosts)
 
+    def watch_routing(self, policy: Callable[[], tuple[int, int]]) -> None:
+        """Read the routing policy in force (phase, generation) at scrape time (``Router.policy``/``generation``)."""
+        collector = _PolicyCollector(policy)
+        self._extra.append(collector)
+        if multiprocess_dir() is None:
+            self.registry.register(collector)
+
+    def routing_start(self, phase: int, provider: str, kind: str, seconds: float | None, *, ok: bool) -> None:
+        """A start the routing API recorded (``record_start``, or a failed placement: ``seconds`` None)."""
+        self.routing_starts.labels(str(phase), provider, kind, "ok" if ok else "failed").inc()
+        if ok and seconds is not None:
+            self.routing_start_seconds.labels(provider, kind).observe(seconds)
+
+    def routing_fallback(self, phase: int) -> None:
+        self.routing_fallbacks.labels(str(phase)).inc()
+
     def scrape(self) -> bytes:
         """The text Prometheus reads: this process's metrics, or, with several worker processes
         (``$PROMETHEUS_MULTIPROC_DIR``), every worker's, summed by prometheus-client's multiprocess collector."""
@@ -136,8 +166,9 @@ class ServiceMetrics(RuntimeEvents):
         registry = CollectorRegistry()
         _forget_dead_workers(directory)
         MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-        if self._hosts is not None:
-            registry.register(self._hosts)
+        for collector in (self._hosts, *self._extra):
+            if collector is not None:
+                registry.register(collector)
         return generate_latest(registry)
 
     # -- requests (guard) --------------------------------------------------------------------------
@@ -248,3 +279,18 @@ class _HostCollector(Collector):
             for name, (_, value) in figures.items():
                 families[name].add_metric([host.name], float(value(host)))  # type: ignore[no-untyped-call]
         yield from families.values()
+
+
+class _PolicyCollector(Collector):
+    def __init__(self, policy: Callable[[], tuple[int, int]]) -> None:
+        self._policy = policy
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        phase, generation = self._policy()
+        yield GaugeMetricFamily("drape_routing_phase", "The cutover phase of the routing policy in force.",
+                                value=phase)
+        yield GaugeMetricFamily("drape_routing_generation", "The routing policy's generation in force.",
+                                value=generation)
