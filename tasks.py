@@ -16,6 +16,7 @@ from drape_fleet.tasks import (
     plan_tasks,
     provision_tasks,
     robot_tasks,
+    service_tasks,
 )
 
 namespace = Collection()
@@ -29,6 +30,7 @@ fleet = Collection.from_module(fleet_tasks, name="fleet")
 fleet.add_task(robot_tasks.robot_list)
 namespace.add_collection(fleet)
 namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
+namespace.add_collection(Collection.from_module(service_tasks, name="service"))
 namespace.add_task(plan_tasks.plan)
 namespace.add_task(cutover_tasks.cutover)
 namespace.add_collection(Collection.from_module(monitoring_tasks, name="monitoring"))

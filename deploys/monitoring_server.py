@@ -5,8 +5,9 @@ secrets from the secrets store, retention sized for the fleet, and the consoles 
 files/monitoring/consoles.
 
 Refuses before changing anything: no [monitoring] section, a receiver whose secret is missing from the secrets
-store, and pyinfra's --diff (it would print the receivers' secrets). Configuration is written as candidates,
-checked with promtool and amtool, and only then installed and reloaded.
+store, a fleet running the runtime service without a metrics-only token for Prometheus (``service.token --caller
+monitoring --scopes metrics``), and pyinfra's --diff (it would print the receivers' secrets). Configuration is
+written as candidates, checked with promtool and amtool, and only then installed and reloaded.
 
 Alone: `pyinfra inventories/lab.py deploys/monitoring_server.py`.
 """
@@ -23,7 +24,7 @@ from drape_fleet.config import ConfigError, load_secrets
 from drape_fleet.monitoring import server as builders
 from drape_fleet.monitoring.facts import Sha256Sums
 from drape_fleet.monitoring.plan import MonitoringRefused, monitoring_plan
-from drape_fleet.monitoring.receivers import monitoring_secrets
+from drape_fleet.monitoring.receivers import monitoring_secrets, with_runtime_scrape
 from drape_fleet.paths import project_root
 from drape_fleet.provision.context import deploy_context
 from drape_fleet.provision.ops import put_file, put_text
@@ -44,8 +45,9 @@ def monitoring_server() -> None:
         raise DeployError("the monitoring server's files hold the receivers' secrets, which --diff would print: "
                           "run it without --diff (nothing was changed)")
     try:
-        secrets = monitoring_secrets(plan.settings, load_secrets(repo_root=project_root()))
-    except ConfigError as exc:
+        secrets, trust = with_runtime_scrape(ctx.fleet, monitoring_secrets(plan.settings,
+                                                                           load_secrets(repo_root=project_root())))
+    except (ConfigError, MonitoringRefused) as exc:
         raise DeployError(f"{exc}\nNothing was changed on {ctx.me.name}.") from None
 
     apt.packages(name="Prometheus and Alertmanager", packages=list(builders.PACKAGES), update=True,
@@ -56,7 +58,7 @@ def monitoring_server() -> None:
                                    (builders.CONSOLE_LIBRARIES_DIR, "root", "755")):
         files.directory(name=f"{directory}", path=directory, user="root", group=group, mode=mode)
 
-    rendered = builders.server_files(plan, secrets)
+    rendered = builders.server_files(plan, secrets, trust)
     validated = [f for f in rendered if f.validated]
     for item in rendered:
         dest = f"{CANDIDATE if item.validated else CONFIG}/{item.path}"

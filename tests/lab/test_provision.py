@@ -69,9 +69,10 @@ def _reach_from(name: str, address: str, port: int) -> bool:
     return "__no__" not in out and "__failed__" not in out
 
 
-def _reach_from_here(address: str, port: int) -> bool:
+def _reach_from_here(address: str, port: int, source: str | None = None) -> bool:
     try:
-        with socket.create_connection((address, port), timeout=3) as conn:
+        with socket.create_connection((address, port), timeout=3,
+                                      source_address=(source, 0) if source else None) as conn:
             conn.settimeout(4)
             return bool(conn.recv(5))
     except OSError:
@@ -171,8 +172,10 @@ def test_docker_api_answers_the_backend_with_mutual_tls_only(provisioned_lab: Fl
     without_cert.api.trust_env = False
     with pytest.raises((DockerException, requests.exceptions.SSLError)):
         without_cert.ping()
-    # Another host is not the backend: the firewall drops it before TLS.
-    assert not _reach_from("ax2", str(ax1.private_address), provisioned_lab.fleet.network.docker_api_port)
+    # An address outside network.backend_addresses (this machine's public lab address: an admin, not the backend;
+    # the hosts are backends, they run the runtime service) is dropped by the firewall before TLS.
+    outsider = str(provisioned_lab.fleet.network.admin_allowlist[0].network_address)
+    assert not _reach_from_here(str(ax1.private_address), provisioned_lab.fleet.network.docker_api_port, outsider)
 
 
 def test_root_can_no_longer_log_in(provisioned_lab: FleetTarget) -> None:

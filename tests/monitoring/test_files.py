@@ -64,7 +64,8 @@ RENDERS: dict[str, tuple[str, Callable[[FleetConfig], str]]] = {
        for name in ("docker", "updates", "tls", "smart")},
     "prometheus.yml": ("prometheus.yml.j2", lambda f: server.prometheus_config(monitoring_plan(f))),
     "drape-alerts.yml": ("drape-alerts.yml.j2", lambda f: rules_file(
-        monitoring_plan(f).settings, clock_synced_here=monitoring_plan(f).clock_synced_here)),
+        monitoring_plan(f).settings, clock_synced_here=monitoring_plan(f).clock_synced_here,
+        service_jobs=monitoring_plan(f).service_jobs)),
     "alertmanager.yml": ("alertmanager.yml.j2", _alertmanager),
     "prometheus.service.d.conf": ("service-args.conf.j2", _drop_in("prometheus")),
     "prometheus-alertmanager.service.d.conf": ("service-args.conf.j2", _drop_in("alertmanager")),
@@ -124,14 +125,14 @@ def test_only_alertmanager_yml_holds_the_secrets(production: FleetConfig) -> Non
 
 
 def test_the_readme_lists_every_alert(production: FleetConfig) -> None:
-    from drape_fleet.config.monitoring import ServiceJob
+    from drape_fleet.config.monitoring import RUNTIME_JOB
     from drape_fleet.monitoring.rules import AlertRule, rule_groups
     from drape_fleet.paths import project_root
 
     assert production.monitoring is not None
-    settings = production.monitoring.model_copy(update={"services": (ServiceJob(name="drape-runtime", port=8420),)})
     readme = (project_root() / "src" / "drape_fleet" / "monitoring" / "README.md").read_text()
     listed = {cell.strip() for line in readme.splitlines() if line.startswith("| ")
               for cell in line.split("|")[1].split("/")}
-    alerts = {r.name for g in rule_groups(settings) for r in g.rules if isinstance(r, AlertRule)}
+    alerts = {r.name for g in rule_groups(production.monitoring, service_jobs=(RUNTIME_JOB,)) for r in g.rules
+              if isinstance(r, AlertRule)}
     assert alerts <= listed, f"alerts missing from the README's table: {sorted(alerts - listed)}"

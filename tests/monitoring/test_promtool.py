@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from drape_fleet.config import FleetConfig
-from drape_fleet.config.monitoring import ServiceJob
 from drape_fleet.config.secrets import Secrets
+from drape_fleet.config.service import ServiceSettings
 from drape_fleet.monitoring.alertmanager import alertmanager_config
-from drape_fleet.monitoring.plan import monitoring_plan
+from drape_fleet.monitoring.plan import CONFIG_DIR, monitoring_plan
 from drape_fleet.monitoring.receivers import monitoring_secrets
 from drape_fleet.monitoring.rules import AlertRule, rule_groups, rules_file
 from drape_fleet.monitoring.server import BACKUP_RULES_PATH, RULES_PATH, prometheus_config
@@ -32,9 +32,7 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def _with_service(fleet: FleetConfig) -> FleetConfig:
     """Production as it will be once the runtime service runs on every host (its scrape job, its rules)."""
-    assert fleet.monitoring is not None
-    monitoring = fleet.monitoring.model_copy(update={"services": (ServiceJob(name="drape-runtime", port=8420),)})
-    return fleet.model_copy(update={"monitoring": monitoring})
+    return fleet if fleet.service is not None else fleet.model_copy(update={"service": ServiceSettings()})
 
 
 @pytest.mark.parametrize("which", ["lab", "production"])
@@ -43,19 +41,19 @@ def test_rendered_rules_pass_promtool_check(which: str, request: pytest.FixtureR
     fleet: FleetConfig = request.getfixturevalue(which)
     plan = monitoring_plan(_with_service(fleet))
     path = tmp_path / "drape-alerts.yml"
-    path.write_text(rules_file(plan.settings, clock_synced_here=plan.clock_synced_here))
+    path.write_text(rules_file(plan.settings, clock_synced_here=plan.clock_synced_here,
+                               service_jobs=plan.service_jobs))
     run = _run(tool("promtool"), "check", "rules", str(path))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SUCCESS" in run.stdout
 
 
 def test_every_alert_rule_has_unit_tests_and_they_pass(production: FleetConfig, tool: Tool, tmp_path: Path) -> None:
-    settings = _with_service(production).monitoring
-    assert settings is not None
-    groups = rule_groups(settings)
+    plan = monitoring_plan(_with_service(production))
+    groups = rule_groups(plan.settings, service_jobs=plan.service_jobs)
     alerts = {rule.name for group in groups for rule in group.rules if isinstance(rule, AlertRule)}
     assert alerts == alerts_covered(), "an alert without a promtool test, or a test for a missing alert"
-    (tmp_path / "drape-alerts.yml").write_text(rules_file(settings))
+    (tmp_path / "drape-alerts.yml").write_text(rules_file(plan.settings, service_jobs=plan.service_jobs))
     tests = []
     for interval, content in promtool_tests(groups, "drape-alerts.yml").items():
         tests.append(tmp_path / f"drape-alerts-every-{interval}.test.yml")
@@ -79,13 +77,24 @@ def test_a_rule_that_does_not_parse_fails_the_check(production: FleetConfig, too
 @pytest.mark.parametrize("which", ["lab", "production"])
 def test_prometheus_config_passes_promtool_check(which: str, request: pytest.FixtureRequest, tool: Tool,
                                                  tmp_path: Path) -> None:
-    """The configuration as the server gets it, its rule files (ours and the backups') where `rule_files` points."""
+    """The configuration as the server gets it, its rule files (ours and the backups') where `rule_files` points,
+    and the files its jobs name (promtool checks that they exist) where the server has them, moved under the test's
+    directory."""
     fleet: FleetConfig = request.getfixturevalue(which)
     plan = monitoring_plan(_with_service(fleet))
     (tmp_path / "rules").mkdir()
-    (tmp_path / RULES_PATH).write_text(rules_file(plan.settings, clock_synced_here=plan.clock_synced_here))
+    (tmp_path / RULES_PATH).write_text(rules_file(plan.settings, clock_synced_here=plan.clock_synced_here,
+                                                  service_jobs=plan.service_jobs))
     shutil.copy(files_path(f"monitoring/{BACKUP_RULES_PATH}"), tmp_path / BACKUP_RULES_PATH)
-    (tmp_path / "prometheus.yml").write_text(prometheus_config(plan))
+    for job in plan.jobs:
+        for path in (job.bearer_file, job.ca_file):
+            if path is not None:
+                here = tmp_path / path.removeprefix(f"{CONFIG_DIR}/")
+                here.parent.mkdir(parents=True, exist_ok=True)
+                here.write_text("drt_made-up-for-the-check\n")
+    config = prometheus_config(plan)
+    assert "credentials_file: /etc/prometheus/drape/secrets/drape-runtime.token" in config
+    (tmp_path / "prometheus.yml").write_text(config.replace(CONFIG_DIR, str(tmp_path)))
     run = _run(tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml"))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SUCCESS: 2 rule files found" in run.stdout + run.stderr

@@ -59,7 +59,9 @@ def test_lab_fleet_is_a_valid_fleet_with_fixed_addresses() -> None:
     assert [str(h.public_address) for h in fleet.hosts] == ["172.29.10.11", "172.29.10.12", "172.29.10.13"]
     assert [str(h.private_address) for h in fleet.hosts] == ["172.29.20.11", "172.29.20.12", "172.29.20.13"]
     assert [str(n) for n in fleet.network.admin_allowlist] == ["172.29.10.1/32"]
-    assert [str(n) for n in fleet.network.backend_addresses] == ["172.29.20.1/32"]
+    # This machine (the backend's stand-in) and every host (each runs the runtime service, docs/service.md).
+    assert [str(n) for n in fleet.network.backend_addresses] == ["172.29.20.1/32", "172.29.20.11/32", "172.29.20.12/32",
+                                                              "172.29.20.13/32"]
     assert lab_fleet_data(LabSettings(hosts=1))["hosts"][0]["name"] == "ax1"
 
 

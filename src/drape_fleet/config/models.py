@@ -20,6 +20,7 @@ from drape_fleet.config.monitoring import MonitoringSettings, monitoring_problem
 from drape_fleet.config.provisioning import ProvisioningSettings, fence_problem
 from drape_fleet.config.reinstall import ReinstallSettings
 from drape_fleet.config.runtime import RuntimeSettings, production_runtime_problem
+from drape_fleet.config.service import ServiceSettings, service_hosts_problem
 
 IPAddress = IPvAnyAddress
 IPNetwork = IPvAnyNetwork
@@ -81,6 +82,8 @@ class FleetConfig(FrozenModel):
     preview_dns: PreviewDnsSettings | None = None
     cutover: CutoverSettings | None = None
     reinstall: ReinstallSettings = ReinstallSettings()
+    service: ServiceSettings | None = None
+    """The runtime service for the Node backend (``drape_fleet.config.service``); None: not deployed."""
     monitoring: MonitoringSettings | None = None
     backup: BackupSettings | None = None
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
@@ -133,6 +136,14 @@ class FleetConfig(FrozenModel):
     def _address_plan_is_clear(self) -> Self:
         problem = address_plan_problem(self.provisioning.docker, self.runtime.subnet_pool, self.hosts,
                                        self.network.backend_addresses, self.network.admin_allowlist)
+        if problem is not None:
+            raise problem
+        return self
+
+    @model_validator(mode="after")
+    def _service_reaches_engines(self) -> Self:
+        problem = None if self.service is None else service_hosts_problem(self.service, self.hosts,
+                                                                           self.network.backend_addresses)
         if problem is not None:
             raise problem
         return self

@@ -48,8 +48,11 @@ EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\
 HostPort = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")]
 
 START_TARGETS_S: dict[StartKind, float] = {"cold": 120.0, "warm": 20.0, "prewarmed": 20.0, "hot": 2.0}
-RESERVED_JOBS = ("node", "prometheus", "alertmanager")
-"""Scrape jobs the monitoring server always has; services take other names."""
+RUNTIME_JOB = "drape-runtime"
+"""The runtime service's scrape job, made from the fleet file's [service] section (``monitoring.plan``)."""
+RESERVED_JOBS = ("node", "prometheus", "alertmanager", RUNTIME_JOB)
+"""Scrape jobs the monitoring server always has (the runtime service's when the fleet runs it); services take
+other names."""
 
 
 def seconds(duration: str) -> float:

@@ -30,7 +30,9 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
         "environment": {"name": "lab", "deploy_user": "deploy"},
         "network": {
             "admin_allowlist": [f"{settings.public_gateway}/32"],
-            "backend_addresses": [f"{settings.private_gateway}/32"],
+            # This machine (the backend's stand-in) and every host: each runs the runtime service (docs/service.md).
+            "backend_addresses": [f"{settings.private_gateway}/32",
+                                  *(f"{settings.private_address(i)}/32" for i in range(1, settings.hosts + 1))],
         },
         # The public subnet stands for the internet: previews may reach it, as they reach public addresses.
         "provisioning": {**LAB_PROVISIONING, "firewall": {"private_network": [str(settings.private_subnet)],
@@ -48,6 +50,7 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             for i in range(1, settings.hosts + 1)
         ],
         "runtime": lab_runtime_data(),
+        "service": {},
         "monitoring": lab_monitoring_data(settings),
         "backup": lab_backup_data(settings),
     }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from drape_fleet.config import FleetConfig, Host
-from drape_fleet.config.monitoring import MonitoringSettings, ServiceJob, retention_bytes
+from drape_fleet.config.monitoring import RESERVED_JOBS, RUNTIME_JOB, MonitoringSettings, ServiceJob, retention_bytes
 
 CONFIG_DIR = "/etc/prometheus/drape"
 """Where the monitoring server keeps our configuration (drape_fleet.monitoring.server)."""
@@ -56,6 +56,8 @@ class ScrapeJob:
     scheme: str = "http"
     bearer_file: str | None = None
     """Where the job's bearer token lies on the monitoring server (written by the deploy), if it needs one."""
+    ca_file: str | None = None
+    """The CA its HTTPS certificates chain to, on the monitoring server (written by the deploy), if not a public one."""
     honor_labels: bool = False
     """A service's own ``host`` label (the host a figure is about, e.g. ``drape_host_memory_free_bytes``) wins over
     the target's (the host that answered, still in ``instance``)."""
@@ -83,14 +85,35 @@ class MonitoringPlan:
     def job(self, name: str) -> ScrapeJob:
         return next(job for job in self.jobs if job.name == name)
 
+    @property
+    def service_jobs(self) -> tuple[str, ...]:
+        """The jobs of services on the hosts (the ``ServiceDown`` alert watches them)."""
+        return tuple(job.name for job in self.jobs if job.name == RUNTIME_JOB or job.name not in RESERVED_JOBS)
+
 
 def host_port(address: IPv4Address | IPv6Address | str, port: int) -> str:
     text = str(address)
     return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
 
 
-def bearer_path(job: ServiceJob) -> str:
-    return f"{CONFIG_DIR}/secrets/{job.name}.token"
+def bearer_path(job: ServiceJob | str) -> str:
+    return f"{CONFIG_DIR}/secrets/{job if isinstance(job, str) else job.name}.token"
+
+
+RUNTIME_CA_FILE = f"{CONFIG_DIR}/{RUNTIME_JOB}-ca.pem"
+"""The ingress CA's trust bundle: what the runtime service's HTTPS certificates chain to (not a secret)."""
+
+
+def runtime_job(fleet: FleetConfig) -> ScrapeJob | None:
+    """The runtime service's instances (docs/service.md), where the fleet runs it: HTTPS through each host's ingress
+    on its private address (the ingress certificate names it), the ingress CA trusted, a metrics-only bearer token."""
+    if fleet.service is None:
+        return None
+    port = fleet.service.ingress_port
+    targets = tuple(Target(name, host_port(fleet.host(name).private_address, port))
+                    for name in fleet.service.runs_on(fleet.host_names))
+    return ScrapeJob(RUNTIME_JOB, targets, scheme="https", bearer_file=bearer_path(RUNTIME_JOB),
+                     ca_file=RUNTIME_CA_FILE, honor_labels=True)
 
 
 def require_monitoring(fleet: FleetConfig, source: str = "the fleet file") -> MonitoringSettings:
@@ -111,6 +134,8 @@ def monitoring_plan(fleet: FleetConfig, source: str = "the fleet file") -> Monit
                        path=job.path, scheme=job.scheme,
                        bearer_file=bearer_path(job) if job.bearer_secret else None, honor_labels=True)
              for job in settings.services]
+    runtime = runtime_job(fleet)
+    jobs += [runtime] if runtime is not None else []
     jobs += [ScrapeJob("prometheus", (Target(server.name, f"127.0.0.1:{settings.prometheus_port}"),)),
              ScrapeJob("alertmanager", (Target(server.name, f"127.0.0.1:{settings.alertmanager.port}"),))]
     size = retention_bytes(settings, len(fleet.hosts)) * RETENTION_HEADROOM

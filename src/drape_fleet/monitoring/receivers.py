@@ -1,17 +1,18 @@
 """The secrets the monitoring server needs (receivers' webhook URLs and SMTP passwords, services' bearer tokens),
-taken from the secrets store when the deploy runs. A missing one fails the deploy before any host is touched,
-naming the receiver, the secret and where to put it; values never appear in messages."""
+taken from the secrets store when the deploy runs, and the runtime service's metrics token and CA (from the
+service's own token store and PKI: ``drape_fleet.service_deploy.scrape``). A missing one fails the deploy before
+any host is touched, naming the receiver, the secret and where to put it; values never appear in messages."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.errors import ConfigError, Problem
-from drape_fleet.config.monitoring import MonitoringSettings
+from drape_fleet.config.monitoring import RUNTIME_JOB, MonitoringSettings
 from drape_fleet.config.secrets import (
     DEFAULT_SECRETS_FILE,
     MONITORING_ENV_PREFIX,
@@ -21,6 +22,7 @@ from drape_fleet.config.secrets import (
 )
 from drape_fleet.monitoring.plan import MonitoringRefused, require_monitoring
 from drape_fleet.paths import project_root
+from drape_fleet.service_deploy.scrape import ScrapeRefused, scrape_credentials
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,26 @@ def monitoring_secrets(monitoring: MonitoringSettings, secrets: Secrets) -> Moni
     return MonitoringSecrets(receivers=receivers, bearer_tokens=tokens)
 
 
+def with_runtime_scrape(fleet: FleetConfig, secrets: MonitoringSecrets) -> tuple[MonitoringSecrets, dict[str, str]]:
+    """``secrets`` with the runtime service's metrics token when the fleet runs the service, and the CA bundles by
+    job (``server.server_files``' ``trust``). ``MonitoringRefused`` says what is missing."""
+    if fleet.service is None:
+        return secrets, {}
+    try:
+        runtime = scrape_credentials(fleet)
+    except ScrapeRefused as exc:
+        raise MonitoringRefused(f"the runtime service's metrics: {exc}") from None
+    return (replace(secrets, bearer_tokens={**secrets.bearer_tokens, RUNTIME_JOB: runtime.token}),
+            {RUNTIME_JOB: runtime.ca_pem})
+
+
 def check_monitoring(fleet: FleetConfig, source: str, secrets: Secrets | None = None) -> None:
     """What `invoke provision` checks before touching any host when the monitoring deploys run: a monitoring
     server named, and every secret its receivers and jobs need in the store. ``MonitoringRefused`` says what
     to fix."""
     monitoring = require_monitoring(fleet, source)
     try:
-        monitoring_secrets(monitoring, secrets if secrets is not None else load_secrets(repo_root=project_root()))
+        found = monitoring_secrets(monitoring, load_secrets(repo_root=project_root()) if secrets is None else secrets)
     except ConfigError as exc:
         raise MonitoringRefused(f"monitoring's secrets: {exc}") from None
+    with_runtime_scrape(fleet, found)

@@ -12,6 +12,7 @@ previews' metrics (``drape_preview_*``) by the runtime service (drape_fleet.serv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -170,11 +171,14 @@ def host_rules(alerts: AlertSettings, *, clock_synced_here: bool = True) -> Rule
     ))
 
 
-def preview_rules(monitoring: MonitoringSettings) -> RuleGroup:
+def preview_rules(monitoring: MonitoringSettings, service_jobs: Sequence[str] | None = None) -> RuleGroup:
+    """``service_jobs``: the scrape jobs of services on the hosts (``MonitoringPlan.service_jobs``, the runtime
+    service's included); default: the ``[[monitoring.services]]`` entries."""
     alerts = monitoring.alerts
     rules: list[AlertRule | RecordingRule] = []
-    if monitoring.services:
-        jobs = "|".join(job.name for job in monitoring.services)
+    service_jobs = [job.name for job in monitoring.services] if service_jobs is None else service_jobs
+    if service_jobs:
+        jobs = "|".join(service_jobs)
         rules.append(AlertRule(
             "ServiceDown", f'up{{job=~"{jobs}"}} == 0', "critical",
             f"{label('host')}: the {label('job')} service does not answer its metrics",
@@ -232,12 +236,14 @@ def reference_rules(alerts: AlertSettings) -> RuleGroup:
     return RuleGroup("drape-reference", tuple(rules))
 
 
-def rule_groups(monitoring: MonitoringSettings, *, clock_synced_here: bool = True) -> tuple[RuleGroup, ...]:
-    return (host_rules(monitoring.alerts, clock_synced_here=clock_synced_here), preview_rules(monitoring),
-            monitoring_rules(), reference_rules(monitoring.alerts))
+def rule_groups(monitoring: MonitoringSettings, *, clock_synced_here: bool = True,
+                service_jobs: Sequence[str] | None = None) -> tuple[RuleGroup, ...]:
+    return (host_rules(monitoring.alerts, clock_synced_here=clock_synced_here),
+            preview_rules(monitoring, service_jobs), monitoring_rules(), reference_rules(monitoring.alerts))
 
 
-def rules_file(monitoring: MonitoringSettings, *, clock_synced_here: bool = True) -> str:
+def rules_file(monitoring: MonitoringSettings, *, clock_synced_here: bool = True,
+               service_jobs: Sequence[str] | None = None) -> str:
     """/etc/prometheus/drape/rules/drape-alerts.yml."""
-    groups = rule_groups(monitoring, clock_synced_here=clock_synced_here)
+    groups = rule_groups(monitoring, clock_synced_here=clock_synced_here, service_jobs=service_jobs)
     return render("monitoring/drape-alerts.yml.j2", groups=groups)

@@ -9,6 +9,7 @@ too) and ``amtool check-config`` on them, and only then installs them and reload
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from drape_fleet.monitoring.alertmanager import alertmanager_config
@@ -90,15 +91,20 @@ def service_drop_in(what: str, binary: str, args: tuple[str, ...]) -> str:
     return render("monitoring/service-args.conf.j2", what=what, binary=binary, args=args)
 
 
-def server_files(plan: MonitoringPlan, secrets: MonitoringSecrets) -> tuple[ServerFile, ...]:
-    """Everything under CONFIG_DIR, rendered: configuration, rules, receivers (with their secrets), tokens."""
+def server_files(plan: MonitoringPlan, secrets: MonitoringSecrets,
+                 trust: Mapping[str, str] | None = None) -> tuple[ServerFile, ...]:
+    """Everything under CONFIG_DIR, rendered: configuration, rules, receivers (with their secrets), tokens, and the
+    CA bundles (PEM text by job, ``trust``) of jobs whose certificates a private CA signs."""
     found = [
         ServerFile(PROMETHEUS_YML, prometheus_config(plan)),
-        ServerFile(RULES_PATH, rules_file(plan.settings, clock_synced_here=plan.clock_synced_here)),
+        ServerFile(RULES_PATH, rules_file(plan.settings, clock_synced_here=plan.clock_synced_here,
+                                          service_jobs=plan.service_jobs)),
         ServerFile(BACKUP_RULES_PATH, files_path(f"monitoring/{BACKUP_RULES_PATH}").read_text()),
         ServerFile(ALERTMANAGER_YML, alertmanager_config(plan.settings, secrets), secret=True),
     ]
     found += [ServerFile(job.bearer_file.removeprefix(f"{CONFIG_DIR}/"),
                          secrets.bearer_tokens[job.name].get_secret_value() + "\n", secret=True, validated=False)
               for job in plan.jobs if job.bearer_file is not None]
+    found += [ServerFile(job.ca_file.removeprefix(f"{CONFIG_DIR}/"), (trust or {})[job.name], validated=False)
+              for job in plan.jobs if job.ca_file is not None]
     return tuple(found)

@@ -39,6 +39,7 @@ from drape_fleet.runtime.background import Loops, flush_buffered_activity, watch
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
 from drape_fleet.runtime.engines import Endpoint, Engine, HostState, TlsFiles, tls_endpoints
 from drape_fleet.runtime.errors import QueueFull, RuntimeFailure
+from drape_fleet.runtime.events import RuntimeEvents, guarded
 from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.launcher import Launcher, check_same
 from drape_fleet.runtime.projects import ProjectSource
@@ -63,7 +64,8 @@ class PreviewRuntime:
 
     def __init__(self, config: FleetConfig, fleet: Fleet, *, background: bool = True,
                  reaper: bool = True, rng: random.Random | None = None, clock: Clock = SYSTEM_CLOCK,
-                 project_source: ProjectSource | None = None, resolve: Resolve = system_resolve) -> None:
+                 project_source: ProjectSource | None = None, resolve: Resolve = system_resolve,
+                 events: RuntimeEvents | None = None) -> None:
         self.config = config
         self.settings: RuntimeSettings = config.runtime
         self.fleet = fleet
@@ -73,7 +75,8 @@ class PreviewRuntime:
         self._closed = threading.Event()
         self.observer = Observer(config, fleet, self.settings, closed=self._closed, rng=self._rng)
         self._workspace_locks = KeyedLocks()
-        self._trackers = Trackers(config, fleet, clock)
+        self._events = guarded(events)  # hooks for metrics and phase streams (``events``)
+        self._trackers = Trackers(config, fleet, clock, self._events)
         self._queue = WaitQueue(self._trackers, self.settings, self._closed, clock)
         tombstones = TombstoneSightings(clock)
         self._intents = StopIntents(self.settings, self.observer)
@@ -273,6 +276,7 @@ class PreviewRuntime:
         """One reaper pass: idle previews, duplicates after a failover, stops to finish, abandoned claims, dead
         containers, orphan networks. Safe to run from several processes at once (see ``reaper``)."""
         report = self._reaper.reap()
+        self._events.reaped(report)
         for name in self.fleet.names:
             self._launcher.claimer.keep_spares(name)
         return report

@@ -23,6 +23,7 @@ from datetime import datetime
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
+from drape_fleet.runtime.events import RuntimeEvents, guarded
 from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.spec import PreviewRequest
@@ -92,10 +93,12 @@ class Trackers:
     """Every workspace this process is placing, following or serving, and the wait line. Thread-safe: ``lock``
     (re-entrant) guards both, and ``changed`` is notified on every phase change and every departure from line."""
 
-    def __init__(self, config: FleetConfig, fleet: Fleet, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, config: FleetConfig, fleet: Fleet, clock: Clock = SYSTEM_CLOCK,
+                 events: RuntimeEvents | None = None) -> None:
         self._config = config
         self._fleet = fleet
         self._clock = clock
+        self._events = guarded(events)
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._by_workspace: dict[str, Tracker] = {}
@@ -118,6 +121,8 @@ class Trackers:
             tracker = Tracker(request=request, phase=Phase.PLACING, since=self._clock.now(),
                               requested_at=self._clock.monotonic(), prewarm=prewarm, seq=next(self._sequence))
             self._by_workspace[request.workspace] = tracker
+            self._events.requested(request.workspace, project=request.project, framework=request.framework,
+                                   prewarm=prewarm)
             return tracker
 
     def replace(self, request: PreviewRequest) -> Tracker:
@@ -214,8 +219,11 @@ class Trackers:
         with self.lock:
             if tracker.generation != generation or tracker.phase is phase:
                 return
+            old, left = tracker.phase, tracker.since
             tracker.phase = phase
             tracker.since = self._clock.now()
+            self._events.phase_changed(tracker.request.workspace, old, phase, host=tracker.host,
+                                       seconds=(tracker.since - left).total_seconds())
             if phase not in (Phase.FAILED, Phase.LOST, Phase.PLACING):  # those say why (a re-placement: why again)
                 tracker.error = None
             self.changed.notify_all()
@@ -287,12 +295,14 @@ class Trackers:
             bisect.insort(self._line, tracker, key=lambda t: t.seq)
             tracker.queued_at = self._clock.monotonic()
             self.set_phase(tracker, generation, Phase.QUEUED)
+            self._events.queue_length(len(self._line))
 
     def leave_line(self, tracker: Tracker) -> None:
         with self.lock:
             if tracker in self._line:
                 self._line.remove(tracker)
                 self.changed.notify_all()
+                self._events.queue_length(len(self._line))
 
     def in_line(self, tracker: Tracker) -> bool:
         with self.lock:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from types import ModuleType
 
 from invoke.context import Context
 from invoke.tasks import task
 
-from drape_fleet.console import console, say
+from drape_fleet.console import console, fail, say
 from drape_fleet.paths import project_root
 
 
-def _bench_module() -> ModuleType:
-    path = project_root() / "bench" / "runtime.py"
-    spec = importlib.util.spec_from_file_location("drape_bench_runtime", path)
+def _bench_module(name: str = "runtime") -> ModuleType:
+    path = project_root() / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"drape_bench_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (and worker processes) look their module up by name
     spec.loader.exec_module(module)
     return module
 
@@ -39,4 +41,34 @@ def runtime(c: Context, count: int = 20) -> None:
         engines.close()
     bench = _bench_module()
     results = bench.run(fleet, count=count, log=say)
+    console.print(bench.render(results), highlight=False, soft_wrap=True)
+
+
+@task(help={"count": "previews per series (default 10)", "seconds": "length of the throughput run (default 10)",
+            "connections": "concurrent connections for the throughput run (default 16)"})
+def service(c: Context, count: int = 10, seconds: float = 10, connections: int = 16) -> None:
+    """On the lab with the service deployed: the HTTP service's overhead over the imported module, and status/s."""
+    from drape_fleet.lab import previews
+    from drape_fleet.lab.state import load_lab_fleet
+    from drape_fleet.pki.paths import pki_dir
+    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
+    from drape_fleet.service_deploy import host as layout
+    from drape_fleet.service_deploy.certificates import ingress_ca
+    from drape_fleet.service_deploy.tokens import load_store, store_path
+
+    fleet, fleet_file = load_lab_fleet()
+    previews.ensure_tiny_image(say)
+    engines = Fleet.from_endpoints(tls_endpoints(fleet, TlsFiles.from_pki_dir(pki_dir("lab"))), fleet.runtime)
+    try:
+        previews.ship_image(engines.engines(), previews.TINY_IMAGE, say)
+    finally:
+        engines.close()
+    bench_token = load_store(store_path("lab"), allow_in_repo=True).newest("bench")
+    if bench_token is None or not layout.base_urls(fleet):
+        fail("deploy the service on the lab first: invoke provision --all --env lab")
+    bench = _bench_module("service")
+    results = bench.run(fleet, fleet_file, pki=pki_dir("lab"), ingress_url=layout.base_urls(fleet)[0],
+                        ingress_ca=ingress_ca("lab"), token=bench_token.token, count=count, status_rounds=5,
+                        seconds=seconds, connections=connections, log=say)
     console.print(bench.render(results), highlight=False, soft_wrap=True)

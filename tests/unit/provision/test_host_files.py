@@ -104,7 +104,7 @@ PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_
 
 
 # Deploys whose files have golden tests of their own, under the same rules (tests/monitoring/test_files.py).
-OWN_GOLDENS = ("monitoring/",)
+OWN_GOLDENS = ("monitoring/", "service/", "ingress/")  # service, ingress: tests/service/test_service_files.py
 
 
 def _on_disk() -> set[str]:
