@@ -7,6 +7,7 @@ from invoke.collection import Collection
 from drape_fleet.tasks import (
     backup_tasks,
     bench_tasks,
+    cutover_tasks,
     fleet_tasks,
     hosts_tasks,
     lab_tasks,
@@ -29,5 +30,6 @@ fleet.add_task(robot_tasks.robot_list)
 namespace.add_collection(fleet)
 namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
 namespace.add_task(plan_tasks.plan)
+namespace.add_task(cutover_tasks.cutover)
 namespace.add_collection(Collection.from_module(monitoring_tasks, name="monitoring"))
 namespace.add_collection(Collection.from_module(backup_tasks, name="backup"))

@@ -14,6 +14,7 @@ from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringCon
 from drape_fleet.config.address_plan import address_plan_problem
 from drape_fleet.config.backup import BackupSettings
 from drape_fleet.config.base import FrozenModel, invalid
+from drape_fleet.config.cutover import CutoverSettings
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.monitoring import MonitoringSettings, monitoring_problem
 from drape_fleet.config.provisioning import ProvisioningSettings, fence_problem
@@ -78,6 +79,7 @@ class FleetConfig(FrozenModel):
     runtime: RuntimeSettings = RuntimeSettings()
     fly: FlySettings | None = None
     preview_dns: PreviewDnsSettings | None = None
+    cutover: CutoverSettings | None = None
     reinstall: ReinstallSettings = ReinstallSettings()
     monitoring: MonitoringSettings | None = None
     backup: BackupSettings | None = None

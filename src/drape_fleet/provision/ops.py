@@ -59,7 +59,7 @@ def warn(host: Any, deploy: str, kind: NoteKind, message: str) -> None:
 
 
 def _confirm_or_fail(target: SshTarget, change: str, seconds: int) -> None:
-    confirmation = confirm_by_new_login(target, change)
+    confirmation = confirm_by_new_login(target, change, timeout=max(10.0, seconds - 2.0))  # before the revert
     if not confirmation.ok:
         raise DeployError(f"{confirmation.detail}. The host restores the previous {change} files by itself within "
                           f"{seconds} s (drape-safe-apply), and ops can log in again then; fix the change before "

@@ -21,7 +21,7 @@ from drape_fleet.paths import project_root
 from drape_fleet.provision.notes import NOTES_VAR, DeployNote, NoteKind, read_notes
 
 DEPLOY_ORDER = ("storage", "base", "ssh", "firewall", "docker", "cache", "monitoring", "monitoring_server",
-                "backup", "hardening")
+                "backup", "link", "hardening")
 """The deploys, in the order deploys/site.py applies them; ``--only`` keeps this order."""
 
 

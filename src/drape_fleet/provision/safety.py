@@ -11,6 +11,7 @@ the script is ``files/base/drape-safe-apply``.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,13 +41,26 @@ class Confirmation:
     detail: str
 
 
-def confirm_by_new_login(target: SshTarget, change: str, *, timeout: float = 30) -> Confirmation:
-    """Log in afresh as ``target`` says and confirm ``change`` over that login."""
-    result = shell.run(target.argv(confirm_command(change, target.user), extra=FRESH_CONNECTION),
-                       timeout=timeout, check=False)
-    if result.ok:
-        return Confirmation(True, f"{target.user}@{target.hostname} logged in anew and confirmed {change}")
-    why = (result.stderr.strip() or result.stdout.strip())[-300:] or f"exit {result.returncode}"
-    return Confirmation(False, f"a new login as {target.user}@{target.hostname}:{target.port} failed after the "
-                               f"{change} change ({why})")
+RESTARTING = ("Connection refused", "Connection reset", "Connection closed by")
+"""What a new login meets while sshd re-executes itself after a reload (it closes its listening socket for a
+moment, longer on a loaded host): worth another try. Anything else (a refused key, a timeout) is an answer."""
 
+
+def confirm_by_new_login(target: SshTarget, change: str, *, timeout: float = 30) -> Confirmation:
+    """Log in afresh as ``target`` says and confirm ``change`` over that login, trying again while sshd restarts
+    (for at most ``timeout`` seconds in all)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            result = shell.run(target.argv(confirm_command(change, target.user), extra=FRESH_CONNECTION),
+                               timeout=max(left, 1), check=False)
+        except shell.CommandFailed as exc:  # timed out: no answer is no confirmation
+            result = shell.Result(exc.returncode, "", str(exc))
+        if result.ok:
+            return Confirmation(True, f"{target.user}@{target.hostname} logged in anew and confirmed {change}")
+        why = (result.stderr.strip() or result.stdout.strip())[-300:] or f"exit {result.returncode}"
+        if not any(sign in why for sign in RESTARTING) or time.monotonic() + 0.5 >= deadline:
+            return Confirmation(False, f"a new login as {target.user}@{target.hostname}:{target.port} failed "
+                                       f"after the {change} change ({why})")
+        time.sleep(0.5)

@@ -94,6 +94,9 @@ RENDERS: dict[str, Callable[[Case], str]] = {
 # Templates for a server's rescue system rather than a provisioned host, with goldens of their own (BIOS and
 # UEFI layouts of a production fleet): tests/unit/installimage/test_render_and_layout.py.
 RENDERED_ELSEWHERE = {"installimage/installimage.conf.j2", "installimage/post-install.sh.j2"}
+# The cutover's WireGuard link (deploys/link.py), with goldens of their own: tests/unit/cutover/test_link.py.
+RENDERED_ELSEWHERE |= {"link/wg-drape.conf.j2", "link/drape-link.nft.j2", "link/drape-link-firewall.service.j2",
+                       "link/wg-quick-userspace.conf.j2", "link/backend-wg.conf.j2"}
 
 # Plain files (nothing varies), put as they are.
 PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE,
