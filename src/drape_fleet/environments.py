@@ -5,10 +5,12 @@
 ==============  ======================================================  ==================================
 environment     fleet file                                              state directory
 ==============  ======================================================  ==================================
-``production``  ``config/production.toml`` (``$DRAPE_FLEET_FILE``)     ``~/.config/drape-fleet``
+``production``  ``config/production.toml``                             ``~/.config/drape-fleet``
 ``lab``         ``<state>/fleet.toml``, written by `invoke lab.up`       ``.lab`` (``.lab-<prefix>``)
 any other name  ``config/<name>.toml``: ops add a staging fleet as data  ``~/.config/drape-fleet/<name>``
 ==============  ======================================================  ==================================
+
+``$DRAPE_FLEET_FILE`` moves the fleet file of the chosen environment (not the lab's, which `lab.up` writes).
 
 and from it follow the PKI directory (``<state>/pki``; ``$DRAPE_PKI_DIR`` overrides), the pinned host keys
 (lab: ``<state>/ssh/known_hosts``, written by `invoke lab.up` from each host over the engine; otherwise the
@@ -38,7 +40,7 @@ ENV_VAR = "DRAPE_ENV"
 PRODUCTION = "production"
 LAB = "lab"
 FLEET_FILE_VAR = "DRAPE_FLEET_FILE"
-"""Moves production's fleet file (tests point it at a throwaway fleet)."""
+"""Moves the chosen environment's fleet file (ops keep one outside the checkout; tests point it at a throwaway)."""
 PKI_DIR_VAR = "DRAPE_PKI_DIR"
 SSH_KEY_VAR = "DRAPE_SSH_KEY"
 SSH_USER_VAR = "DRAPE_SSH_USER"
@@ -80,7 +82,7 @@ def pki_dir(name: str) -> Path:
 def fleet_file(name: str) -> Path:
     if _checked(name) == LAB:
         return state_dir(LAB) / LAB_FLEET_FILE
-    if name == PRODUCTION and (override := os.environ.get(FLEET_FILE_VAR)):
+    if override := os.environ.get(FLEET_FILE_VAR):
         return Path(override)
     return project_root() / "config" / f"{name}.toml"
 

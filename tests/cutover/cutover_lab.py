@@ -85,11 +85,16 @@ class FakeApis:
                 if r["name"] == "*.preview"}
 
 
+ENVIRONMENT = "staging"
+
+
 def ops_fleet_data(lab_state: Path) -> dict[str, Any]:
-    """The lab's fleet file as ops write one for their own environment (production-shaped: Robot numbers, alert
-    receivers' URLs named as secrets - ``Ops.env`` gives their values, the lab's own receivers)."""
+    """The lab's fleet file as ops write one for their own environment: a staging fleet, production-shaped (Robot
+    numbers, alert receivers' URLs named as secrets - ``Ops.env`` gives their values, the lab's own receivers).
+    Not "production", which requires every preview to have a disk limit (XFS project quotas): the lab's kernel
+    cannot give one, so a production fleet on these hosts rightly places no preview."""
     data = tomllib.loads((lab_state / "fleet.toml").read_text())
-    data["environment"]["name"] = "production"
+    data["environment"]["name"] = ENVIRONMENT
     for number, host in enumerate(data["hosts"], start=1):
         host["robot_server_number"] = 2_100_000 + number
     for receiver in (data.get("monitoring") or {}).get("receivers", []):
@@ -135,7 +140,7 @@ class Ops:
     timings: dict[str, float] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DRAPE_ENV": "production", "DRAPE_FLEET_FILE": str(self.fleet),
+        return {**os.environ, "DRAPE_ENV": ENVIRONMENT, "DRAPE_FLEET_FILE": str(self.fleet),
                 "DRAPE_PKI_DIR": str(self.lab_state / "pki"), "DRAPE_SSH_KEY": str(self.lab_state / "ssh/id_ed25519"),
                 "DRAPE_SSH_USER": "deploy", "DRAPE_FLY_API_TOKEN": self.fly_token, "DRAPE_HCLOUD_TOKEN": DNS_TOKEN,
                 "DRAPE_SECRETS_FILE": str(self.fleet.parent / "no-secrets.toml"), "COLUMNS": "220",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from cutover_lab import Ops, ops_fleet_data
+from cutover_lab import ENVIRONMENT, Ops, ops_fleet_data
 
 from drape_fleet.config import FleetConfig
 
@@ -175,7 +175,7 @@ def _link_checks(fleet_file: Path, lab_state: Path) -> dict[str, bool]:
     from drape_fleet.cutover.fleet_checks import link_checks
     from drape_fleet.environments import Environment, FleetTarget
 
-    env = Environment(name="production", fleet_file=fleet_file, state_dir=fleet_file.parent, pki_dir=lab_state / "pki",
+    env = Environment(name=ENVIRONMENT, fleet_file=fleet_file, state_dir=fleet_file.parent, pki_dir=lab_state / "pki",
                       known_hosts=fleet_file.with_suffix(".known_hosts"), ssh_key=lab_state / "ssh" / "id_ed25519",
                       ssh_user="deploy")
     ctx = CutoverContext(FleetTarget(env, load_fleet(fleet_file)), Secrets(), print)

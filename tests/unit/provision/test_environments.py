@@ -55,8 +55,10 @@ def test_overrides_from_the_environment(checkout: Path, tmp_path: Path, monkeypa
     assert (env.fleet_file, env.known_hosts) == (moved, tmp_path / "elsewhere.known_hosts")
     assert (env.pki_dir, env.ssh_key, env.ssh_user) == (tmp_path / "pki", tmp_path / "ops.pub", "root")
     assert env.load().ssh_user == "root"
-    monkeypatch.setenv("DRAPE_ENV", "staging")
-    assert environment().name == "staging"
+    monkeypatch.setenv("DRAPE_ENV", "staging")  # the override follows the chosen environment
+    assert (environment().name, environment().fleet_file) == ("staging", moved)
+    monkeypatch.setenv("DRAPE_ENV", "lab")  # but never the lab's, which lab.up writes
+    assert environment().fleet_file == checkout / ".lab-wtx" / "fleet.toml"
 
 
 def test_the_lab_lives_in_its_state_directory(checkout: Path) -> None:
