@@ -17,18 +17,24 @@ Run on the lab: every engine call goes over the same mutual-TLS connection the b
 
 from __future__ import annotations
 
+import contextlib
 import random
+import secrets
 import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from docker.errors import APIError
+
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.loader import validate_fleet
+from drape_fleet.config.runtime import PreviewResources
 from drape_fleet.runtime import holders, lifecycle
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.engines import Endpoint, Engine
+from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.placement import candidates
 from drape_fleet.runtime.readiness import Phase
@@ -40,6 +46,10 @@ from drape_fleet.runtime.views import Observer
 
 GIB = 1024**3
 IMAGE = "drape-lab/preview-tiny:1"
+RAW_LABEL = "bench=raw"
+SMALL = PreviewResources(cpus=0.1, memory_mib=64, pids_limit=256, disk_gib=1, tmp_mib=16)
+"""Every benchmark preview on one lab host at once (20 of the lab's default size do not fit in its 4 GiB); the
+start path is the same whatever the size."""
 TARGETS = {"start until ready / raw docker run until HTTP": 1.2, "hot start / one inspect round trip": 1.5}
 DECISION_TARGET_MS = 5.0
 
@@ -88,7 +98,7 @@ def raw_run(engine: Engine, address: str, name: str, parts: dict[str, list[float
 
 def module_start(runtime: PreviewRuntime, workspace: str) -> float:
     t0 = time.monotonic()
-    status = runtime.start(workspace, "bench", "tiny", wait=60)
+    status = runtime.start(workspace, "bench", "tiny", resources=SMALL, wait=60)
     if status.phase is not Phase.READY:
         raise RuntimeError(f"{workspace}: {status.phase} {status.error}")
     return time.monotonic() - t0
@@ -99,7 +109,8 @@ def dissected_start(runtime: PreviewRuntime, host: str, workspace: str, parts: d
     engine = runtime.fleet[host]
     settings = runtime.settings
     address = str(runtime.config.host(host).private_address)
-    request = make_request(settings, runtime.config.hosts, workspace=workspace, user="bench", framework="tiny")
+    request = make_request(settings, runtime.config.hosts, workspace=workspace, user="bench", framework="tiny",
+                           resources=SMALL)
     t0 = time.monotonic()
     network = holders.make_network(engine, settings, address=address, rng=random.Random()).name  # noqa: S311 - a subnet, not a secret
     t1 = time.monotonic()
@@ -131,6 +142,7 @@ def starts(runtime: PreviewRuntime, host: str, count: int, log: Callable[[str], 
     for other in others:  # every start goes to the host raw Docker uses
         runtime.cordon(other, "bench")
     parts: dict[str, list[float]] = {}
+    run_id = secrets.token_hex(3)  # a raw container left by an earlier run never takes this run's names
     raw: list[float] = []
     ours: list[float] = []
     try:
@@ -138,7 +150,7 @@ def starts(runtime: PreviewRuntime, host: str, count: int, log: Callable[[str], 
         runtime.stop("bench-warm")
         time.sleep(1)
         for i in range(count):
-            raw.append(raw_run(engine, address, f"bench-raw-{i}", parts))
+            raw.append(raw_run(engine, address, f"bench-raw-{run_id}-{i}", parts))
             ours.append(module_start(runtime, f"bench-{i}"))
             time.sleep(0.3)  # the spare network that start took is made again in the background
         log(f"dissecting {max(3, count // 4)} starts into their steps")
@@ -164,11 +176,25 @@ def hot_starts(runtime: PreviewRuntime, count: int) -> tuple[list[float], list[f
             engine.call(lambda api, cid=status.container_id: api.inspect_container(cid), "inspect")  # type: ignore[misc]
             inspect.append(time.monotonic() - t0)
             t0 = time.monotonic()
-            again = runtime.start(name, "bench", "tiny")
+            again = runtime.start(name, "bench", "tiny", resources=SMALL)
             hot.append(time.monotonic() - t0)
             if again.phase is not Phase.READY:
                 raise RuntimeError(f"hot start of {name}: {again.phase}")
     return hot, inspect
+
+
+def clean_up(runtime: PreviewRuntime, host: str, count: int) -> None:
+    """What the benchmark made, gone however it ended: its previews, and raw containers (a create whose answer was
+    lost on a loaded engine still made one)."""
+    dissected = [f"bench-cut-{i}" for i in range(max(3, count // 4))]
+    for workspace in ["bench-warm", *(f"bench-{i}" for i in range(count)), *dissected]:
+        with contextlib.suppress(RuntimeFailure):
+            runtime.stop(workspace)
+    engine = runtime.fleet[host]
+    with contextlib.suppress(RuntimeFailure, APIError):
+        for container in engine.call(lambda api: api.containers(all=True, filters={"label": RAW_LABEL}), "list"):
+            engine.call(lambda api, cid=container["Id"]: api.remove_container(cid, force=True),  # type: ignore[misc]
+                        "remove", slow=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -215,6 +241,7 @@ def simulated_fleet(hosts: int, per_host: int) -> tuple[FleetConfig, Observer]:
     fleet = validate_fleet({
         "environment": {"name": "bench"},
         "network": {"admin_allowlist": ["203.0.113.7/32"], "backend_addresses": ["10.0.0.2/32"]},
+        "provisioning": {"firewall": {"private_network": ["10.0.0.0/16"]}},
         "hosts": [{"name": f"h{h}", "public_address": f"192.0.2.{h + 1}", "private_address": f"10.0.1.{h + 1}",
                    "capacity": {"cpus": 256, "memory_gib": 128, "disk_gib": 800}} for h in range(hosts)],
     }, source="(bench)")
@@ -257,19 +284,19 @@ def placement_decisions(hosts: int = 100, per_host: int = 2000, rounds: int = 30
 # ---------------------------------------------------------------------------------------------------
 
 def run(fleet: FleetConfig, *, count: int, log: Callable[[str], None]) -> dict[str, Any]:
+    log("placement decisions over a simulated fleet (no engines)")
+    decisions = placement_decisions()
     runtime = PreviewRuntime.connect(fleet, background=True, reaper=False)
+    host = fleet.hosts[0].name
     try:
-        host = fleet.hosts[0].name
         log(f"{count} starts on {host}, raw docker run and start() alternating")
         measured = starts(runtime, host, count, log)
         log(f"{5 * count} hot starts, each beside one inspect")
         hot, inspect = hot_starts(runtime, count)
-        for i in range(count):
-            runtime.stop(f"bench-{i}")
     finally:
+        clean_up(runtime, host, count)
         runtime.close()
-    log("placement decisions over a simulated fleet (no engines)")
-    return {**measured, "hot": hot, "inspect": inspect, "decisions": placement_decisions()}
+    return {**measured, "hot": hot, "inspect": inspect, "decisions": decisions}
 
 
 def render(results: dict[str, Any]) -> str:

@@ -59,7 +59,9 @@ class Follower:
         budget = self._settings.preview_read_timeout_s
         deadline = self._clock.monotonic() + framework.ready_timeout_s
         delay = PROBE_FIRST_S
-        looked_at: float | None = None
+        # The first look at the engine waits its turn too: right after the start, the probes find the dev server
+        # within tens of milliseconds, and an inspect and a phase-file read between them would only delay that.
+        looked_at: float | None = time.monotonic() if port is not None else None
         while not self._closed.is_set() and self._trackers.current(tracker, generation):
             if port is not None and http_answers(address, port, framework.ready_path, budget=budget):
                 self._trackers.set_phase(tracker, generation, Phase.READY)

@@ -114,7 +114,10 @@ def test_only_failed_health_checks_make_a_host_down_then_it_backs_off_and_recove
         with pytest.raises(HostDown, match="next health check in"):
             eng.call(lambda _api: "never called", "inspect")  # refused at once while down
         clock.seconds = eng.health.retry_at
-    assert delays[0] < delays[2] < delays[3]  # exponential (with jitter)
+    settings = fleet.runtime  # exponential, capped, each with +-50 % jitter (so no two checkers retry together)
+    bases = [min(settings.backoff_max_s, settings.backoff_initial_s * 2**i) for i in range(4)]
+    assert all(0.5 * base <= delay <= 1.5 * base for base, delay in zip(bases, delays, strict=True)), (bases, delays)
+    assert bases[3] > bases[0]
     client.answers = True
     assert eng.check() and eng.state is HostState.UP and eng.health.failures == 0
     assert eng.call(lambda _api: "ok", "inspect") == "ok"
