@@ -7,6 +7,7 @@ from typing import Any
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.loader import validate_fleet
+from drape_fleet.lab.node_images import template_tag
 from drape_fleet.lab.settings import LabSettings
 
 LAB_PROVISIONING: dict[str, Any] = {
@@ -55,7 +56,7 @@ def lab_runtime_data() -> dict[str, Any]:
     }
     # A Next.js compile is killed by the OOM killer at 256 MiB (seen); Vite servers fit in 512 MiB.
     for name, memory_mib in (("nextjs", 1024), ("react", 512), ("vue", 512)):
-        frameworks[name] = {"image": f"drape-lab/preview-{name}:1", "port": 3000, "ready_timeout_s": 600,
+        frameworks[name] = {"image": template_tag(name), "port": 3000, "ready_timeout_s": 600,
                             "resources": {"cpus": 1, "memory_mib": memory_mib, "pids_limit": 1024, "disk_gib": 2,
                                           "tmp_mib": 64}}
     return {
