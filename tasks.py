@@ -6,6 +6,7 @@ from invoke.collection import Collection
 
 from drape_fleet.tasks import (
     bench_tasks,
+    cache_tasks,
     fleet_tasks,
     hosts_tasks,
     lab_tasks,
@@ -27,3 +28,4 @@ fleet.add_task(robot_tasks.robot_list)
 namespace.add_collection(fleet)
 namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
 namespace.add_task(plan_tasks.plan)
+namespace.add_collection(Collection.from_module(cache_tasks, name="cache"))

@@ -3,7 +3,13 @@
 // dependencies from the shared store, starts its dev server where the preview expects it ($PORT on all
 // interfaces, whatever the project's own configuration says), compiles the start page, and only then reports
 // `ready`. Anything that goes wrong becomes "failed: <why>" with the log's last lines, never a hang.
-// Phase file contract: see entrypoint.sh. Timings of each step go to $DRAPE_TIMINGS_FILE (JSON).
+// Phase file contract: see entrypoint.sh. Timings of each step go to $DRAPE_TIMINGS_FILE (JSON); each install is
+// also recorded in the workspace ($DRAPE_WORKDIR/.drape/installs.jsonl: when, which path, how long), which
+// `invoke cache.status` reads for the store's hit rate.
+//
+// The shared store is read-only here and shared with the trusted job that fills it (DRAPE_FILL_STORE=1, the same
+// supervisor: `invoke cache.warm`). Installs hold a shared lock on the store directory (flock), fills too; the
+// job's swap of a rebuilt store takes it exclusively, so a store is never pruned under a running install.
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
@@ -25,6 +31,9 @@ const INSTALL_TIMEOUT_S = Number(env.DRAPE_INSTALL_TIMEOUT_S || 900)
 const NODE_DIR = '/opt/drape/node'   // extra Node majors: /opt/drape/node/<major>/bin/node
 const PNPM_DIR = '/opt/drape/pnpm'   // pnpm majors: /opt/drape/pnpm/<major>/bin/pnpm
 const DEFAULT_PNPM = Number(env.DRAPE_DEFAULT_PNPM || 10)
+const FILL_STORE = Boolean(env.DRAPE_FILL_STORE)  // the trusted job: this project's packages into the store
+const STORE_LOCK_WAIT_S = Number(env.DRAPE_STORE_LOCK_WAIT_S || 120)
+const FLOCK = '/usr/bin/flock'
 const APP = process.cwd()
 
 fs.mkdirSync(path.dirname(PHASE_FILE), { recursive: true })
@@ -177,6 +186,18 @@ function choosePackageManager (pkg) {
 // ---------------------------------------------------------------------------------------------------
 const childEnv = { ...env, CI: 'true', FORCE_COLOR: '0', NO_COLOR: '1', BROWSER: 'none', NEXT_TELEMETRY_DISABLED: '1', npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }
 
+// A command run under a shared lock on the store directory: the store is not swapped (pruned) while it runs.
+function underStoreLock (command, args, store = SHARED_STORE) {
+  if (!fs.existsSync(FLOCK)) return [command, args]
+  return [FLOCK, ['--shared', '--wait', String(STORE_LOCK_WAIT_S), store, command, ...args]]
+}
+
+function recordInstall (details) {  // one line per start, kept with the workspace: the store's hit rate
+  const line = { at: new Date().toISOString(), path: timings.install_path, install_s: timings.install_s ?? 0, package_manager: timings.package_manager }
+  try { fs.appendFileSync(path.join(STATE, 'installs.jsonl'), JSON.stringify(line) + '\n') } catch {}
+  return details
+}
+
 function installStamp (node, pm) {
   const hash = createHash('sha256').update(`${node.version} ${pm.manager} ${pm.pnpmMajor}\n`).update(read('package.json'))
   if (pm.lock) hash.update(read(pm.lock))
@@ -195,7 +216,7 @@ async function install (node, pm) {
   const stampFile = path.join(APP, 'node_modules', '.drape-install')
   if (fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8').trim() === installStamp(node, pm)) {
     timings.install_path = 'kept'
-    return ['dependencies unchanged since the last preview of this workspace']
+    return recordInstall(['dependencies unchanged since the last preview of this workspace'])
   }
   const t0 = Date.now()
   let result
@@ -207,7 +228,7 @@ async function install (node, pm) {
       '--config.package-manager-strict=false', '--config.update-notifier=false',
       ...(pm.lock ? ['--frozen-lockfile'] : ['--no-frozen-lockfile'])]
     if (pm.lock && fs.existsSync(SHARED_STORE)) {
-      result = await run(pnpm, [...common, '--offline', '--store-dir', SHARED_STORE, '--package-import-method', IMPORT_METHOD])
+      result = await run(...underStoreLock(pnpm, [...common, '--offline', '--store-dir', SHARED_STORE, '--package-import-method', IMPORT_METHOD]))
       timings.install_path = 'shared store'
       const why = outdatedReason(result.tail.text(), pm.lock)
       if (why) fail(why, result.tail.last())
@@ -246,7 +267,27 @@ async function install (node, pm) {
     fail(outdatedReason(result.tail.text(), pm.lock) || `installing the dependencies failed (${pm.manager} exited with ${result.code})`, result.tail.last())
   }
   fs.writeFileSync(stampFile, installStamp(node, choosePackageManager(pkg)) + '\n')  // the lockfile may be new
-  return details
+  return recordInstall(details)
+}
+
+// The trusted job's install (DRAPE_FILL_STORE=1): the project's packages into the (writable) store, online, no
+// scripts run, nothing kept but the store's new files. Prints what it added.
+async function fillStore (pm) {
+  if (pm.manager !== 'pnpm') {
+    timings.fill = { skipped: `${pm.manager} project: previews install it without the shared store` }
+    return
+  }
+  const pnpm = path.join(PNPM_DIR, String(pm.pnpmMajor), 'bin', 'pnpm')
+  const t0 = Date.now()
+  const result = await run(...underStoreLock(pnpm, ['install', '--reporter=append-only', '--ignore-scripts',
+    '--config.confirm-modules-purge=false', '--config.side-effects-cache=false',
+    '--config.manage-package-manager-versions=false', '--config.package-manager-strict=false',
+    '--config.update-notifier=false', pm.lock ? '--frozen-lockfile' : '--no-frozen-lockfile',
+    '--prefer-offline', '--store-dir', SHARED_STORE, '--package-import-method', 'copy'], SHARED_STORE))
+  mark('fill_s', t0)
+  const progress = [...result.tail.text().matchAll(/reused (\d+), downloaded (\d+)/g)].pop()
+  timings.fill = { code: result.code, pnpm: pm.pnpmMajor, reused: progress ? Number(progress[1]) : null, downloaded: progress ? Number(progress[2]) : null }
+  if (result.code !== 0) timings.fill.error = (outdatedReason(result.tail.text(), pm.lock) || `pnpm exited with ${result.code}`) + ': ' + result.tail.last(3).join(' | ')
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -374,6 +415,11 @@ async function serve (framework, pkg, node, details) {
 
 // ---------------------------------------------------------------------------------------------------
 const pkg = readPackage()
+if (FILL_STORE) {
+  await fillStore(choosePackageManager(pkg))
+  fs.writeFileSync(TIMINGS_FILE, JSON.stringify(timings) + '\n')
+  process.exit(timings.fill.code ? 1 : 0)
+}
 const framework = detectFramework(pkg)
 const node = chooseNode(pkg)
 const pm = choosePackageManager(pkg)

@@ -14,6 +14,7 @@ from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringCon
 from drape_fleet.config.address_plan import address_plan_problem
 from drape_fleet.config.base import FrozenModel, invalid
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
+from drape_fleet.config.previews import PreviewsSettings
 from drape_fleet.config.provisioning import ProvisioningSettings
 from drape_fleet.config.reinstall import ReinstallSettings
 from drape_fleet.config.runtime import RuntimeSettings
@@ -77,6 +78,8 @@ class FleetConfig(FrozenModel):
     fly: FlySettings | None = None
     preview_dns: PreviewDnsSettings | None = None
     reinstall: ReinstallSettings = ReinstallSettings()
+    previews: PreviewsSettings = PreviewsSettings()
+    """The shared store's filling and the preview URL's ingress (``drape_fleet.config.previews``)."""
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
 
     @model_validator(mode="after")
