@@ -42,8 +42,13 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             for i in range(1, settings.hosts + 1)
         ],
         "runtime": lab_runtime_data(),
+        "previews": {"ingress": {"domain": LAB_PREVIEW_DOMAIN, "certificates": "lab-ca"}},
     }
 
+
+LAB_PREVIEW_DOMAIN = "preview.lab.test"
+"""Previews of lab host ax1 are https://<workspace>.ax1.preview.lab.test (.test never resolves on the internet:
+clients connect to the host's address and send the name, as `curl --resolve` does)."""
 
 LAB_PREVIEW_MIB = 256
 """Lab previews are small so a 4 GiB stand-in host holds 16 of them: capacity and queueing are exercised."""

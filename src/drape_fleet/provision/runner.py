@@ -20,7 +20,7 @@ from typing import Any
 from drape_fleet.paths import project_root
 from drape_fleet.provision.notes import NOTES_VAR, DeployNote, NoteKind, read_notes
 
-DEPLOY_ORDER = ("storage", "base", "ssh", "firewall", "docker", "cache")
+DEPLOY_ORDER = ("storage", "base", "ssh", "firewall", "docker", "cache", "ingress")
 """The deploys, in the order deploys/site.py applies them; ``--only`` keeps this order."""
 
 

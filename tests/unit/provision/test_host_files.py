@@ -84,7 +84,9 @@ RENDERS: dict[str, Callable[[Case], str]] = {
 
 # Templates for a server's rescue system rather than a provisioned host, with goldens of their own (BIOS and
 # UEFI layouts of a production fleet): tests/unit/installimage/test_render_and_layout.py.
-RENDERED_ELSEWHERE = {"installimage/installimage.conf.j2", "installimage/post-install.sh.j2"}
+RENDERED_ELSEWHERE = {"installimage/installimage.conf.j2", "installimage/post-install.sh.j2",
+                      # The previews' ingress: tests/unit/test_ingress.py.
+                      "ingress/Caddyfile.j2", "ingress/previews.caddy.j2", "ingress/drape-preview-gate.service.j2"}
 
 # Plain files (nothing varies), put as they are.
 PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE}
