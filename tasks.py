@@ -12,6 +12,7 @@ from drape_fleet.tasks import (
     lab_tasks,
     pki_tasks,
     plan_tasks,
+    preview_bench_tasks,
     provision_tasks,
     robot_tasks,
 )
@@ -26,6 +27,8 @@ namespace.add_collection(Collection("robot", firewall=robot_tasks.firewall))
 fleet = Collection.from_module(fleet_tasks, name="fleet")
 fleet.add_task(robot_tasks.robot_list)
 namespace.add_collection(fleet)
-namespace.add_collection(Collection.from_module(bench_tasks, name="bench"))
+bench = Collection.from_module(bench_tasks, name="bench")
+bench.add_task(preview_bench_tasks.preview)
+namespace.add_collection(bench)
 namespace.add_task(plan_tasks.plan)
 namespace.add_collection(Collection.from_module(cache_tasks, name="cache"))

@@ -86,6 +86,7 @@ class Gate:
     _used: dict[str, int] = field(default_factory=dict)
     _checked: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _resyncing: threading.Lock = field(default_factory=threading.Lock)
 
     # -- the route table ----------------------------------------------------------------------------
 
@@ -109,7 +110,11 @@ class Gate:
         return route if ready == route.ready else replace(route, ready=ready)
 
     def resync(self) -> None:
-        """Reread every running preview of this host from the engine."""
+        """Reread every running preview of this host from the engine (one resync at a time)."""
+        with self._resyncing:
+            self._resync()
+
+    def _resync(self) -> None:
         found: dict[str, Route] = {}
         for summary in self.engine.containers(self._labels()):
             inspected = self.engine.inspect(summary["Id"])
@@ -249,6 +254,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     gate: Gate
     protocol_version = "HTTP/1.1"  # keep-alive: Caddy reuses its connections to the gate
     server_version = "drape-preview-gate"
+    sys_version = ""
 
     def do_GET(self) -> None:
         parsed = urllib.parse.urlsplit(self.path)
