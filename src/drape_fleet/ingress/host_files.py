@@ -56,9 +56,9 @@ def gate_address(settings: IngressSettings) -> str:
     return f"127.0.0.1:{settings.gate_port}"
 
 
-def previews_site(settings: IngressSettings, host: Host) -> str:
+def previews_site(settings: IngressSettings, host: Host, *, cert: str = CERT, key: str = KEY) -> str:
     return render("ingress/previews.caddy.j2", host_domain=settings.host_domain(host.name),
-                  https_port=settings.https_port, cert=CERT, key=KEY, gate=gate_address(settings),
+                  https_port=settings.https_port, cert=cert, key=key, gate=gate_address(settings),
                   gate_unit=GATE_UNIT, login_path=LOGIN_PATH, check_path=CHECK_PATH, cookie=COOKIE)
 
 
