@@ -28,6 +28,8 @@ class PreviewLab:
     image: str
     ca: bytes
     projects: Path
+    store: Path | None = None
+    """A shared store filled by the trusted job with the generated projects' packages (``local_store``)."""
 
     def url(self, repo: str) -> str:
         from drape_fleet.lab import gitserver
@@ -38,6 +40,52 @@ class PreviewLab:
         from drape_fleet.lab import gitserver
 
         return gitserver.Tokens(self.settings).create(repo, ttl_s)
+
+
+FLEET_HOST = "ax2"
+"""The lab host the fleet tests place previews on (the benchmark uses ax1)."""
+WORKSPACE_PREFIX = "t9-"
+
+
+@dataclass
+class FleetLab:
+    """A provisioned lab host as production runs previews: the runtime, the store, the ingress."""
+
+    target: Any
+    fleet: Any
+    runtime: Any
+    engine: Any
+    previews: PreviewLab
+    key: bytes
+    ca: Path
+
+    def repo(self, project: str) -> str:
+        """The public copy (no token): the runtime does not hand tokens over yet (docs/previews.md)."""
+        return self.previews.url(f"pub-{project}")
+
+    def start(self, workspace: str, framework: str, project: str | None = None, timeout_s: float = 300) -> Any:
+        """A preview through the runtime, to its final phase."""
+        repo = {"repo": self.repo(project), "env": {"GIT_SSL_NO_VERIFY": "1"}} if project else {}
+        status = self.runtime.start(WORKSPACE_PREFIX + workspace, "u-7", framework, **repo)
+        deadline = time.monotonic() + timeout_s
+        while not status.phase.final and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = self.runtime.status(WORKSPACE_PREFIX + workspace) or status
+        return status
+
+    def file(self, container_id: str, path: str) -> str | None:
+        def fetch(api: Any) -> bytes:
+            stream, _ = api.get_archive(container_id, path)
+            return b"".join(stream)
+
+        try:
+            data = self.engine.call(fetch, "read file")
+        except NotFound:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            handle = tar.extractfile(member) if member is not None else None
+            return handle.read().decode(errors="replace") if handle is not None else None
 
 
 HANDOVER_DIR = "/drape/handover"
@@ -91,9 +139,13 @@ def read_file(container: Any, path: str) -> str | None:
 def run_preview(client: docker.DockerClient, image: str, *, network: str, name: str, repo: str | None = None,
                 ref: str | None = None, credential: bytes | None = None, ca: bytes | None = None,
                 env: dict[str, str] | None = None, timeout_s: float = 300, keep: bool = False,
-                **host_config: Any) -> Outcome:
-    """Start ``image`` as a preview of ``repo`` and wait for ``ready`` or ``failed`` (or the timeout)."""
+                store: Path | None = None, **host_config: Any) -> Outcome:
+    """Start ``image`` as a preview of ``repo`` and wait for ``ready`` or ``failed`` (or the timeout); with
+    ``store``, that shared store read-only at /pnpm-store, as the runtime mounts the host's."""
     environment = {"PORT": "3000", "DRAPE_PHASE_FILE": "/drape/phase", **(env or {})}
+    if store is not None:
+        environment["DRAPE_PNPM_STORE"] = "/pnpm-store"
+        host_config["volumes"] = {str(store): {"bind": "/pnpm-store", "mode": "ro"}}
     if repo:
         environment["DRAPE_REPO"] = repo
     if ref:

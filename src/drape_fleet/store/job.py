@@ -71,6 +71,7 @@ def fill_script(*, rebuild: bool) -> str:
             "mkdir -p \"$0/.old\" && for v in \"$0\"/.next/v*; do [ -e \"$v\" ] || continue; n=$(basename \"$v\"); "
             "if [ -e \"$0/$n\" ]; then mv \"$0/$n\" \"$0/.old/$n\"; fi; mv \"$v\" \"$0/$n\"; done' \"$STORE\" "
             "|| { echo 'DRAPE-REBUILD the store stayed locked by installs: run again later'; exit 4; }",
+            "echo \"DRAPE-REBUILD swapped at $(date +%s.%N)\"",
             "rm -rf \"$STORE/.old\" \"$TARGET\"",
         ]
     kind = "rebuild" if rebuild else "warm"
