@@ -9,6 +9,7 @@ from drape_fleet.tasks import (
     cache_tasks,
     fleet_tasks,
     hosts_tasks,
+    ingress_tasks,
     lab_tasks,
     pki_tasks,
     plan_tasks,
@@ -32,3 +33,4 @@ bench.add_task(preview_bench_tasks.preview)
 namespace.add_collection(bench)
 namespace.add_task(plan_tasks.plan)
 namespace.add_collection(Collection.from_module(cache_tasks, name="cache"))
+namespace.add_collection(Collection.from_module(ingress_tasks, name="ingress"))
