@@ -157,8 +157,10 @@ def through_runtime(bench: Bench, name: str, scenario: str, *, prewarm: bool = F
         status = bench.runtime.project_opened(workspace, "bench", framework, repo=bench.repos[name],
                                               env=INSECURE_LAB_GIT)
         status = wait_final(bench, workspace, status, opened + 900)
+        prepared = time.monotonic() - opened
         time.sleep(max(0.0, opened + PREWARM_S - time.monotonic()))
-        row["note"] = f"opened {time.monotonic() - opened:.0f} s before start()"
+        row["note"] = (f"opened {time.monotonic() - opened:.0f} s before start(); the pre-warm was {status.phase} "
+                       f"after {prepared:.0f} s" + (f" ({status.error})" if status.error else ""))
     wall0, t0 = time.time(), time.monotonic()
     status = bench.runtime.start(workspace, "bench", framework, repo=bench.repos[name], env=INSECURE_LAB_GIT)
     status = wait_final(bench, workspace, status, t0 + 900)
@@ -223,9 +225,9 @@ def naive(bench: Bench, name: str) -> dict[str, Any]:
     dev = "npx next dev -H 0.0.0.0 -p 3000" if name.startswith("next") else "npx vite --host 0.0.0.0 --port 3000"
     script = (f"t() {{ echo MARK $1 $(date +%s%3N); }}; t start; GIT_SSL_NO_VERIFY=1 git clone -q {bench.repos[name]} "
               "/tmp/app && t cloned && cd /tmp/app && npm install --no-audit --no-fund --cache /tmp/empty-cache "  # noqa: S108
-              f">/dev/null 2>&1 && t installed && exec {dev}")
+              f"> /tmp/npm.log 2>&1 || {{ tail -n 5 /tmp/npm.log; exit 1; }}; t installed && exec {dev}")
     t0, wall0 = time.monotonic(), time.time()
-    config = engine.api.create_host_config(port_bindings={"3000/tcp": (address, None)}, mem_limit="1g",
+    config = engine.api.create_host_config(port_bindings={"3000/tcp": (address, None)}, mem_limit="2g",
                                            tmpfs={"/tmp": "size=3g,exec"})  # noqa: S108 - the container's own
     created = engine.call(lambda api: api.create_container(
         image, name=f"bench-naive-{name}", entrypoint=["sh", "-c", script], host_config=config, ports=[3000],
@@ -241,7 +243,9 @@ def naive(bench: Bench, name: str) -> dict[str, Any]:
     marks = {line.split()[1]: int(line.split()[2]) / 1000 - wall0 for line in logs.splitlines()
              if line.startswith("MARK ")}
     total = (first - t0) if first else None
-    return {"project": name, "scenario": "naive", "framework": FRAMEWORK[name], "container": marks.get("start"),
+    failure = {} if total else {"error": "no 200 within 900 s: " + " | ".join(logs.strip().splitlines()[-3:])[-300:]}
+    return {**failure, "project": name, "scenario": "naive", "framework": FRAMEWORK[name],
+            "container": marks.get("start"),
             "clone": (marks["cloned"] - marks["start"]) if "cloned" in marks else None,
             "install": (marks["installed"] - marks["cloned"]) if "installed" in marks else None,
             "page": (total - marks["installed"]) if total and "installed" in marks else None,
