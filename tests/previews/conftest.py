@@ -58,6 +58,7 @@ def stored_lab(preview_lab: PreviewLab, tmp_path_factory: pytest.TempPathFactory
     cache = CacheSettings()
     store = tmp_path_factory.mktemp("pnpm-store")
     os.chown(store, cache.uid, cache.uid)
+    store.chmod(0o755)  # the store's contract: its owner writes, every preview reads
     sources = [Source("project", name, {f: (preview_lab.projects / name / f).read_bytes()
                                         for f in ("package.json", "pnpm-lock.yaml")}) for name in SHARED]
     engine = Engine(Endpoint("local", "unix:///var/run/docker.sock"), RuntimeSettings())

@@ -172,6 +172,11 @@ def run_preview(client: docker.DockerClient, image: str, *, network: str, name: 
             time.sleep(0.1)
         seconds = time.monotonic() - started
         lines = phase_text.strip().splitlines() or ["(no phase)"]
+        if lines[-1].startswith("failed"):  # a failed preview stops by itself: give it the moment it takes
+            deadline = time.monotonic() + 15
+            while container.status != "exited" and time.monotonic() < deadline:
+                time.sleep(0.1)
+                container.reload()
         timings = json.loads(read_file(container, "/drape/timings.json") or "{}")
         container.reload()
         return Outcome(phase=lines[-1], details=lines[:-1], timings=timings,

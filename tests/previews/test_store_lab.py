@@ -50,9 +50,9 @@ def test_a_warm_store_serves_the_whole_install_and_counts_as_a_hit(fleet_lab: Fl
 def test_a_rebuild_waits_for_the_install_in_progress_then_swaps(fleet_lab: FleetLab) -> None:
     cache = fleet_lab.fleet.provisioning.cache
     image = fleet_lab.fleet.runtime.frameworks["react"].image
-    # What a preview's install holds while it reads the store: its shared lock (here for 8 s).
+    # What a preview's install holds while it reads the store: its shared lock (here for 5 s).
     holder = fleet_lab.engine.call(lambda api: api.create_container(
-        image, entrypoint=["sh", "-c", "flock --shared /pnpm-store sh -c 'sleep 8; date +%s.%N'"], user="1000:1000",
+        image, entrypoint=["sh", "-c", "flock --shared /pnpm-store sh -c 'sleep 5; date +%s.%N'"], user="1000:1000",
         host_config=api.create_host_config(binds=[f"{cache.store_path}:/pnpm-store:ro"])), "holder")["Id"]
     try:
         fleet_lab.engine.call(lambda api: api.start(holder), "start holder")

@@ -173,8 +173,10 @@ PUBLIC_MARKER = "drape-public"
 def publish(settings: LabSettings, name: str, source: Path, *, public: bool = False) -> str:
     """Serve the git repository at ``source`` (a work tree or a bare repository, every branch and tag) as
     ``name``, behind per-preview tokens or, when ``public``, to anyone; returns its URL. Replaces what was
-    served under that name (``ensure`` then reloads the server)."""
+    served under that name (``ensure`` then reloads the server); nothing when it already serves the same refs."""
     target = root_dir(settings) / "repos" / f"{check_name(name)}.git"
+    if target.is_dir() and _refs(target) == _refs(source) and (target / PUBLIC_MARKER).exists() == public:
+        return repo_url(settings, name)
     staging = target.with_suffix(".staging")
     shutil.rmtree(staging, ignore_errors=True)
     subprocess.run(["git", "clone", "--quiet", "--mirror", "--no-local", str(source), str(staging)],
@@ -188,6 +190,12 @@ def publish(settings: LabSettings, name: str, source: Path, *, public: bool = Fa
         (target / PUBLIC_MARKER).write_text("served without a token\n")
     _chmod_readable(target)
     return repo_url(settings, name)
+
+
+def _refs(repository: Path) -> str:
+    """Every branch and tag with its commit: what a clone of the repository can see."""
+    return subprocess.run(["git", "-C", str(repository), "for-each-ref", "--format=%(objectname) %(refname)",
+                           "refs/heads", "refs/tags"], capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 def served(settings: LabSettings) -> tuple[list[str], list[str]]:
