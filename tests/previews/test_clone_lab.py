@@ -88,15 +88,19 @@ def test_repository_too_large_for_the_disk(preview_lab: PreviewLab) -> None:
     assert outcome.why.startswith("the repository does not fit the preview's disk"), outcome.details  # type: ignore[attr-defined]
 
 
-def test_the_token_never_leaks(preview_lab: PreviewLab) -> None:
+def test_the_token_never_leaks(stored_lab: PreviewLab) -> None:
     """While the (large) repository is cloned, the process list is sampled; afterwards the container's
-    configuration, logs and every file it can read are searched for the secret."""
+    configuration, logs and every file it can read are searched for the secret. (It installs from the shared
+    store, read-only at /pnpm-store, so its own code runs before the search as a preview's does.)"""
+    preview_lab = stored_lab
     token = preview_lab.token("big-assets")
     name = "wtf-test-leak"
     client = preview_lab.client
     container = client.containers.create(preview_lab.image, name=name, network=preview_lab.settings.public_network,
                                          user="1000:1000", labels={"drape.test": "previews"},
-                                         environment={"PORT": "3000", "DRAPE_REPO": preview_lab.url("big-assets")})
+                                         volumes={str(preview_lab.store): {"bind": "/pnpm-store", "mode": "ro"}},
+                                         environment={"PORT": "3000", "DRAPE_REPO": preview_lab.url("big-assets"),
+                                                      "DRAPE_PNPM_STORE": "/pnpm-store"})
     try:
         container.put_archive("/drape", handover_tar(token.credential(), preview_lab.ca))
         container.start()
