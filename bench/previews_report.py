@@ -74,9 +74,12 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     axis.set_yticks(range(len(shown)), labels, fontsize=8)
     axis.set_xscale("symlog", linthresh=1.0)
     axis.set_xlabel("seconds from the backend's start() to the first 200 of the start page (symlog scale)")
-    axis.set_title(title, fontsize=10)
-    handles, names = axis.get_legend_handles_labels()
-    axis.legend(handles, names, loc="lower right", fontsize=8)
+    axis.set_title(title, fontsize=10, pad=28)
+    from matplotlib.patches import Patch
+
+    order = [part for part in (*PHASES, "other") if part in named]
+    axis.legend([Patch(color=colours[part]) for part in order], order, loc="lower center", ncol=len(order),
+                bbox_to_anchor=(0.5, 1.0), fontsize=8, frameon=False)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
