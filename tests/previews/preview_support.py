@@ -1,7 +1,6 @@
-"""Running a preview template directly on this machine's engine, as the runtime will once the token file is
-wired in: create the container, put the handover files in through the archive API, start it, follow its phase
-file to a final phase. Observations (phase, details, timings, logs, inspect) come from the engine, not from
-the code under test.
+"""Running a preview template directly on this machine's engine, as the runtime does: create the container, put
+the token file in through the archive API, start it, follow its phase file to a final phase. Observations (phase,
+details, timings, logs, inspect) come from the engine, not from the code under test.
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ import io
 import json
 import tarfile
 import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,23 +89,22 @@ class FleetLab:
             return handle.read().decode(errors="replace") if handle is not None else None
 
 
-HANDOVER_DIR = "/drape/handover"
+TOKEN_FILE = "/drape/repo-token"
+"""Where the runtime writes a preview's repository token (``drape_fleet.runtime.spec.REPO_TOKEN_FILE``)."""
 PREVIEW_UID = 1000
 FINAL = ("ready", "failed")
 
 
-def handover_tar(credential: bytes | None, ca: bytes | None = None) -> bytes:
-    """The archive the runtime PUTs at ``/drape`` before start: ``handover/git-credentials`` (0400) and an optional
-    ``handover/git-ca.pem`` (0444), owned by the preview's uid so its entrypoint can delete them."""
+def handover_tar(token: str | None, ca: bytes | None = None) -> bytes:
+    """The archive the runtime PUTs at ``/`` before start: ``drape/repo-token`` (0400) and, for a private git
+    server, ``drape/git-ca.pem`` (0444), owned by the preview's uid so its entrypoint can delete the token."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        folder = tarfile.TarInfo("handover")
-        folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o700, PREVIEW_UID, PREVIEW_UID
-        tar.addfile(folder)
-        for name, data, mode in (("git-credentials", credential, 0o400), ("git-ca.pem", ca, 0o444)):
+        for name, data, mode in (("repo-token", token.encode() if token is not None else None, 0o400),
+                                 ("git-ca.pem", ca, 0o444)):
             if data is None:
                 continue
-            info = tarfile.TarInfo(f"handover/{name}")
+            info = tarfile.TarInfo(f"drape/{name}")
             info.size, info.mode, info.uid, info.gid = len(data), mode, PREVIEW_UID, PREVIEW_UID
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
@@ -137,7 +137,7 @@ def read_file(container: Any, path: str) -> str | None:
 
 
 def run_preview(client: docker.DockerClient, image: str, *, network: str, name: str, repo: str | None = None,
-                ref: str | None = None, credential: bytes | None = None, ca: bytes | None = None,
+                ref: str | None = None, token: str | None = None, ca: bytes | None = None,
                 env: dict[str, str] | None = None, timeout_s: float = 300, keep: bool = False,
                 store: Path | None = None, **host_config: Any) -> Outcome:
     """Start ``image`` as a preview of ``repo`` and wait for ``ready`` or ``failed`` (or the timeout); with
@@ -150,14 +150,16 @@ def run_preview(client: docker.DockerClient, image: str, *, network: str, name: 
         environment["DRAPE_REPO"] = repo
     if ref:
         environment["DRAPE_REF"] = ref
+    if token is not None:
+        environment["DRAPE_REPO_TOKEN_FILE"] = TOKEN_FILE
     with contextlib.suppress(NotFound):  # a leftover of an interrupted run
         client.containers.get(name).remove(force=True)
     container = client.containers.create(image, name=name, environment=environment, network=network,
                                           user="1000:1000", labels={"drape.test": "previews"}, **host_config)
     started = time.monotonic()
     try:
-        if credential is not None or ca is not None:
-            container.put_archive("/drape", handover_tar(credential, ca))
+        if token is not None or ca is not None:
+            container.put_archive("/", handover_tar(token, ca))
         container.start()
         phase_text = ""
         while time.monotonic() - started < timeout_s:
@@ -185,3 +187,11 @@ def run_preview(client: docker.DockerClient, image: str, *, network: str, name: 
     finally:
         if not keep:
             container.remove(force=True)
+
+
+def run_previews(runs: Mapping[str, Callable[[], Outcome]], workers: int = 4) -> dict[str, Outcome]:
+    """Several previews at once (each its own container and name), as a host runs them: a test module's cases
+    share one wait instead of adding theirs up. Every run finishes before the first error is raised."""
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {name: pool.submit(run) for name, run in runs.items()}
+    return {name: future.result() for name, future in futures.items()}

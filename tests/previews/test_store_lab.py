@@ -31,7 +31,18 @@ def on_host(lab: FleetLab, command: str) -> str:
                           timeout=120).stdout
 
 
+def plant_dead_job(lab: FleetLab) -> str:
+    """What a host that died or rebooted under a job keeps: the job's container, stopped, holding its name."""
+    from drape_fleet.store.job import JOB_NAME
+
+    image = lab.fleet.runtime.frameworks["react"].image
+    on_host(lab, f"docker rm -f {JOB_NAME} >/dev/null 2>&1; docker run --name {JOB_NAME} --entrypoint sh {image} "
+                 "-c 'exit 255'; true")
+    return on_host(lab, f"docker inspect -f '{{{{.State.Status}}}}' {JOB_NAME}").strip()
+
+
 def test_a_warm_store_serves_the_whole_install_and_counts_as_a_hit(fleet_lab: FleetLab) -> None:
+    assert plant_dead_job(fleet_lab) == "exited"  # a fill after a crash is not blocked by the dead job
     report = service.fill(fleet_lab.engine, fleet_lab.fleet, sources=[source(fleet_lab, "vite-react")])
     assert report.exit_code == 0 and not report.failed, report
     store = fleet_lab.fleet.provisioning.cache.store_path

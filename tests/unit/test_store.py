@@ -13,7 +13,14 @@ from pydantic import ValidationError
 
 from drape_fleet.config.previews import PreviewsSettings, StoreSettings
 from drape_fleet.config.provisioning import CacheSettings
-from drape_fleet.store.job import fill_script, inputs_archive, job_container, parse_results, source_dirs
+from drape_fleet.store.job import (
+    fill_script,
+    inputs_archive,
+    is_leftover,
+    job_container,
+    parse_results,
+    source_dirs,
+)
 from drape_fleet.store.sources import Source, last_start, popular_source, select
 from drape_fleet.store.status import hit_rate, parse_lines
 
@@ -124,3 +131,18 @@ def test_bad_previews_settings_are_refused(data: dict[str, object], words: str) 
     with pytest.raises(ValidationError) as caught:
         PreviewsSettings.model_validate(data)
     assert words in str(caught.value)
+
+
+NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("status", "created", "leftover"), [
+    ("exited", "2026-11-29T14:59:59.123456789Z", True),  # the host died or rebooted under the job
+    ("dead", "2026-11-29T14:59:59Z", True),
+    ("created", "2026-11-29T14:40:00.5Z", True),  # a client died between create and start
+    ("created", "2026-11-29T14:59:30.123456789Z", False),  # another fill about to start it
+    ("running", "2026-11-28T00:00:00Z", False),  # a long job is still a job
+    ("created", "not a time", False),
+])
+def test_a_job_container_that_cannot_be_running_is_a_leftover(status: str, created: str, leftover: bool) -> None:
+    assert is_leftover({"State": {"Status": status}, "Created": created}, NOW) is leftover

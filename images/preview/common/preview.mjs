@@ -212,15 +212,15 @@ function outdatedReason (text, lock) {
   return null
 }
 
-async function install (node, pm) {
+async function install (node, pm, found) {
   const stampFile = path.join(APP, 'node_modules', '.drape-install')
   if (fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8').trim() === installStamp(node, pm)) {
     timings.install_path = 'kept'
-    return recordInstall(['dependencies unchanged since the last preview of this workspace'])
+    return recordInstall([found, 'dependencies unchanged since the last preview of this workspace'])
   }
   const t0 = Date.now()
   let result
-  let details = [...pm.notes]
+  let details = [found, ...pm.notes]
   if (pm.manager === 'pnpm') {
     const pnpm = path.join(PNPM_DIR, String(pm.pnpmMajor), 'bin', 'pnpm')
     const common = ['install', '--reporter=append-only', '--config.confirm-modules-purge=false',
@@ -426,7 +426,10 @@ const pm = choosePackageManager(pkg)
 timings.framework = framework
 timings.node = node.version
 timings.package_manager = pm.manager === 'pnpm' ? `pnpm ${pm.pnpmMajor}` : pm.manager
-phase('installing', [`${framework === 'next' ? 'Next.js' : 'Vite'} project, Node ${node.version} (${node.why}), ${timings.package_manager}`])
-const details = await install(node, pm)
+// What the project was found to be heads every later phase's details: the user sees which Node and package
+// manager ran, and why, whatever happens next.
+const found = `${framework === 'next' ? 'Next.js' : 'Vite'} project, Node ${node.version} (${node.why}), ${timings.package_manager}`
+phase('installing', [found])
+const details = await install(node, pm, found)
 if (env.DRAPE_INSTALL_ONLY) process.exit(0)
 await serve(framework, pkg, node, details)

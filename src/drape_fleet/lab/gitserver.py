@@ -121,9 +121,10 @@ class GitToken:
     repo: str
     expires: int
 
-    def credential(self) -> bytes:
-        """The file the runtime hands to a preview: git's credential-helper format (``username=``, ``password=``)."""
-        return f"username={self.username}\npassword={self.secret}\n".encode()
+    def repo_token(self) -> str:
+        """What the backend passes as ``repo_token`` and the runtime hands to the preview as a file: ``user:secret``
+        (a bare token would go as GitHub's ``x-access-token``; this server checks the user too)."""
+        return f"{self.username}:{self.secret}"
 
     def __repr__(self) -> str:  # never print the secret
         return f"GitToken(username={self.username!r}, repo={self.repo!r}, expires={self.expires})"

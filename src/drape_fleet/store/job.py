@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from docker.errors import APIError
@@ -38,6 +40,8 @@ RESULT_MARK = "DRAPE-FILL"
 LOG_MARK = "DRAPE-FILL-LOG"
 SUMMARY_FILE = ".drape-warm.json"
 LOCK_WAIT_S = 600
+STALE_CREATED_S = 600
+"""A job container created but not started for this long was left by a client that died in between."""
 
 
 class StoreJobError(RuntimeError):
@@ -68,7 +72,8 @@ def fill_script(*, rebuild: bool) -> str:
             "if [ $essential_failed = 1 ]; then echo 'DRAPE-REBUILD a template or the popular packages failed: the old "
             "store stays'; rm -rf \"$TARGET\"; exit 3; fi",
             f"flock --exclusive --wait {LOCK_WAIT_S} \"$STORE\" sh -c '"
-            "mkdir -p \"$0/.old\" && for v in \"$0\"/.next/v*; do [ -e \"$v\" ] || continue; n=$(basename \"$v\"); "
+            "rm -rf \"$0/.old\" && mkdir \"$0/.old\" && "  # .old: what a swap cut short by a crash left
+            "for v in \"$0\"/.next/v*; do [ -e \"$v\" ] || continue; n=$(basename \"$v\"); "
             "if [ -e \"$0/$n\" ]; then mv \"$0/$n\" \"$0/.old/$n\"; fi; mv \"$v\" \"$0/$n\"; done' \"$STORE\" "
             "|| { echo 'DRAPE-REBUILD the store stayed locked by installs: run again later'; exit 4; }",
             "echo \"DRAPE-REBUILD swapped at $(date +%s.%N)\"",
@@ -181,23 +186,61 @@ def parse_results(logs: str, sources: Sequence[Source]) -> list[FillResult]:
     return results
 
 
+def is_leftover(state: Mapping[str, Any], now: datetime) -> bool:
+    """Is an existing job container (its ``State`` and ``Created`` from inspect) a leftover rather than a job in
+    progress (pure)? Stopped or dead: a job whose host died or rebooted under it (the container outlives the
+    crash, its name blocks every later fill). Created and never started for ``STALE_CREATED_S``: a client that died
+    between create and start. A running job, or one created a moment ago (another fill about to start it), is
+    not."""
+    status = str(state.get("State", {}).get("Status", ""))
+    if status in ("exited", "dead"):
+        return True
+    if status != "created":
+        return False
+    # The engine's RFC 3339 time has nanoseconds; Python reads microseconds.
+    created = re.sub(r"(\.\d{6})\d+", r"\1", str(state.get("Created", ""))).replace("Z", "+00:00")
+    try:
+        return (now - datetime.fromisoformat(created)).total_seconds() > STALE_CREATED_S
+    except (ValueError, TypeError):  # no readable time: not ours to judge, leave it
+        return False
+
+
+def _create(engine: Engine, image: str, spec: Mapping[str, Any], host_config: Mapping[str, Any]) -> str:
+    """Create the job container; a leftover of a job that cannot be running is removed first."""
+    def create() -> str:
+        return str(engine.call(lambda api: api.create_container(host_config=api.create_host_config(**host_config),
+                                                                 **spec), "create the store job")["Id"])
+
+    def refused(exc: APIError) -> StoreJobError:
+        if exc.status_code == 404:
+            return StoreJobError(f"{engine.name}: the image {image} is not there: run `invoke fleet.images` first")
+        return StoreJobError(f"{engine.name}: a store job already runs there (container {JOB_NAME}); wait for it to "
+                             "finish and run again")
+
+    try:
+        return create()
+    except APIError as exc:
+        if exc.status_code not in (404, 409):
+            raise
+        existing = engine.call(lambda api: api.inspect_container(JOB_NAME), "inspect the store job") \
+            if exc.status_code == 409 else None
+        if existing is None or not is_leftover(existing, datetime.now(UTC)):
+            raise refused(exc) from None
+    engine.call(lambda api: api.remove_container(existing["Id"], force=True), "remove a leftover store job")
+    try:
+        return create()
+    except APIError as exc:
+        if exc.status_code not in (404, 409):
+            raise
+        raise refused(exc) from None
+
+
 def run_job(engine: Engine, image: str, cache: CacheSettings, settings: StoreSettings, sources: Sequence[Source],
             *, rebuild: bool = False) -> JobReport:
     """Create the job container on ``engine``'s host, hand it its inputs, run it to the end, remove it."""
     spec = job_container(image, cache, settings, rebuild=rebuild)
     host_config = spec.pop("host_config")
-    try:
-        created = engine.call(lambda api: api.create_container(host_config=api.create_host_config(**host_config),
-                                                                **spec), "create the store job")
-    except APIError as exc:
-        if exc.status_code == 409:
-            raise StoreJobError(f"{engine.name}: a store job already runs there (container {JOB_NAME}); wait for it, "
-                                f"or remove a leftover with `docker rm -f {JOB_NAME}` on the host") from None
-        if exc.status_code == 404:
-            raise StoreJobError(f"{engine.name}: the image {image} is not there: run `invoke fleet.images` first") \
-                from None
-        raise
-    cid = created["Id"]
+    cid = _create(engine, image, spec, host_config)
     try:
         engine.call(lambda api: api.put_archive(cid, "/", inputs_archive(sources)), "job inputs")
         engine.call(lambda api: api.start(cid), "start the store job")
