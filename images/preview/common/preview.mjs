@@ -225,6 +225,7 @@ async function install (node, pm, found) {
     const pnpm = path.join(PNPM_DIR, String(pm.pnpmMajor), 'bin', 'pnpm')
     const common = ['install', '--reporter=append-only', '--config.confirm-modules-purge=false',
       '--config.side-effects-cache-readonly=true', '--config.manage-package-manager-versions=false',
+      '--config.pm-on-fail=ignore',
       '--config.package-manager-strict=false', '--config.update-notifier=false',
       ...(pm.lock ? ['--frozen-lockfile'] : ['--no-frozen-lockfile'])]
     if (pm.lock && fs.existsSync(SHARED_STORE)) {
@@ -281,7 +282,8 @@ async function fillStore (pm) {
   const t0 = Date.now()
   const result = await run(...underStoreLock(pnpm, ['install', '--reporter=append-only', '--ignore-scripts',
     '--config.confirm-modules-purge=false', '--config.side-effects-cache=false',
-    '--config.manage-package-manager-versions=false', '--config.package-manager-strict=false',
+    '--config.manage-package-manager-versions=false', '--config.pm-on-fail=ignore',
+    '--config.package-manager-strict=false',
     '--config.update-notifier=false', pm.lock ? '--frozen-lockfile' : '--no-frozen-lockfile',
     '--prefer-offline', '--store-dir', SHARED_STORE, '--package-import-method', 'copy'], SHARED_STORE))
   mark('fill_s', t0)
@@ -431,5 +433,8 @@ timings.package_manager = pm.manager === 'pnpm' ? `pnpm ${pm.pnpmMajor}` : pm.ma
 const found = `${framework === 'next' ? 'Next.js' : 'Vite'} project, Node ${node.version} (${node.why}), ${timings.package_manager}`
 phase('installing', [found])
 const details = await install(node, pm, found)
-if (env.DRAPE_INSTALL_ONLY) process.exit(0)
+if (env.DRAPE_INSTALL_ONLY) {  // the image's own starter, at build time: installed, nothing served
+  fs.writeFileSync(TIMINGS_FILE, JSON.stringify(timings) + '\n')
+  process.exit(0)
+}
 await serve(framework, pkg, node, details)
