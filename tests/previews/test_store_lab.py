@@ -94,3 +94,42 @@ def test_a_rebuild_whose_popular_packages_fail_keeps_the_old_store(fleet_lab: Fl
     assert report.failed and ("ERR_PNPM" in report.failed[0].note or "404" in report.failed[0].note)
     assert on_host(fleet_lab, f"stat -c %i {store}/v10").strip() == before
     assert on_host(fleet_lab, f"ls -A {store}").split() == [".drape-warm.json", "v10"]  # nothing half-made left
+
+
+def test_kept_workspaces_are_measured_and_pruned_least_recently_started_first(fleet_lab: FleetLab) -> None:
+    """Three kept workspaces as the runtime labels them (2, 1 and 3 MiB; started the 20th, the 28th, and one a
+    container still mounts): a budget of 4 MiB removes the oldest idle one only; the mounted one is never touched."""
+    from drape_fleet.runtime import labels as L
+    from drape_fleet.store.workspaces import prune
+
+    fleet, engine = fleet_lab.fleet, fleet_lab.engine
+    image = fleet.runtime.frameworks["react"].image
+    made = {"old": (2, "2026-11-20T10:00:00.000Z"), "new": (1, "2026-11-28T10:00:00.000Z"),
+            "busy": (3, "2026-11-01T10:00:00.000Z")}
+    names = {key: f"drape-ws-t9-prune-{key}" for key in made}
+    holder = None
+    try:
+        for key, (mib, at) in made.items():
+            engine.call(lambda api, k=key: api.create_volume(names[k], labels={
+                L.OWNER: fleet.runtime.owner, L.KIND: "workspace", L.WORKSPACE: f"t9-prune-{k}"}), "volume")
+            on_host(fleet_lab, f"docker run --rm -u 1000:1000 -v {names[key]}:/workspace --entrypoint sh {image} -c "
+                               f"'mkdir -p /workspace/.drape /workspace/app && head -c {mib}M /dev/zero > "
+                               f"/workspace/app/blob && echo {{\\\"at\\\":\\\"{at}\\\"}} > "
+                               "/workspace/.drape/installs.jsonl'")
+        holder = on_host(fleet_lab, f"docker run -d -v {names['busy']}:/workspace --entrypoint sleep {image} 600"
+                         ).strip()
+        small = fleet.model_copy(update={"previews": fleet.previews.model_copy(update={
+            "store": fleet.previews.store.model_copy(update={"workspace_budget_gib": 4 / 1024})})})
+        found = service.workspaces(engine, small)
+        ours = {w.volume: w for w in found.remove + found.keep if w.volume in names.values()}
+        assert ours[names["old"]].kib >= 2048 and ours[names["old"]].last_start == made["old"][1]
+        assert ours[names["busy"]].in_use
+        assert [w.volume for w in found.remove if w.volume in names.values()] == [names["old"]]
+        removed, left = prune(engine, [w for w in found.remove if w.volume in names.values()])
+        assert removed == [names["old"]] and left == []
+        present = on_host(fleet_lab, "docker volume ls -q").split()
+        assert names["old"] not in present and names["new"] in present and names["busy"] in present
+    finally:
+        if holder:
+            on_host(fleet_lab, f"docker rm -f {holder}")
+        on_host(fleet_lab, "docker volume rm -f " + " ".join(names.values()))

@@ -23,6 +23,7 @@ from drape_fleet.store.job import (
 )
 from drape_fleet.store.sources import Source, last_start, popular_source, select
 from drape_fleet.store.status import hit_rate, parse_lines
+from drape_fleet.store.workspaces import KeptWorkspace, parse_measure, plan
 
 
 def project(name: str, lock: str, started: str) -> Source:
@@ -146,3 +147,29 @@ NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
 ])
 def test_a_job_container_that_cannot_be_running_is_a_leftover(status: str, created: str, leftover: bool) -> None:
     assert is_leftover({"State": {"Status": status}, "Created": created}, NOW) is leftover
+
+
+def kept(volume: str, mib: int, last: str, in_use: bool = False) -> KeptWorkspace:
+    return KeptWorkspace(volume, volume.removeprefix("drape-ws-"), mib * 1024, last, in_use)
+
+
+def test_pruning_removes_the_least_recently_started_idle_workspaces_until_the_rest_fit() -> None:
+    every = [kept("drape-ws-a", 400, "2026-11-20T10:00:00.000Z"), kept("drape-ws-b", 300, ""),  # never started
+             kept("drape-ws-c", 500, "2026-11-28T10:00:00.000Z"), kept("drape-ws-d", 900, "2026-11-01T00:00:00Z",
+                                                                         in_use=True),
+             kept("drape-ws-e", 200, "2026-11-29T09:00:00.000Z")]
+    chosen = plan(every, budget_kib=1700 * 1024)
+    assert [w.volume for w in chosen.remove] == ["drape-ws-b", "drape-ws-a"]  # the oldest idle ones, in order
+    assert chosen.after_kib == 1600 * 1024 and chosen.total_kib == 2300 * 1024
+    assert plan(every, budget_kib=10_000 * 1024).remove == ()  # within budget: nothing goes
+    crowded = plan(every, budget_kib=100 * 1024)
+    assert "drape-ws-d" not in {w.volume for w in crowded.remove} and len(crowded.remove) == 4  # in use stays
+
+
+def test_measure_lines_map_to_the_runtimes_volumes_only() -> None:
+    labels = {"drape-ws-a": {"drape.workspace": "a"}, "drape-ws-b": {"drape.workspace": "b"}}
+    output = ("KEPT drape-ws-a 2048 2026-11-29T09:00:00.000Z\nKEPT drape-ws-b 10 -\nKEPT other-volume 5 -\n"
+              "KEPT drape-ws-a not-a-size -\nnoise\n")
+    assert parse_measure(output, labels, in_use=set()) == [
+        KeptWorkspace("drape-ws-a", "a", 2048, "2026-11-29T09:00:00.000Z", False),
+        KeptWorkspace("drape-ws-b", "b", 10, "", False)]

@@ -46,6 +46,9 @@ class StoreSettings(FrozenModel):
     """The lockfiles of this many of the most recently started projects on the host are filled too."""
     lockfile_max_kib: Annotated[int, Field(ge=16, le=65536)] = 4096
     """A project's package.json or lockfile larger than this is left out (read from a tenant's container)."""
+    workspace_budget_gib: Annotated[float, Field(gt=0, le=100000)] = 400.0
+    """The kept workspaces on a host (clones, ``node_modules``, caches) are pruned to this, least recently started
+    first, by ``invoke cache.workspaces --prune`` (and ``cache.warm``). They live on Docker's data root."""
     job_memory_mib: Annotated[int, Field(ge=512, le=65536)] = 3072
     job_timeout_s: Annotated[int, Field(ge=60, le=86400)] = 3600
 

@@ -10,6 +10,7 @@ from drape_fleet.runtime.engines import Engine
 from drape_fleet.store.job import JobReport, job_image, run_job
 from drape_fleet.store.sources import Source, popular_source, read_projects, read_templates, select
 from drape_fleet.store.status import StoreStatus, store_status
+from drape_fleet.store.workspaces import PrunePlan, kept_workspaces, plan
 
 
 def template_images(fleet: FleetConfig) -> dict[str, str]:
@@ -39,3 +40,10 @@ def status(engine: Engine, fleet: FleetConfig, *, window: timedelta = timedelta(
     image = job_image(fleet.runtime.frameworks, TEMPLATES)
     return store_status(engine, image, fleet.provisioning.cache, fleet.runtime.owner, window=window,
                         max_bytes=fleet.previews.store.lockfile_max_kib * 1024)
+
+
+def workspaces(engine: Engine, fleet: FleetConfig) -> PrunePlan:
+    """The host's kept workspaces, measured, and which would go to fit ``workspace_budget_gib``."""
+    image = job_image(fleet.runtime.frameworks, TEMPLATES)
+    budget = int(fleet.previews.store.workspace_budget_gib * 1024 * 1024)
+    return plan(kept_workspaces(engine, fleet.runtime.owner, image), budget)

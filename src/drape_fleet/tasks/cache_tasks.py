@@ -1,4 +1,5 @@
-"""`invoke cache.warm | cache.status | cache.prune`: each host's shared pnpm store (drape_fleet.store).
+"""`invoke cache.warm | cache.status | cache.prune`: each host's shared pnpm store (drape_fleet.store);
+`invoke cache.workspaces [--prune]`: each host's kept workspaces, within their budget.
 
 Every task takes ``--host NAME`` (repeatable) or ``--all`` and ``--env``; hosts are worked on in parallel, each
 through its Docker API (mutual TLS), as the runtime reaches it.
@@ -24,6 +25,7 @@ from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.store import service
 from drape_fleet.store.job import JobReport, StoreJobError
+from drape_fleet.store.workspaces import prune as prune_workspaces
 from drape_fleet.tasks.common import ENV_HELP, engines_of, hosts_of
 
 T = TypeVar("T")
@@ -142,3 +144,48 @@ def status(c: Context, host: list[str] | None = None, all: bool = False, env: st
         console.print(table)
     if any(isinstance(found, Exception) for _, found in results):
         fail("some hosts could not be read (above)")
+
+
+@task(help={**HOSTS_HELP, "prune": "remove what passes the budget", "dry": "with --prune: only show it",
+            "yes": "do not ask"}, iterable=["host"])
+def workspaces(c: Context, host: list[str] | None = None, all: bool = False, env: str = "", prune: bool = False,
+               dry: bool = False, yes: bool = False) -> None:
+    """Each host's kept workspaces (a workspace's clone, node_modules and caches, kept for its next start): size and
+    count against [previews.store] workspace_budget_gib; --prune removes the least recently started beyond it."""
+    target, hosts = hosts_of(env, host or [], all)
+    plans = _each(target, hosts, lambda engine: service.workspaces(engine, target.fleet))
+    table = Table(title="kept workspaces")
+    for column in ("host", "kept", "in use", "size", "budget", "beyond the budget (least recently started first)"):
+        table.add_column(column)
+    for entry, found in plans:
+        if isinstance(found, Exception):
+            table.add_row(entry.name, f"[red]{found}[/red]", "", "", "", "")
+            continue
+        every = found.remove + found.keep
+        table.add_row(entry.name, str(len(every)), str(sum(w.in_use for w in every)),
+                      f"{found.total_kib / 1024**2:.2f} GiB", f"{found.budget_kib / 1024**2:.0f} GiB",
+                      ", ".join(f"{w.workspace} ({w.kib / 1024:.0f} MiB, {w.last_start or 'never started'})"
+                                for w in found.remove) or "-")
+    console.print(table)
+    if any(isinstance(found, Exception) for _, found in plans):
+        fail("some hosts could not be read (above)")
+    doomed = [(entry, found) for entry, found in plans if not isinstance(found, Exception) and found.remove]
+    if not prune or not doomed:
+        return
+    if dry:
+        console.print("(dry run: nothing removed)")
+        return
+    count = sum(len(found.remove) for _, found in doomed)
+    if not yes:
+        answer = input(f"remove {count} kept workspace(s) listed above (their next start installs again). "
+                       "Type 'prune': ") if console.is_terminal else ""
+        if answer.strip() != "prune":
+            fail("not confirmed; nothing removed (pass --yes to skip the question)")
+    chosen = {entry.name: found.remove for entry, found in doomed}
+    results = _each(target, [entry for entry, _ in doomed],
+                    lambda engine: prune_workspaces(engine, chosen[engine.name]))
+    for entry, outcome in results:
+        if isinstance(outcome, Exception):
+            fail(f"{entry.name}: {outcome}")
+        removed, left = outcome
+        console.print(f"{entry.name}: removed {len(removed)}" + (f"; left {', '.join(left)}" if left else ""))
