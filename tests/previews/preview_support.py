@@ -93,6 +93,7 @@ TOKEN_FILE = "/drape/repo-token"
 """Where the runtime writes a preview's repository token (``drape_fleet.runtime.spec.REPO_TOKEN_FILE``)."""
 PREVIEW_UID = 1000
 FINAL = ("ready", "failed")
+WORKSPACE_TMPFS = "size=2g,uid=1000,gid=1000,mode=755,exec"
 
 
 def handover_tar(token: str | None, ca: bytes | None = None) -> bytes:
@@ -143,6 +144,10 @@ def run_preview(client: docker.DockerClient, image: str, *, network: str, name: 
     """Start ``image`` as a preview of ``repo`` and wait for ``ready`` or ``failed`` (or the timeout); with
     ``store``, that shared store read-only at /pnpm-store, as the runtime mounts the host's."""
     environment = {"PORT": "3000", "DRAPE_PHASE_FILE": "/drape/phase", **(env or {})}
+    # The workspace in memory: what these tests prove (fetch, install path, readiness, reasons) does not depend on
+    # its filesystem, and a copy into this machine's overlay-on-ext4 is what made them slow (the runtime's kept
+    # volume on the lab hosts' XFS is tests/previews/test_runtime_lab.py's).
+    host_config.setdefault("tmpfs", {"/workspace": WORKSPACE_TMPFS})
     if store is not None:
         environment["DRAPE_PNPM_STORE"] = "/pnpm-store"
         host_config["volumes"] = {str(store): {"bind": "/pnpm-store", "mode": "ro"}}

@@ -58,10 +58,10 @@ def outcomes(preview_lab: PreviewLab) -> Iterator[dict[str, Outcome]]:
     # Each fails after the clone (no framework): the clone is what counts.
     ref_token = lab.token("not-a-framework")
     REF_SECRET.append(ref_token.secret)
-    for ref in REFS:
+    for ref in REFS:  # the workspace in the writable layer, not in memory: the test reads .git through the engine
         runs[f"ref {ref}"] = functools.partial(start, lab, "not-a-framework", f"ref-{ref}",
                                                ref=rev_parse(lab, "feature") if ref == "commit" else ref,
-                                               token=ref_token.repo_token())
+                                               token=ref_token.repo_token(), tmpfs={})
     # 64 MB of incompressible files, on a 40 MB workspace
     runs["too large"] = functools.partial(start, lab, "big-assets", "too-large",
                                           token=lab.token("big-assets").repo_token(),

@@ -47,11 +47,16 @@ if (env.DRAPE_FETCHED_AT_MS) timings.fetch_s = (Number(env.DRAPE_FETCHED_AT_MS) 
 // ---------------------------------------------------------------------------------------------------
 const clean = (line) => String(line).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/[\x00-\x1f\x7f]/g, ' ').slice(0, 200)
 
+function writeWhole (file, text) {
+  fs.writeFileSync(file + '.tmp', text)
+  fs.renameSync(file + '.tmp', file)
+}
+
 function phase (name, details = []) {
   const lines = [...details.map(clean).filter((l) => l.trim()).slice(-12), clean(name)]
-  fs.writeFileSync(PHASE_FILE + '.tmp', lines.join('\n') + '\n')
-  fs.renameSync(PHASE_FILE + '.tmp', PHASE_FILE)
-  try { fs.writeFileSync(TIMINGS_FILE, JSON.stringify(timings) + '\n') } catch {}
+  // Timings first, each file replaced whole: whoever sees a phase finds the timings that go with it.
+  try { writeWhole(TIMINGS_FILE, JSON.stringify(timings) + '\n') } catch {}
+  writeWhole(PHASE_FILE, lines.join('\n') + '\n')
   console.error(`drape-preview: ${lines[lines.length - 1]}`)
 }
 
@@ -419,7 +424,7 @@ async function serve (framework, pkg, node, details) {
 const pkg = readPackage()
 if (FILL_STORE) {
   await fillStore(choosePackageManager(pkg))
-  fs.writeFileSync(TIMINGS_FILE, JSON.stringify(timings) + '\n')
+  writeWhole(TIMINGS_FILE, JSON.stringify(timings) + '\n')
   process.exit(timings.fill.code ? 1 : 0)
 }
 const framework = detectFramework(pkg)
@@ -434,7 +439,7 @@ const found = `${framework === 'next' ? 'Next.js' : 'Vite'} project, Node ${node
 phase('installing', [found])
 const details = await install(node, pm, found)
 if (env.DRAPE_INSTALL_ONLY) {  // the image's own starter, at build time: installed, nothing served
-  fs.writeFileSync(TIMINGS_FILE, JSON.stringify(timings) + '\n')
+  writeWhole(TIMINGS_FILE, JSON.stringify(timings) + '\n')
   process.exit(0)
 }
 await serve(framework, pkg, node, details)
