@@ -98,7 +98,8 @@ def test_a_rebuild_whose_popular_packages_fail_keeps_the_old_store(fleet_lab: Fl
 
 def test_kept_workspaces_are_measured_and_pruned_least_recently_started_first(fleet_lab: FleetLab) -> None:
     """Three kept workspaces as the runtime labels them (2, 1 and 3 MiB; started the 20th, the 28th, and one a
-    container still mounts): a budget of 4 MiB removes the oldest idle one only; the mounted one is never touched."""
+    container still mounts): a budget of 4.5 MiB removes the oldest idle one only; the mounted one, older still,
+    counts but is never touched."""
     from drape_fleet.runtime import labels as L
     from drape_fleet.store.workspaces import prune
 
@@ -119,7 +120,7 @@ def test_kept_workspaces_are_measured_and_pruned_least_recently_started_first(fl
         holder = on_host(fleet_lab, f"docker run -d -v {names['busy']}:/workspace --entrypoint sleep {image} 600"
                          ).strip()
         small = fleet.model_copy(update={"previews": fleet.previews.model_copy(update={
-            "store": fleet.previews.store.model_copy(update={"workspace_budget_gib": 4 / 1024})})})
+            "store": fleet.previews.store.model_copy(update={"workspace_budget_gib": 4.5 / 1024})})})
         found = service.workspaces(engine, small)
         ours = {w.volume: w for w in found.remove + found.keep if w.volume in names.values()}
         assert ours[names["old"]].kib >= 2048 and ours[names["old"]].last_start == made["old"][1]

@@ -8,7 +8,7 @@ slower start, never data. One that a container mounts (a preview running or bein
 left out of the plan, and the engine refuses the removal anyway (409) if one appeared meanwhile.
 
 Sizes and last starts are measured by one short container per host (``du`` and the last line of each workspace's
-``.drape/installs.jsonl``) that mounts the idle workspaces read-only, runs as the previews' user, with no network and
+``.drape/installs.jsonl``) that mounts the workspaces read-only, runs as the previews' user, with no network and
 no capabilities. Pure planning (``plan``), thin execution through the engine seam.
 """
 
@@ -88,18 +88,17 @@ def parse_measure(output: str, labels: dict[str, dict[str, str]], in_use: set[st
 
 
 def kept_workspaces(engine: Engine, owner: str, image: str) -> list[KeptWorkspace]:
-    """Every kept workspace on the host, measured (those in use are listed with size 0: never measured, never
-    pruned)."""
+    """Every kept workspace on the host, measured; those a container mounts count against the budget too (they
+    hold the disk) but are marked in use."""
     volumes = engine.call(lambda api: api.volumes(filters=L.owned_filter(owner, WORKSPACE_KIND)),
                           "list kept workspaces").get("Volumes") or []
     labels = {str(v["Name"]): dict(v.get("Labels") or {}) for v in volumes}
     containers = engine.call(lambda api: api.containers(all=True), "list containers")
     in_use = {str(m.get("Name")) for c in containers for m in c.get("Mounts") or [] if m.get("Type") == "volume"}
-    idle = sorted(name for name in labels if name not in in_use)
-    found = [KeptWorkspace(name, labels[name].get(L.WORKSPACE, name), 0, "", True) for name in sorted(in_use)
-             if name in labels]
-    for start in range(0, len(idle), BATCH):
-        found += parse_measure(_measure(engine, image, idle[start:start + BATCH]), labels, in_use)
+    names = sorted(labels)
+    found: list[KeptWorkspace] = []
+    for start in range(0, len(names), BATCH):
+        found += parse_measure(_measure(engine, image, names[start:start + BATCH]), labels, in_use)
     return found
 
 
