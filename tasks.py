@@ -5,12 +5,15 @@ from __future__ import annotations
 from invoke.collection import Collection
 
 from drape_fleet.tasks import (
+    backup_tasks,
     bench_tasks,
     cache_tasks,
+    cutover_tasks,
     fleet_tasks,
     hosts_tasks,
     ingress_tasks,
     lab_tasks,
+    monitoring_tasks,
     pki_tasks,
     plan_tasks,
     preview_bench_tasks,
@@ -34,3 +37,6 @@ namespace.add_collection(bench)
 namespace.add_task(plan_tasks.plan)
 namespace.add_collection(Collection.from_module(cache_tasks, name="cache"))
 namespace.add_collection(Collection.from_module(ingress_tasks, name="ingress"))
+namespace.add_task(cutover_tasks.cutover)
+namespace.add_collection(Collection.from_module(monitoring_tasks, name="monitoring"))
+namespace.add_collection(Collection.from_module(backup_tasks, name="backup"))

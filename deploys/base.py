@@ -8,7 +8,7 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.server import Hostname, Sysctl
+from pyinfra.facts.server import Command, Hostname, Sysctl
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -21,7 +21,7 @@ from drape_fleet.provision.access import (
     desired_authorized_keys,
 )
 from drape_fleet.provision.context import deploy_context
-from drape_fleet.provision.ops import put_file, put_text
+from drape_fleet.provision.ops import put_file, put_text, record_change
 
 
 @deploy("base")
@@ -46,7 +46,17 @@ def base_system() -> None:
     systemd.service(name="Time sync (systemd-timesyncd)", service="systemd-timesyncd.service",
                     enabled=True, running=None if in_container else True)
 
-    # Unattended security upgrades, at night, without automatic reboots.
+    # The security repository (a fresh Debian from debootstrap has none: unattended upgrades would fetch
+    # nothing), unless another source already names it (Hetzner's images do).
+    if (host.get_fact(Command, command=builders.other_security_sources(ctx.profile)) or "").strip():
+        files.file(name="Our security source not needed (another names it)", path=builders.SECURITY_SOURCE_PATH,
+                   present=False)
+    else:
+        source = put_text("The distribution's security repository", builders.security_source(ctx.profile),
+                          builders.SECURITY_SOURCE_PATH)
+        apt.update(name="apt reads the security repository", _if=source.did_change)
+
+    # Unattended security upgrades, at night, without automatic reboots; the container runtime held back.
     unattended = put_text("Unattended upgrades: security only, no reboot by day",
                           builders.unattended_upgrades_conf(ctx.fleet, ctx.profile), builders.UNATTENDED_PATH)
     periodic = put_file("Unattended upgrades: daily", builders.AUTO_UPGRADES_FILE, builders.AUTO_UPGRADES_PATH)
@@ -79,10 +89,10 @@ def base_system() -> None:
     sudoers = builders.SUDOERS_PATH
     rule = builders.sudoers_rule(user)
     if host.get_fact(FileText, path=sudoers) != rule.rstrip("\n"):
-        server.shell(name=f"sudo rule for {user} (checked with visudo first)", commands=[
+        record_change(server.shell(name=f"sudo rule for {user} (checked with visudo first)", commands=[
             f"printf '%s' {shlex.quote(rule)} > {sudoers}.new && chmod 440 {sudoers}.new && visudo -cqf {sudoers}.new "
             f"&& mv -f {sudoers}.new {sudoers} || {{ rm -f {sudoers}.new; exit 1; }}",
-        ])
+        ]))
 
 
 base_system()

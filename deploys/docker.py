@@ -11,11 +11,12 @@ Alone: `pyinfra inventories/lab.py deploys/docker.py`.
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from drape_fleet.facts.system import FileText
-from drape_fleet.pki.paths import ca_files, host_tls_files, pki_dir
+from drape_fleet.pki.paths import host_tls_files, pki_dir, trust_bundle
 from drape_fleet.provision import daemon as builders
 from drape_fleet.provision.context import deploy_context
 from drape_fleet.provision.ops import put_text
@@ -30,10 +31,10 @@ CANDIDATE = "/etc/docker/daemon.json.drape-candidate"
 def docker_engine() -> None:
     ctx = deploy_context(host)
     directory = pki_dir(ctx.environment)
-    ca_cert, _ = ca_files(directory)
+    trusted = trust_bundle(directory)  # every CA trusted now: two while `invoke pki.rotate --new-ca` runs
     cert, key = host_tls_files(directory, ctx.me.name)
-    if not ca_cert.exists():
-        raise DeployError(f"missing TLS CA: {ca_cert} does not exist. Fix: run `invoke pki.init` "
+    if not trusted.exists():
+        raise DeployError(f"missing TLS CA: {trusted} does not exist. Fix: run `invoke pki.init` "
                           "(or set DRAPE_PKI_DIR to the PKI directory), then provision again")
     if not cert.exists() or not key.exists():
         raise DeployError(f"no server certificate for {ctx.me.name} in {directory}. "
@@ -55,10 +56,18 @@ def docker_engine() -> None:
 
     files.directory(name="TLS directory", path=builders.TLS_DIR, user="root", group="root", mode="700")
     tls = [
-        files.put(name="TLS CA", src=str(ca_cert), dest=builders.TLS_CA, mode="644"),
+        files.put(name="TLS CAs trusted for clients (the bundle)", src=str(trusted), dest=builders.TLS_CA, mode="644"),
         files.put(name="TLS server certificate", src=str(cert), dest=builders.TLS_CERT, mode="644"),
         files.put(name="TLS server key", src=str(key), dest=builders.TLS_KEY, mode="600"),
     ]
+
+    # overlay2's size limit needs XFS with project quotas under /var/lib/docker: dockerd refuses to start
+    # with it otherwise, so this is checked on the host before daemon.json asks for it.
+    if ctx.fleet.provisioning.docker.disk_quotas:
+        backing = host.get_fact(Command, command=builders.BACKING_FILESYSTEM_QUERY) or ""
+        problem = builders.disk_quota_problem(backing)
+        if problem:
+            raise DeployError(f"{host.name}: {problem}")
 
     wanted = builders.daemon_json(ctx.fleet, ctx.me.name)
     put_text("daemon.json candidate", wanted, CANDIDATE, mode="600")
@@ -71,7 +80,9 @@ def docker_engine() -> None:
         ))
     drop_in = put_text("dockerd takes its listen addresses from daemon.json", builders.systemd_drop_in(engine),
                        builders.DROP_IN)
-    systemd.daemon_reload(name="systemd reads the docker drop-in", _if=drop_in.did_change)
+    socket = put_text("docker.socket starts Docker only with the firewall", builders.socket_drop_in(),
+                      builders.SOCKET_DROP_IN)
+    systemd.daemon_reload(name="systemd reads the docker drop-ins", _if=any_changed(drop_in, socket))
     # A shell restart, not systemd.service(restarted=): that one restarts only what ran when the run was
     # planned, and on a first run the package's postinst starts Docker (with the default config) mid-run.
     server.shell(name="Docker restarted for its new configuration", commands=["systemctl restart docker.service"],

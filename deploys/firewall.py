@@ -16,20 +16,25 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, server, systemd
 
 from drape_fleet.facts.nftables import NftTables
-from drape_fleet.facts.system import SshClientAddress, UnitFileState
+from drape_fleet.facts.system import FileText, SshClientAddress, UnitFileState
 from drape_fleet.provision.context import deploy_context
 from drape_fleet.provision.firewall import (
+    CLOSED_RULESET_PATH,
     FAMILY,
     RULESET_PATH,
     TABLE,
     UNIT_NAME,
     FirewallRefused,
     check_ops_address,
+    closed_ruleset,
     firewall_policy,
     nftables_ruleset,
     systemd_unit,
 )
-from drape_fleet.provision.ops import put_text
+from drape_fleet.provision.inventory import ssh_target
+from drape_fleet.provision.ops import apply_with_safety_net, put_text
+
+CANDIDATE = f"{RULESET_PATH}.candidate"
 
 
 @deploy("firewall")
@@ -46,17 +51,23 @@ def host_firewall() -> None:
         raise DeployError(str(exc)) from None
 
     apt.packages(name="nftables", packages=["nftables"], update=True, cache_time=3600, no_recommends=True)
-    ruleset = put_text("Ruleset file (our table only)", nftables_ruleset(policy), RULESET_PATH, mode="600")
+    wanted = nftables_ruleset(policy)
+    put_text("Ruleset candidate (our table only)", wanted, CANDIDATE, mode="600")
+    put_text("Closed ruleset (what a stopped firewall leaves: previews cut off)", closed_ruleset(policy),
+             CLOSED_RULESET_PATH, mode="600")
     unit = put_text(f"{UNIT_NAME} loads it at boot", systemd_unit(), f"/etc/systemd/system/{UNIT_NAME}")
     systemd.daemon_reload(name="systemd reads the firewall unit", _if=unit.did_change)
 
-    # Load when the file changed, or when our table is missing from the kernel (whatever removed it).
-    loaded = f"{FAMILY} {TABLE}" in host.get_fact(NftTables)
-    server.shell(
-        name="Ruleset checked (nft -c), then loaded",
-        commands=[f"nft -c -f {RULESET_PATH}", f"nft -f {RULESET_PATH}"],
-        _if=ruleset.did_change if loaded else None,
-    )
+    seconds = ctx.fleet.provisioning.rollback_after_s
+    if host.get_fact(FileText, path=RULESET_PATH) != wanted.rstrip("\n"):
+        apply_with_safety_net(
+            f"Ruleset checked (nft -c), installed and loaded (reverts in {seconds} s unless confirmed)",
+            "firewall", check=f"nft -c -f {CANDIDATE}", install=f"install -m 600 {CANDIDATE} {RULESET_PATH}",
+            reload=f"nft -f {RULESET_PATH} || nft delete table {FAMILY} {TABLE}", files=[RULESET_PATH],
+            target=ssh_target(host.data, host.name), seconds=seconds)
+    elif f"{FAMILY} {TABLE}" not in host.get_fact(NftTables):
+        # The file is right but our table is gone from the kernel (whatever removed it): load it again.
+        server.shell(name="Ruleset loaded again (our table was missing)", commands=[f"nft -f {RULESET_PATH}"])
     systemd.service(name=f"{UNIT_NAME} enabled", service=UNIT_NAME, enabled=True, running=True)
 
     # Debian's own nftables.service starts with `flush ruleset`, which would wipe Docker's rules.

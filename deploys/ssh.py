@@ -24,7 +24,7 @@ from drape_fleet.provision.access import (
 from drape_fleet.provision.context import deploy_context
 from drape_fleet.provision.inventory import ssh_target
 from drape_fleet.provision.notes import NoteKind
-from drape_fleet.provision.ops import put_text, warn
+from drape_fleet.provision.ops import apply_with_safety_net, put_text, warn
 from drape_fleet.provision.sshd import CONFIG_PATH, access_decision, sshd_config
 from drape_fleet.ssh import ssh_run
 
@@ -57,16 +57,20 @@ def ssh_hardening() -> None:
         warn(host, "ssh", NoteKind.ROOT_LOGIN_KEPT, access.reason)
 
     wanted = sshd_config(ctx.profile, access)
-    candidate = put_text("sshd_config candidate", wanted, CANDIDATE, mode="600")
-    installed = None
-    if host.get_fact(FileText, path=CONFIG_PATH) != wanted.rstrip("\n"):
-        installed = server.shell(
-            name="sshd_config checked with `sshd -t`, then installed",
-            commands=[f"sshd -t -f {CANDIDATE} && install -m 600 -o root -g root {CANDIDATE} {CONFIG_PATH}"],
-        )
-    assert candidate is not None
-
+    put_text("sshd_config candidate", wanted, CANDIDATE, mode="600")
     ssh = ctx.profile.ssh
+    if host.get_fact(FileText, path=CONFIG_PATH) != wanted.rstrip("\n"):
+        # Confirmed by a new login as the user that runs the deploys from now on: the deploy user once root
+        # login goes away.
+        confirm_as = user if ctx.ssh_user == "root" and not access.root_login else ctx.ssh_user
+        seconds = ctx.fleet.provisioning.rollback_after_s
+        apply_with_safety_net(
+            f"sshd_config checked with `sshd -t`, installed and reloaded (reverts in {seconds} s unless confirmed)",
+            "ssh", check=f"sshd -t -f {CANDIDATE}",
+            install=f"install -m 600 -o root -g root {CANDIDATE} {CONFIG_PATH}",
+            reload=f"systemctl try-reload-or-restart {ssh.service}", files=[CONFIG_PATH],
+            target=ssh_target(host.data, host.name).as_user(confirm_as), seconds=seconds)
+
     if ssh.socket is not None and host.get_fact(UnitFileState, unit=ssh.socket) not in ("disabled", "masked",
                                                                                           "absent"):
         server.shell(name=f"{ssh.socket} off, {ssh.service} runs sshd (so Port in sshd_config holds)", commands=[
@@ -76,9 +80,6 @@ def ssh_hardening() -> None:
             f"systemctl restart {ssh.service}",
         ])
     systemd.service(name="sshd running and enabled", service=ssh.service, running=True, enabled=True)
-    if installed is not None:
-        server.shell(name="sshd reloaded with the checked config", commands=[f"systemctl reload {ssh.service}"],
-                     _if=installed.did_change)
 
 
 ssh_hardening()

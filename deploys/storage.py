@@ -13,7 +13,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import Directory
-from pyinfra.facts.server import Mounts
+from pyinfra.facts.server import Command, Mounts
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -21,7 +21,7 @@ from drape_fleet.facts.storage import BlockFilesystem, LvmLogicalVolumes, LvmVol
 from drape_fleet.provision import storage as builders
 from drape_fleet.provision.context import deploy_context
 from drape_fleet.provision.notes import NoteKind
-from drape_fleet.provision.ops import put_file, put_text, warn
+from drape_fleet.provision.ops import edit_line, put_file, put_text, warn
 
 
 @deploy("storage")
@@ -36,7 +36,9 @@ def storage() -> None:
         warn(host, "storage", NoteKind.RAID_FORCED, verdict.message)
 
     if settings.manage_volumes:
-        apt.packages(name="LVM tools", packages=["lvm2"], update=True, cache_time=3600, no_recommends=True)
+        tools = ["lvm2", *(["xfsprogs"] if any(v.filesystem == "xfs" for v in settings.volumes) else [])]
+        apt.packages(name="LVM and filesystem tools", packages=tools, update=True, cache_time=3600,
+                     no_recommends=True)
         try:
             plan = builders.volume_plan(settings, host.get_fact(LvmVolumeGroups), host.get_fact(LvmLogicalVolumes))
         except builders.StoragePlanError as exc:
@@ -58,10 +60,19 @@ def storage() -> None:
                 server.shell(name=f"LV {volume.name} had no filesystem: formatted",
                              commands=[builders.mkfs_command(step)])
             files.directory(name=f"{volume.mount} exists", path=volume.mount)
-            files.line(name=f"{volume.mount} in fstab", path="/etc/fstab", line=f"^{step.device} ",
+            edit_line(name=f"{volume.mount} in fstab", path="/etc/fstab", line=f"^{step.device} ",
                        replace=builders.fstab_line(step))
             server.mount(name=f"{volume.mount} mounted", path=volume.mount, device=step.device,
-                         fs_type=volume.filesystem, options=["defaults", "noatime"])
+                         fs_type=volume.filesystem, options=list(builders.mount_options(volume)))
+        docker = ctx.fleet.provisioning.docker
+        inodes = docker.container_inodes
+        docker_volume = next((v for v in settings.volumes if v.mount == "/var/lib/docker"), None)
+        if docker.disk_quotas and docker_volume is not None and docker_volume.filesystem == "xfs":
+            query = builders.DEFAULT_INODE_LIMIT_QUERY.format(mount=docker_volume.mount)
+            if (host.get_fact(Command, command=query) or "").strip() != str(inodes):
+                server.shell(name=f"Every container's writable layer limited to {inodes} files (XFS default "
+                                  "project quota)",
+                             commands=[builders.default_inode_limit_command(docker_volume.mount, inodes)])
     else:
         for volume in settings.volumes:
             # Modes are their owners' (Docker keeps /var/lib/docker at 0710; the cache deploy sets /srv/drape).
@@ -73,7 +84,7 @@ def storage() -> None:
         script = put_file("Disk alert script", builders.ALERT_SCRIPT_FILE, builders.ALERT_SCRIPT, mode="755")
         changed = [script]
         for pattern, line in builders.mdadm_monitor_lines(settings).items():
-            changed.append(files.line(name=f"mdadm.conf: {line.split()[0]}", path=builders.MDADM_CONF,
+            changed.append(edit_line(name=f"mdadm.conf: {line.split()[0]}", path=builders.MDADM_CONF,
                                       line=pattern, replace=line))
         smartd = put_text("smartd watches every drive", builders.smartd_conf(settings), builders.SMARTD_CONF)
         systemd.service(name="mdadm's monitor running", service="mdmonitor.service", running=True)

@@ -14,9 +14,11 @@ from drape_fleet.paths import project_root
 # Every module of the runtime package (found on disk, so a new one is covered without editing this list),
 # plus what it builds on.
 _RUNTIME_FILES = (project_root() / "src" / "drape_fleet" / "runtime").glob("*.py")
+_ROUTING_FILES = (project_root() / "src" / "drape_fleet" / "routing").glob("*.py")  # the cutover's, for the backend
 RUNTIME_MODULES = [
-    "drape_fleet", "drape_fleet.config", "drape_fleet.pki.paths", "drape_fleet.runtime",
+    "drape_fleet", "drape_fleet.config", "drape_fleet.pki.paths", "drape_fleet.runtime", "drape_fleet.routing",
     *sorted(f"drape_fleet.runtime.{path.stem}" for path in _RUNTIME_FILES if path.stem != "__init__"),
+    *sorted(f"drape_fleet.routing.{path.stem}" for path in _ROUTING_FILES if path.stem != "__init__"),
 ]
 OPS_ONLY = ["pyinfra", "invoke", "hcloud", "testinfra", "jinja2", "rich", "tomli_w", "cryptography", "paramiko"]
 

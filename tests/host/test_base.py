@@ -98,3 +98,44 @@ def test_deploy_user(host: Any, fleet: FleetConfig) -> None:
     assert host.file(f"{user.home}/.ssh").mode == 0o700
     rules = host.check_output(f"sudo -n -l -U {name}")
     assert "NOPASSWD: ALL" in rules
+
+
+def test_security_updates_come_from_the_security_repository(host: Any) -> None:
+    """unattended-upgrades can only install what apt knows: the distribution's security suite must be a source."""
+    policy = host.check_output("apt-cache policy")
+    assert any("-security" in line and ("n=" in line or "a=" in line) for line in policy.splitlines()
+               if line.strip().startswith("release")), "no security repository among apt's sources"
+
+
+def test_the_container_runtime_is_held_from_unattended_upgrades(host: Any) -> None:
+    """Updating Docker, containerd or runc restarts every preview's engine: `invoke hosts.upgrade-runtime` does
+    it after draining the host, never the nightly run."""
+    config = host.check_output("apt-config dump Unattended-Upgrade::Package-Blacklist")
+    held = {line.split('"')[1] for line in config.splitlines() if '"' in line}
+    installed = {p for p in ("docker-ce", "docker.io", "containerd", "containerd.io", "runc")
+                 if host.package(p).is_installed}
+    assert installed and installed <= held, (installed, held)
+
+
+def test_shared_kernel_limits_fit_every_preview(host: Any, fleet: FleetConfig) -> None:
+    """All previews run as one host uid: the per-user inotify limits they share must stay above what all of
+    them could hold within their memory (at 1 KiB an instance or watch, a low estimate of its kernel memory),
+    so one tenant cannot exhaust them for the others; pid_max holds every preview's pids limit at once."""
+    runtime = fleet.runtime
+    sizes = [runtime.preview, *(f.resources for f in runtime.frameworks.values() if f.resources)]
+    previews = max(h.capacity.memory_gib * 1024 // min(s.memory_mib for s in sizes) for h in fleet.hosts)
+    largest = max([*sizes, *([runtime.max_preview] if runtime.max_preview else [])], key=lambda s: s.memory_mib)
+    needed = previews * largest.memory_mib * 1024  # objects at 1 KiB each
+    persisted = dict(line.replace(" ", "").split("=", 1) for line in
+                     host.check_output("cat /etc/sysctl.d/*.conf").splitlines() if "=" in line
+                     and not line.startswith("#"))
+    for key in ("fs.inotify.max_user_instances", "fs.inotify.max_user_watches"):
+        assert int(persisted[key]) >= min(needed, 2**31 - 1), key
+        if fleet.provisioning.base.owns_kernel:
+            assert int(host.sysctl(key)) >= min(needed, 2**31 - 1), key
+        elif int(host.sysctl(key)) < min(needed, 2**31 - 1):
+            warnings.warn(f"{key} is {host.sysctl(key)} on the kernel this lab host shares (fs.* sysctls are not "
+                          "namespaced: something else on this machine set it since provisioning)", stacklevel=1)
+    if fleet.provisioning.base.owns_kernel:
+        pids = max(s.pids_limit for s in [*sizes, *([runtime.max_preview] if runtime.max_preview else [])])
+        assert int(host.sysctl("kernel.pid_max")) >= previews * pids + 32768

@@ -4,6 +4,8 @@ containers experience them (probe containers), and the API behind mutual TLS on 
 from __future__ import annotations
 
 import json
+import shlex
+from datetime import UTC, datetime
 from ipaddress import ip_interface, ip_network
 from typing import Any
 
@@ -78,3 +80,24 @@ def test_api_listens_on_the_private_address_only_with_mutual_tls(host: Any, me: 
     result = host.run(f"curl -sS --max-time 5 --cacert /etc/docker/tls/ca.pem https://{me.private_address}:{port}/version")
     assert result.rc != 0
     assert "certificate" in result.stderr.lower() and "verify" not in result.stderr.lower(), result.stderr
+
+
+def _days_left(host: Any, path: str) -> list[float]:
+    """Days left for every certificate in a PEM file on the host (openssl there reads it)."""
+    script = (f"awk '/BEGIN CERT/{{n++}} {{print > (\"/tmp/drape-verify-cert.\" n)}}' {path} && "
+              "for f in /tmp/drape-verify-cert.*; do openssl x509 -enddate -noout -in $f; rm -f $f; done")
+    now = datetime.now(UTC)
+    ends = [line.split("=", 1)[1] for line in host.check_output(f"sh -c {shlex.quote(script)}").splitlines()]
+    return [(datetime.strptime(end, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC) - now).total_seconds() / 86400
+            for end in ends]
+
+
+def test_api_certificates_are_not_about_to_expire(host: Any, fleet: FleetConfig) -> None:
+    """The server certificate and every CA the engine trusts for clients: fails under the fleet's threshold,
+    in time for `invoke pki.rotate`."""
+    threshold = fleet.provisioning.docker.tls_min_days_left
+    for path in ("/etc/docker/tls/cert.pem", "/etc/docker/tls/ca.pem"):
+        days = _days_left(host, path)
+        assert days, f"no certificate in {path}"
+        assert min(days) >= threshold, (f"{path}: a certificate expires in {min(days):.0f} days (threshold "
+                                        f"{threshold}): run `invoke pki.rotate`")

@@ -21,6 +21,7 @@ TABLE = ("inet", "drape_filter")
 class Rule:
     verdict: str | None
     matches: dict[str, Any] = field(default_factory=dict)
+    expressions: list[Any] = field(default_factory=list)
 
 
 def _key(left: dict[str, Any]) -> str:
@@ -58,7 +59,7 @@ def ruleset(host: Any) -> dict[str, Any]:
             chains[item["chain"]["name"]] = item["chain"]
     for item in data:
         if "rule" in item and (item["rule"]["family"], item["rule"]["table"]) == TABLE:
-            rule = Rule(None)
+            rule = Rule(None, expressions=item["rule"]["expr"])
             for expr in item["rule"]["expr"]:
                 if "match" in expr:
                     rule.matches[_key(expr["match"]["left"])] = _values(expr["match"]["right"], sets)
@@ -115,7 +116,13 @@ def _accepted_tcp(ruleset: dict[str, Any]) -> dict[int, tuple[set[Any] | None, l
 def test_only_the_intended_ports_are_open(ruleset: dict[str, Any], fleet: FleetConfig, me: Host) -> None:
     allowed = _accepted_tcp(ruleset)
     ssh, api = fleet.environment.ssh_port, fleet.network.docker_api_port
-    assert set(allowed) == {ssh, api, *fleet.provisioning.firewall.public_ports}
+    exporters = fleet.monitoring.exporter_ports if fleet.monitoring is not None else ()
+    assert set(allowed) == {ssh, api, *fleet.provisioning.firewall.public_ports, *exporters}
+    if fleet.monitoring is not None:  # exporters: the monitoring server only, on the private address only
+        server = fleet.host(fleet.monitoring.server)
+        for port in exporters:
+            assert allowed[port][0] == {ip_network(server.private_address)}
+            assert [ip_address(a) for a in allowed[port][1] or []] == [me.private_address]
     assert allowed[ssh][0] == {ip_network(n) for n in fleet.network.admin_allowlist}
     assert allowed[api][0] == {ip_network(n) for n in fleet.network.backend_addresses}
     assert [ip_address(a) for a in allowed[api][1] or []] == [me.private_address]
@@ -157,24 +164,117 @@ def test_docker_api_not_on_the_public_address(me: Host, fleet: FleetConfig) -> N
         pass
 
 
+# What previews must never reach unless the fleet file lists it (the reference ranges, written out here
+# independently of the deploys): RFC 1918, carrier-grade NAT, link-local with the cloud metadata address,
+# loopback, multicast; IPv6 ULA, link-local, loopback, multicast.
+MUST_BE_FENCED = ("10.0.0.1", "10.255.255.254", "172.16.0.1", "172.31.255.254", "192.168.0.1", "100.64.0.1",
+                  "100.127.255.254", "169.254.169.254", "127.0.0.1", "224.0.0.251", "239.255.255.250",
+                  "fd00::1", "fe80::1", "::1", "ff02::1")
+MAIL_PORTS = {25, 465, 587}
+
+
+def _fence(ruleset: dict[str, Any], previews: str) -> list[Rule]:
+    """The forward rules for new connections out of previews, in order."""
+    return [r for r in ruleset["rules"]["forward"] if r.matches.get("meta.iifname") == [previews]
+            and "meta.oifname" not in r.matches]
+
+
+def _refuses(rule: Rule, ruleset: dict[str, Any]) -> bool:
+    """Drops or rejects, itself or in the chain it jumps to (which must end in a refusal for everything)."""
+    if rule.verdict in ("reject", "drop"):
+        return True
+    if rule.verdict and rule.verdict.startswith("jump "):
+        target = ruleset["rules"].get(rule.verdict.split()[1], [])
+        return bool(target) and all(r.verdict in ("reject", "drop") for r in target) and not target[-1].matches
+    return False
+
+
+def _covers(networks: list[Any], address: str) -> bool:
+    return any(ip_address(address) in ip_network(n) for n in networks if ip_network(n).version ==
+               ip_address(address).version)
+
+
 def test_previews_are_fenced(ruleset: dict[str, Any], fleet: FleetConfig) -> None:
-    """The runtime's contract: preview bridges (drp*) open nothing on the host, nothing to each other or the
-    private network, and only the backend opens connections into them."""
-    previews = fleet.provisioning.firewall.preview_interfaces
+    """The runtime's contract: preview bridges (drp*) open nothing on the host, nothing to each other, nothing
+    to any private, link-local (metadata), loopback or multicast range, nor the private network, unless the
+    fleet file lists it; only the backend opens connections into them."""
+    firewall = fleet.provisioning.firewall
+    previews = firewall.preview_interfaces
     input_rules = ruleset["rules"]["input"]
     fence = next(i for i, r in enumerate(input_rules) if r.matches.get("meta.iifname") == [previews])
     assert input_rules[fence].verdict == "drop"
     assert all("tcp.dport" not in r.matches and not {"icmp.type", "icmpv6.type"} & set(r.matches)
                for r in input_rules[:fence])
-    private = {ip_network(n) for n in fleet.provisioning.firewall.private_network} or {
-        *(ip_network(h.private_address) for h in fleet.hosts), *map(ip_network, fleet.network.backend_addresses)}
-    backend = {ip_network(n) for n in fleet.network.backend_addresses}
     forward = ruleset["rules"]["forward"]
     jump = next(i for i, r in enumerate(forward) if r.verdict == "jump published")
     fences = [(set(r.matches), r.verdict, r.matches) for r in forward[:jump]]
     assert ({"meta.iifname", "meta.oifname"}, "drop") in [(k, v) for k, v, _ in fences]
-    to_private = [m for k, v, m in fences if v == "drop" and "ip.daddr" in k and m["meta.iifname"] == [previews]]
-    assert to_private and {ip_network(n) for n in to_private[0]["ip.daddr"]} == private
+
+    out = _fence(ruleset, previews)
+    allowed = [n for r in out if r.verdict == "accept" for n in r.matches.get("ip.daddr", []) +
+               r.matches.get("ip6.daddr", [])]
+    refused = [n for r in out if _refuses(r, ruleset) for n in r.matches.get("ip.daddr", []) +
+               r.matches.get("ip6.daddr", [])]
+    listed = [str(n) for n in firewall.preview_allowed_destinations]
+    for address in MUST_BE_FENCED:
+        if not _covers(listed, address):
+            assert _covers(refused, address) and not _covers(allowed, address), address
+    for address in [h.private_address for h in fleet.hosts] + [n.network_address for n in
+                                                                fleet.network.backend_addresses]:
+        assert _covers(refused, str(address)) and not _covers(allowed, str(address)), address
+    for network in firewall.private_network:
+        assert _covers(refused, str(network.network_address)), network
+    # Every accept toward a listed range comes after the mail and rate rules and before the fence.
+    first_accept = next(i for i, r in enumerate(out) if r.verdict == "accept")
+    first_fence = next(i for i, r in enumerate(out) if _refuses(r, ruleset) and
+                       {"ip.daddr", "ip6.daddr"} & set(r.matches))
+    assert first_accept < first_fence
+    backend = {ip_network(n) for n in fleet.network.backend_addresses}
     into = [(v, m) for k, v, m in fences if m.get("meta.oifname") == [previews] and "meta.iifname" not in m]
     assert [v for v, _ in into][-1] == "drop"
     assert {ip_network(n) for v, m in into if v == "accept" for n in m.get("ip.saddr", [])} == backend
+
+
+def test_previews_send_no_mail(ruleset: dict[str, Any], fleet: FleetConfig) -> None:
+    out = _fence(ruleset, fleet.provisioning.firewall.preview_interfaces)
+    mail = next(i for i, r in enumerate(out) if _refuses(r, ruleset) and
+                {int(p) for p in r.matches.get("tcp.dport", [])} >= MAIL_PORTS)
+    assert all(r.verdict != "accept" for r in out[:mail])
+
+
+def test_new_connections_per_preview_are_rate_limited(ruleset: dict[str, Any], fleet: FleetConfig) -> None:
+    """A dynamic set keyed by the preview's source address, with a limit, rejecting over it (both families)."""
+    firewall = fleet.provisioning.firewall
+    out = _fence(ruleset, firewall.preview_interfaces)
+    limited = {}
+    for rule in out:
+        for expr in rule.expressions:
+            if "set" in expr and expr["set"].get("op") in ("add", "update"):
+                key = json.dumps(expr["set"]["elem"])
+                family = "ip6" if '"ip6"' in key else "ip"
+                limits = [s["limit"] for s in expr["set"].get("stmt", []) if "limit" in s]
+                if limits and limits[0].get("inv") and _refuses(rule, ruleset):
+                    limited[family] = limits[0]
+    assert set(limited) == {"ip", "ip6"}, limited
+    for limit in limited.values():
+        assert limit["rate"] == firewall.preview_new_connections_per_second and limit["per"] == "second"
+        assert limit["burst"] == firewall.preview_new_connections_burst
+    assert all(r.verdict != "accept" for r in out[:next(i for i, r in enumerate(out) if any(
+        "set" in e for e in r.expressions))])
+
+
+def test_stopping_the_firewall_leaves_previews_cut_off(host: Any) -> None:
+    """Docker is bound to the firewall unit (never runs without it), and what a stopped unit leaves behind
+    cuts every preview off (read from the host's unit files, not from our templates)."""
+    docker = host.check_output("systemctl show docker.service -p BindsTo -p After").split("\n")
+    assert any(line.startswith("BindsTo=") and "drape-firewall.service" in line for line in docker), docker
+    assert any(line.startswith("After=") and "drape-firewall.service" in line for line in docker), docker
+    socket = host.check_output("systemctl show docker.socket -p BindsTo")
+    assert "drape-firewall.service" in socket, "docker.socket could start Docker without the firewall"
+    stop = host.check_output("systemctl show drape-firewall.service -p ExecStop")
+    argv = stop.split("argv[]=", 1)[1].split(" ;", 1)[0].split() if "argv[]=" in stop else []
+    assert argv[:2] == ["/usr/sbin/nft", "-f"], stop
+    text = host.file(argv[2]).content_string
+    assert "flush ruleset" not in text
+    assert host.run(f"nft -c -f {argv[2]}").rc == 0
+    assert 'iifname "drp*" drop' in text and 'oifname "drp*" drop' in text and "ct status dnat drop" in text

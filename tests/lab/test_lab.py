@@ -138,7 +138,7 @@ def test_up_twice_leaves_the_same_fleet(throwaway: LabSettings) -> None:
     assert throwaway.fleet_file.read_text() == fleet_text
     assert not [m for m in messages if "creating" in m or "starting" in m], messages
     assert made == {
-        "containers": ["drape-labt-ax1", "drape-labt-git"],
+        "containers": ["drape-labt-ax1", "drape-labt-backup-target", "drape-labt-git"],  # backups: docs/backups.md
         "volumes": [],  # Docker's data and /srv/drape are on the host's XFS data disk
         "networks": ["drape-labt-private", "drape-labt-public"],
     }

@@ -32,6 +32,10 @@ from drape_fleet.ssh import ssh_run
 
 pytestmark = pytest.mark.lab
 
+# The ruleset without its counters and the per-preview rate sets (their members come and go with traffic).
+RULESET_DIGEST = (r"sudo nft --stateless list table inet drape_filter"
+                  r" | sed '/set preview_rate_v[46] {/,/^\t}$/d' | sha256sum")
+
 
 def _ssh(name: str, command: str, *, user: str = "deploy", check: bool = True, timeout: float = 60) -> str:
     target = _target()
@@ -224,6 +228,7 @@ def test_unreachable_host_fails_clearly(tmp_path: Path, lab_fleet: FleetConfig) 
     fleet.write_text(
         f'[environment]\nname = "production"\n[network]\nadmin_allowlist = ["{admin}"]\n'
         f'backend_addresses = ["{backend}"]\n'
+        f'[provisioning.firewall]\nprivate_network = ["{lab_fleet.provisioning.firewall.private_network[0]}"]\n'
         f'[[hosts]]\nname = "ax9"\npublic_address = "{unused_public}"\nprivate_address = "{unused_private}"\n'
         'robot_server_number = 1\ncapacity = { cpus = 1, memory_gib = 1, disk_gib = 1 }\n')
     pki = tmp_path / "pki"
@@ -240,7 +245,7 @@ def test_unreachable_host_fails_clearly(tmp_path: Path, lab_fleet: FleetConfig) 
 def test_allowlist_without_the_ops_address_is_refused_before_touching_the_host(provisioned_lab: FleetTarget) -> None:
     from drape_fleet.provision.preflight import ProvisionRefused
 
-    before = _ssh("ax1", "sudo nft list table inet drape_filter | sha256sum")
+    before = _ssh("ax1", RULESET_DIGEST)
     fleet = provisioned_lab.fleet
     ops_address = fleet.network.admin_allowlist[0].network_address
     elsewhere = ip_network(f"{ops_address + 199}/32")
@@ -249,7 +254,7 @@ def test_allowlist_without_the_ops_address_is_refused_before_touching_the_host(p
     target = dataclasses.replace(provisioned_lab, fleet=locked)
     with pytest.raises(ProvisionRefused, match=rf"you connect from {re.escape(str(ops_address))}.*lock you out"):
         provision(target, ["ax1"])
-    assert _ssh("ax1", "sudo nft list table inet drape_filter | sha256sum") == before
+    assert _ssh("ax1", RULESET_DIGEST) == before
 
 
 def test_missing_tls_ca_is_refused(tmp_path: Path) -> None:
@@ -265,3 +270,11 @@ def _invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run([str(Path(sys.executable).with_name("invoke")), *args], cwd=project_root(),
                           capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def test_runtime_upgrade_reads_what_apt_would_do(provisioned_lab: FleetTarget) -> None:
+    """`invoke hosts.upgrade-runtime --dry` on real Debian hosts: dpkg and apt's simulation answer, and nothing
+    changes (the lab's docker.io is current; the drain/upgrade order is tested in tests/unit)."""
+    run = _invoke("hosts.upgrade-runtime", "--host", "ax2", "--dry", "--env", "lab")
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"ax2: (the container runtime is up to date \(.*docker\.io.*\)|pending: )", run.stdout), run.stdout

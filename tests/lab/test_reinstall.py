@@ -87,12 +87,26 @@ def fleet_data(settings: LabSettings, machine: BareMetal, **drive: Any) -> dict[
                       "robot_server_number": SERVER_NUMBER, "roles": ["preview"],
                       "capacity": {"cpus": 2, "memory_gib": 4, "disk_gib": 20}}]
     ops_key = settings.ssh_key.with_suffix(".pub").read_text().strip()
+    # Backups have their own lab tests (tests/backup); a reinstalled host without a backup section is provisioned
+    # without the backup deploy, which would otherwise ask for the target's pinned key (backup.trust) first.
+    data.pop("backup", None)
     data["reinstall"] = {"rescue_keys": [md5(ops_key)],
                          "drives": [{"device": f"/dev/nvme{n}n1", "size_gb": drive.get("size_gb", 1920)}
                                     for n in (0, 1)],
                          "timeouts": {"rescue_boot_s": 120, "installimage_s": 120, "os_boot_s": 120,
                                       "command_s": 60, "poll_s": 1, "scan_s": 2}}
+    # Monitored as production is: the machine is its own monitoring server, and its receivers' URLs come from the
+    # secrets store (monitoring_secrets), since a production fleet file may not write them inline.
+    data["monitoring"]["server"] = machine.name
+    data["monitoring"]["receivers"] = [{"name": name, "kind": "webhook", "secret": secret}
+                                       for name, secret in monitoring_secrets(settings)]
     return data
+
+
+def monitoring_secrets(settings: LabSettings) -> list[tuple[str, str]]:
+    """(receiver, the name of its secret) for the lab's receivers."""
+    receivers = lab_fleet_data(settings)["monitoring"]["receivers"]
+    return [(r["name"], r["name"].replace("-", "_") + "_url") for r in receivers]
 
 
 class Ops:
@@ -102,7 +116,9 @@ class Ops:
         self.env = {**os.environ, "DRAPE_ENV": "production", "DRAPE_FLEET_FILE": str(self.fleet_file),
                     "HOME": str(home), "DRAPE_SECRETS_FILE": str(home / "no-secrets.toml"),
                     "DRAPE_SSH_KEY": str(settings.ssh_key.resolve()), "DRAPE_PKI_DIR": str(home / "pki"),
-                    "COLUMNS": "200", **robot.env(ROBOT_PASSWORD)}
+                    "COLUMNS": "200", **robot.env(ROBOT_PASSWORD),
+                    **{f"DRAPE_MONITORING_{secret.upper()}": "http://127.0.0.1:9/nobody-listens"
+                       for _, secret in monitoring_secrets(settings)}}
         self.state_dir = home / ".config" / "drape-fleet" / "reinstall"
 
     def write_fleet(self, data: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ def ops_fleet(tmp_path: Path, lab_fleet: FleetConfig) -> dict[str, str]:
     fleet.write_text(
         f'[environment]\nname = "production"\n[network]\nadmin_allowlist = ["{lab_fleet.network.admin_allowlist[0]}"]\n'
         f'backend_addresses = ["{lab_fleet.network.backend_addresses[0]}"]\n'
+        f'[provisioning.firewall]\nprivate_network = ["{lab_fleet.provisioning.firewall.private_network[0]}"]\n'
         f'[[hosts]]\nname = "ax1"\npublic_address = "{ax1.public_address}"\nprivate_address = "{ax1.private_address}"\n'
         'robot_server_number = 1\ncapacity = { cpus = 1, memory_gib = 1, disk_gib = 1 }\n')
     return {"DRAPE_FLEET_FILE": str(fleet), "DRAPE_SSH_KEY": str(environment(LAB).ssh_key),

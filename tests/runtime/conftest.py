@@ -21,7 +21,8 @@ def runtime_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> RuntimeLab:
     image on every host."""
     from drape_fleet.lab import previews as rl
     from drape_fleet.pki.paths import pki_dir
-    from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+    from drape_fleet.runtime.engines import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
 
     settings = rl.lab_settings()
     try:

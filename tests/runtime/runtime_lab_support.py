@@ -46,9 +46,19 @@ class RuntimeLab:
         return sum(int(x) for x in out.split())
 
     def owned(self, host: str, *, all_states: bool = True) -> list[dict[str, str]]:
+        """The previews (and their tombstones) on ``host``: our owner label, kind ``preview`` (not the network
+        holders placement keeps ready)."""
         flag = "-a" if all_states else ""
-        out = self.on_host(host, f"docker ps {flag} --filter label=drape.owner --format '{{{{json .}}}}'")
+        out = self.on_host(host, f"docker ps {flag} --filter label=drape.owner --filter label=drape.kind=preview "
+                                 "--format '{{json .}}'")
         return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def orphan_networks(self, host: str) -> list[str]:
+        """Networks of ours that no container of ours (preview or network holder) is tied to by its claim."""
+        claims = set(self.on_host(host, "docker ps -a --filter label=drape.owner "
+                                        "--format '{{.Label \"drape.claim\"}}'").split())
+        networks = self.on_host(host, "docker network ls --filter label=drape.owner --format '{{.Name}}'").split()
+        return [n for n in networks if n.rsplit("-", 1)[-1] not in claims]
 
     def clean(self) -> None:
         for host in self.fleet.host_names:

@@ -3,10 +3,12 @@ engine that answers with errors."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -83,6 +85,13 @@ class _BrokenEngine(JsonHandler):
             self.send_json(200, {"Volumes": [], "Warnings": None})
         elif path.endswith("/info"):
             self.send_json(200, {"ServerVersion": "broken", "Driver": "overlay2", "DriverStatus": []})
+        elif path.endswith("/events"):  # a stream that stays open and says nothing, as a quiet engine's does
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(60)
         else:
             self.send_json(500, {"message": "fake engine: i/o error"})
 
@@ -100,6 +109,7 @@ def broken_engine(lab: RuntimeLab, tmp_path: Path) -> Iterator[int]:
     """An engine on 127.0.0.1 over the same mutual TLS: a server certificate for 127.0.0.1 from the lab CA
     (issued into a copy of the PKI directory, so the lab's own stays as provisioning made it)."""
     from drape_fleet.pki.authority import issue_host
+    from drape_fleet.pki.paths import trust_bundle
 
     pki = tmp_path / "pki"
     shutil.copytree(lab.pki, pki)
@@ -107,7 +117,7 @@ def broken_engine(lab: RuntimeLab, tmp_path: Path) -> Iterator[int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokenEngine)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(issued.cert, issued.key)
-    context.load_verify_locations(pki / "ca.pem")
+    context.load_verify_locations(trust_bundle(pki))
     context.verify_mode = ssl.CERT_REQUIRED
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -117,7 +127,9 @@ def broken_engine(lab: RuntimeLab, tmp_path: Path) -> Iterator[int]:
 
 def test_an_engine_that_answers_errors_does_not_stop_placement(lab: RuntimeLab, broken_engine: int) -> None:
     data = lab.fleet.model_dump(mode="json")
-    data["hosts"].append({"name": "ax9", "public_address": "127.0.0.9", "private_address": "127.0.0.1",
+    spare_address = str(ipaddress.ip_network(data["provisioning"]["firewall"]["private_network"][0])[-2])
+    # inside the private network as the fleet file requires; the runtime reaches ax9 at 127.0.0.1 (below)
+    data["hosts"].append({"name": "ax9", "public_address": "127.0.0.9", "private_address": spare_address,
                           "roles": ["preview"], "capacity": {"cpus": 64, "memory_gib": 64, "disk_gib": 100}})
     fleet = validate_fleet(data, source="(test)")
     files = TlsFiles.from_pki_dir(lab.pki)

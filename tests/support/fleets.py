@@ -34,6 +34,8 @@ def fleet_data(**overrides: Any) -> dict[str, Any]:
         ],
     }
     data.update(overrides)
+    if data["environment"].get("name") != "lab":  # ops-written fleets name their vSwitch range (the fence)
+        data["provisioning"] = {"firewall": {"private_network": ["10.0.0.0/24"]}, **data["provisioning"]}
     return data
 
 

@@ -17,6 +17,9 @@ name = "production"
 admin_allowlist = ["203.0.113.7/32"]
 backend_addresses = ["10.0.0.2/32"]
 
+[provisioning.firewall]
+private_network = ["10.0.0.0/24"]
+
 [[hosts]]
 name = "ax1"
 public_address = "203.0.113.11"

@@ -12,12 +12,15 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, PositiveInt, StringConstraints, model_validator
 
 from drape_fleet.config.address_plan import address_plan_problem
+from drape_fleet.config.backup import BackupSettings
 from drape_fleet.config.base import FrozenModel, invalid
+from drape_fleet.config.cutover import CutoverSettings
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
+from drape_fleet.config.monitoring import MonitoringSettings, monitoring_problem
 from drape_fleet.config.previews import PreviewsSettings
-from drape_fleet.config.provisioning import ProvisioningSettings
+from drape_fleet.config.provisioning import ProvisioningSettings, fence_problem
 from drape_fleet.config.reinstall import ReinstallSettings
-from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.config.runtime import RuntimeSettings, production_runtime_problem
 
 IPAddress = IPvAnyAddress
 IPNetwork = IPvAnyNetwork
@@ -77,9 +80,12 @@ class FleetConfig(FrozenModel):
     runtime: RuntimeSettings = RuntimeSettings()
     fly: FlySettings | None = None
     preview_dns: PreviewDnsSettings | None = None
+    cutover: CutoverSettings | None = None
     reinstall: ReinstallSettings = ReinstallSettings()
     previews: PreviewsSettings = PreviewsSettings()
     """The shared store's filling and the preview URL's ingress (``drape_fleet.config.previews``)."""
+    monitoring: MonitoringSettings | None = None
+    backup: BackupSettings | None = None
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -120,11 +126,34 @@ class FleetConfig(FrozenModel):
         return self
 
     @model_validator(mode="after")
+    def _production_runtime(self) -> Self:
+        problem = production_runtime_problem(self.runtime) if self.environment.name == "production" else None
+        if problem is not None:
+            raise problem
+        return self
+
+    @model_validator(mode="after")
     def _address_plan_is_clear(self) -> Self:
         problem = address_plan_problem(self.provisioning.docker, self.runtime.subnet_pool, self.hosts,
                                        self.network.backend_addresses, self.network.admin_allowlist)
         if problem is not None:
             raise problem
+        return self
+
+    @model_validator(mode="after")
+    def _fence_knows_the_private_network(self) -> Self:
+        problem = fence_problem(self.provisioning.firewall, self.environment.name,
+                                [h.private_address for h in self.hosts], self.network.backend_addresses)
+        if problem is not None:
+            raise problem
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_fits_the_fleet(self) -> Self:
+        if self.monitoring is not None:
+            problem = monitoring_problem(self.monitoring, self.host_names, self.environment.name)
+            if problem is not None:
+                raise problem
         return self
 
     def host(self, name: str) -> Host:

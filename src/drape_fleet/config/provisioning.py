@@ -9,10 +9,12 @@ kernel-wide sysctls (a lab host shares this machine's kernel).
 
 from __future__ import annotations
 
-from ipaddress import IPv4Interface, IPv4Network
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, IPvAnyNetwork, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
 from drape_fleet.config.base import FrozenModel, invalid
 
@@ -65,7 +67,52 @@ class FirewallSettings(FrozenModel):
     may not open connections to the host, to each other, or to the private network, and only the backend opens
     connections to them."""
     private_network: tuple[IPvAnyNetwork, ...] = ()
-    """The vSwitch range(s). Empty: the fleet's private and backend addresses (set it to the whole range)."""
+    """The vSwitch range(s): every host's private address and the backend's lie inside. Required in every
+    fleet ops write (``fence_problem``); the lab's generated fleet sets it to the lab's private subnet."""
+    preview_allowed_destinations: tuple[IPvAnyNetwork, ...] = ()
+    """Ranges previews may reach although they lie in a fenced range (``FENCED_RANGES``, ``private_network``):
+    e.g. a package mirror on the vSwitch. Empty in production: previews reach only the public internet."""
+    preview_closed_ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = (25, 465, 587)
+    """Outbound TCP ports previews may not open (mail: one spamming tenant gets the host's address listed)."""
+    preview_new_connections_per_second: Annotated[int, Field(ge=1, le=100000)] = 50
+    preview_new_connections_burst: Annotated[int, Field(ge=1, le=100000)] = 200
+    """New outbound connections per preview container (per source address), beyond which they are refused:
+    a package install opens a few hundred in a burst; a scanner or a flood opens thousands."""
+
+
+FENCED_RANGES: tuple[str, ...] = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+    "::1/128", "::ffff:0:0/96", "fc00::/7", "fe80::/10", "ff00::/8",
+)
+"""What previews may never reach unless listed in ``preview_allowed_destinations``: this network's own
+(RFC 1918), carrier-grade NAT (RFC 6598), link-local with the cloud metadata address 169.254.169.254,
+loopback, multicast, reserved; IPv6 loopback, IPv4-mapped, unique local (ULA) and link-local, multicast."""
+
+
+def fence_problem(firewall: FirewallSettings, environment: str, private: Sequence[IPv4Address | IPv6Address],
+                  backend: Sequence[IPv4Network | IPv6Network]) -> PydanticCustomError | None:
+    """The previews' fence needs the private network's range: without it, only the hosts' and the backend's
+    own addresses are fenced and the rest of the vSwitch (its gateway, future hosts, a database) is open to
+    users' code. Required wherever hosts have private addresses, except the lab fleet ``lab.up`` generates
+    (which always sets it; unit tests build lab-named fleets without one)."""
+    networks = firewall.private_network
+    if not networks:
+        if environment == "lab" or not any(address.is_private for address in private):
+            return None
+        example = ip_network(f"{private[0]}/24", strict=False) if private else "10.0.0.0/24"
+        return invalid("private_network_missing",
+                       "the private network's range is not set, so previews could reach every address on it "
+                       "but the hosts' own", at="provisioning.firewall.private_network",
+                       fix=f'set it to the vSwitch range, e.g. private_network = ["{example}"]')
+    for what, address in [*(("a host's private address", a) for a in private),
+                          *(("a backend address", n.network_address) for n in backend)]:
+        if not any(address in network for network in networks):
+            listed = ", ".join(str(n) for n in networks)
+            return invalid("outside_private_network", f"{what}, {address}, is outside the private network "
+                           f"({listed})", at="provisioning.firewall.private_network",
+                           fix="make the range cover every host's private address and the backend's")
+    return None
 
 
 class DockerSettings(FrozenModel):
@@ -79,6 +126,18 @@ class DockerSettings(FrozenModel):
     nofile_hard: Annotated[int, Field(ge=1024)] = 1048576
     nproc: Annotated[int, Field(ge=256)] = 65536
     userns_remap: bool = True
+    disk_quotas: bool = True
+    """/var/lib/docker is XFS mounted with project quotas, so every container's writable layer has a size and
+    an inode limit. False only where the kernel has no XFS quota support (this project's lab)."""
+    container_disk_gib: Annotated[int, Field(ge=1)] = 20
+    """Writable-layer size of a container started without one (daemon.json ``overlay2.size``); the runtime
+    sets each preview's own. dockerd refuses to start with it unless /var/lib/docker has project quotas."""
+    container_inodes: Annotated[int, Field(ge=10000)] = 2_000_000
+    """Files per container writable layer (XFS default project inode limit; Docker limits only bytes): one
+    tenant cannot use up the volume's inodes. A large project's node_modules holds a few hundred thousand."""
+    tls_min_days_left: Annotated[int, Field(ge=1, le=3650)] = 30
+    """`invoke verify` fails when a host's Docker API certificate (or a CA it trusts) expires sooner: time to
+    run `invoke pki.rotate`."""
     log_max_size: Annotated[str, StringConstraints(pattern=r"^[0-9]+[kmg]$")] = "20m"
     log_max_files: Annotated[int, Field(ge=1, le=20)] = 5
 
@@ -113,8 +172,8 @@ class StorageSettings(FrozenModel):
     manage_volumes: bool = True
     volume_group: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$")] = "vg0"
     volumes: tuple[LogicalVolume, ...] = (
-        LogicalVolume(name="docker", mount="/var/lib/docker", size="1200G"),
-        LogicalVolume(name="drape", mount="/srv/drape", size="300G"),
+        LogicalVolume(name="docker", mount="/var/lib/docker", size="1200G", filesystem="xfs"),
+        LogicalVolume(name="drape", mount="/srv/drape", size="300G", filesystem="xfs"),
     )
     disk_monitoring: bool = True
     """mdadm's monitor and smartd watching the NVMe drives; a stand-in host has neither arrays nor disks."""
@@ -129,6 +188,8 @@ class CacheSettings(FrozenModel):
 
 
 class ProvisioningSettings(FrozenModel):
+    rollback_after_s: Annotated[int, Field(ge=10, le=3600)] = 120
+    """sshd and nftables changes revert by themselves after this long unless a new login confirms them."""
     base: BaseSystemSettings = BaseSystemSettings()
     ssh: SshSettings = SshSettings()
     firewall: FirewallSettings = FirewallSettings()
@@ -174,6 +235,13 @@ class DockerProfile(FrozenModel):
 
 class UpgradesProfile(FrozenModel):
     origins: tuple[str, ...]
+    security_uris: str
+    security_suite: str
+    security_components: tuple[str, ...]
+    security_keyring: AbsolutePath
+    runtime_packages: tuple[str, ...]
+    """The container runtime (Docker, containerd, runc): held back from unattended upgrades, because updating
+    them restarts every preview's engine; `invoke hosts.upgrade-runtime` drains the host first."""
 
 
 class DistroProfile(FrozenModel):

@@ -19,10 +19,11 @@ CPU semantics (read this before changing ``cpus``):
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Network
-from typing import Annotated, Self
+from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
 from drape_fleet.config.base import FrozenModel, invalid
 from drape_fleet.config.provisioning import LAB_RANGE
@@ -46,8 +47,9 @@ class PreviewResources(FrozenModel):
     memory_mib: Annotated[int, Field(ge=64)] = 7 * 1024
     pids_limit: Annotated[int, Field(ge=32)] = 4096
     disk_gib: Annotated[int, Field(ge=1)] | None = 20
-    """Size of the writable layer (``storage_opt size``). Enforced only where the engine can (overlay2 on
-    XFS with project quotas); elsewhere the runtime reports that disk is not limited on that host."""
+    """Size of the writable layer (``storage_opt size``). Required where ``RuntimeSettings.disk_limit`` is
+    ``required`` (production): there it is set on every preview, and a host whose engine cannot enforce it
+    takes no previews."""
     tmp_mib: Annotated[int, Field(ge=16)] = 512
     """``/tmp`` as tmpfs: bounded, and charged to the preview's memory."""
 
@@ -112,19 +114,41 @@ class RuntimeSettings(FrozenModel):
     claim_timeout_s: Annotated[float, Field(ge=10, le=3600)] = 120.0
     """A container still in ``created`` state after this long is a claim its process abandoned: removed."""
 
+    disk_limit: Literal["required", "where-supported"] = "required"
+    """``required``: every preview gets its writable-layer size limit (``disk_gib`` must be set), and a host whose
+    engine cannot enforce one (overlay2 on XFS with project quotas) is not placeable; production must say this.
+    ``where-supported``: the limit is set where the engine can, and ``hosts()`` says where it cannot (the lab:
+    its engines run on the stand-ins' overlay without project quotas)."""
+
     api_version: Annotated[str, StringConstraints(pattern=r"^1\.\d{2}$")] = "1.41"
     """Engine API version, passed explicitly so building a client never calls the daemon (1.41: Debian 12's
     docker.io 20.10; Docker CE 25+ still accepts it)."""
     request_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     snapshot_timeout_s: Annotated[float, Field(gt=0, le=60)] = 4.0
     """How long a placement waits for all hosts' listings; slower hosts are left out of that decision."""
+    slow_call_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    """Calls that take long on a healthy host: removing a preview (a real project's ``node_modules``), loading an
+    image. Their own budget: a slow removal is not a dead host."""
+    probe_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    """A health check (``GET /_ping``) that takes longer fails. Only failed health checks count against a host:
+    after two in a row it is down (calls refused at once, placement goes elsewhere) until one succeeds."""
+    preview_read_timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """The total time one read from a preview may take (its phase file, its log tail, one HTTP readiness probe),
+    however the preview answers (a dev server trickling a byte a second holds nothing longer than this)."""
     backoff_initial_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     backoff_max_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    """Health checks of a down host are spaced from ``backoff_initial_s`` to this (exponential, with jitter)."""
+    spare_networks: Annotated[int, Field(ge=0, le=32)] = 2
+    """Preview networks kept ready per host, so that a start does not wait for one to be made (about 70 ms of
+    bridge and firewall set-up on the engine). Each preview still gets a network of its own."""
 
     subnet_pool: IPv4Network = IPv4Network("10.240.0.0/16")
     """Preview networks get a /28 from this range (one network per workspace), chosen at random and
     made unique by the engine, which refuses overlapping pools. The fleet checks it against the engines' own
     ranges and the addresses it uses (``address_plan``)."""
+    private_repo_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+    """Private ranges a repository may be in (a self-hosted git server on the private network; the lab's). Every
+    other private, loopback, link-local or reserved address is refused as a repository host, written or resolved."""
     pnpm_store: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]+$")] = "/srv/drape/pnpm-store"
     """Host path of the shared pnpm store, mounted read-only at ``/pnpm-store`` in every preview."""
     run_as: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{2,9}:[1-9][0-9]{2,9}$")] = "1000:1000"
@@ -150,6 +174,8 @@ class RuntimeSettings(FrozenModel):
             raise invalid("backoff_order", "backoff_max_s is below backoff_initial_s", at="backoff_max_s",
                           fix="make backoff_max_s at least backoff_initial_s")
         largest = self.largest_preview
+        if self.disk_limit == "required":
+            self._disk_sizes_given()
         for field in ("cpus", "memory_mib", "pids_limit", "tmp_mib"):
             if getattr(largest, field) < getattr(self.preview, field):
                 raise invalid("max_below_default", f"max_preview.{field} is below preview.{field}",
@@ -160,6 +186,14 @@ class RuntimeSettings(FrozenModel):
                                   "largest preview allowed", at=f"frameworks.{name}.resources.{field}",
                                   fix="lower it, or raise max_preview")
         return self
+
+    def _disk_sizes_given(self) -> None:
+        sizes: dict[str, PreviewResources | None] = {"preview": self.preview, "max_preview": self.max_preview}
+        sizes.update({f"frameworks.{n}.resources": f.resources for n, f in sorted(self.frameworks.items())})
+        for where, resources in sizes.items():
+            if resources is not None and resources.disk_gib is None:
+                raise invalid("disk_limit_required", f"{where}.disk_gib is not set but disk_limit is 'required'",
+                              at=f"{where}.disk_gib", fix="give every preview size a disk_gib (e.g. 20)")
 
     def default_resources(self, framework: str) -> PreviewResources:
         """What a preview of ``framework`` gets when the backend asks for no particular size."""
@@ -173,3 +207,13 @@ class RuntimeSettings(FrozenModel):
     @property
     def persist_s(self) -> float:
         return self.persist_minutes * 60.0
+
+
+def production_runtime_problem(runtime: RuntimeSettings) -> PydanticCustomError | None:
+    """What production may not relax (checked when a fleet file loads): every preview has a disk limit."""
+    if runtime.disk_limit != "required":
+        return invalid("production_disk_limit", "production previews must have a disk limit, but "
+                       f"runtime.disk_limit is {runtime.disk_limit!r}", at="runtime.disk_limit",
+                       fix='remove the setting (the default is "required"); hosts must put Docker on XFS with '
+                           "project quotas (provisioning.storage)")
+    return None

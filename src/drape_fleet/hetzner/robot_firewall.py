@@ -13,7 +13,7 @@ form-encoded, as the webservice wants, and waits for it to be active.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from ipaddress import IPv4Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from drape_fleet.config.models import FleetConfig
@@ -105,3 +105,45 @@ def robot_firewall(fleet: FleetConfig, host_name: str) -> RobotFirewall:
             f"{host_name}: the policy needs {len(rules)} Robot input rules, Robot allows {MAX_RULES}. Fix: merge "
             "network.admin_allowlist / backend_addresses entries into fewer CIDR ranges (each entry is a rule)")
     return RobotFirewall(host.robot_server_number, tuple(rules), (RobotRule("all outgoing", ip_version=None),))
+
+
+def _port_matches(spec: str | None, port: int) -> bool:
+    if spec is None:
+        return True
+    low, _, high = spec.partition("-")
+    return int(low) <= port <= int(high or low)
+
+
+def first_match(firewall: RobotFirewall, *, source: IPv4Address, destination: IPv4Address,
+                port: int) -> RobotRule | None:
+    """The input rule Robot applies to a new TCP connection (a SYN without ACK, from an unknown ephemeral
+    port) from ``source`` to ``destination:port``: first match wins, no match means discard."""
+    for rule in firewall.input:
+        if rule.ip_version not in (None, "ipv4") or rule.protocol not in (None, "tcp"):
+            continue
+        if rule.src_ip is not None and source not in ip_network(rule.src_ip, strict=False):
+            continue
+        if rule.dst_ip is not None and destination not in ip_network(rule.dst_ip, strict=False):
+            continue
+        if rule.src_port is not None or not _port_matches(rule.dst_port, port):
+            continue  # a rule on the source port cannot be counted on for a connection ops open
+        if rule.tcp_flags is not None and "syn" not in rule.tcp_flags.split("|"):
+            continue
+        return rule
+    return None
+
+
+def refuse_lockout(firewall: RobotFirewall, fleet: FleetConfig, host_name: str, ops_address: str) -> None:
+    """Refuse a rule set under which ops, connecting from ``ops_address``, could not open SSH to the host."""
+    host = fleet.host(host_name)
+    source = ip_address(ops_address)
+    if not isinstance(source, IPv4Address) or not isinstance(host.public_address, IPv4Address):
+        return  # Robot filters IPv4 only here (filter_ipv6 off): IPv6 is not cut off by these rules
+    port = fleet.environment.ssh_port
+    rule = first_match(firewall, source=source, destination=host.public_address, port=port)
+    if rule is None or rule.action != "accept":
+        verdict = f"rule {rule.name!r} discards it" if rule else "no rule accepts it (Robot then discards)"
+        raise RobotFirewallError(
+            f"{host_name}: you connect from {source}, and under these rules SSH to {host.public_address}:{port} "
+            f"from there is cut off: {verdict}. Nothing was sent to Robot. Fix: add {source}/32 (or your VPN's "
+            "range) to network.admin_allowlist, or apply from an allowed address")

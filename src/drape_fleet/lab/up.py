@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 
 from drape_fleet import shell
+from drape_fleet.backup.lab_target import ensure_target
 from drape_fleet.config import FleetConfig
 from drape_fleet.console import Log
 from drape_fleet.lab import gitserver
@@ -42,6 +43,7 @@ def up(settings: LabSettings, log: Log) -> FleetConfig:
     with ThreadPoolExecutor(max_workers=len(containers)) as pool:
         list(pool.map(lambda c: prepare_host(c, settings), containers))
     write_state(settings, [host_key(c, settings, i) for i, c in enumerate(containers, start=1)])
+    ensure_target(client, settings, log)  # the lab's stand-in Storage Box (docs/backups.md)
     fleet = lab_fleet(settings)
     problems = [p for p in _ssh_problems(settings) if p]
     if problems:

@@ -15,12 +15,13 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from drape_fleet.paths import project_root
-from drape_fleet.pki.paths import BACKEND_CLIENT, ca_files, client_tls_files, host_tls_files
+from drape_fleet.pki.paths import BACKEND_CLIENT, ca_files, client_tls_files, host_tls_files, trust_bundle
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
@@ -79,27 +80,17 @@ def _refuse_repository(directory: Path, allow_in_repo: bool) -> None:
                        "default (~/.config/drape-fleet/pki) or set DRAPE_PKI_DIR to a directory outside it")
 
 
-def _utc(now: dt.datetime | None) -> dt.datetime:
+def utc(now: dt.datetime | None) -> dt.datetime:
     """The clock: the caller's (tests pass one), else the real one."""
     return now if now is not None else dt.datetime.now(dt.UTC)
 
 
-def init_ca(directory: Path, *, allow_in_repo: bool = False, now: dt.datetime | None = None) -> tuple[Path, bool]:
-    """Create the CA unless one exists; return (ca.pem, created)."""
-    _refuse_repository(directory, allow_in_repo)
-    cert_path, key_path = ca_files(directory)
-    if cert_path.exists() and key_path.exists():
-        return cert_path, False
-    if cert_path.exists() != key_path.exists():
-        present = cert_path if cert_path.exists() else key_path
-        raise PkiError(f"{present} exists without its pair: restore the missing file, or move {directory} away "
-                       "and run `invoke pki.init` again (every certificate must then be reissued)")
-    _private_dirs(directory)
-    directory.chmod(0o700)
+def make_ca(now: dt.datetime) -> tuple[bytes, bytes]:
+    """A new CA: (certificate PEM, key PEM). Its name carries the day it was made, so two CAs of one fleet
+    (during a rotation) are told apart by name as well as by key."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANISATION),
-                      x509.NameAttribute(NameOID.COMMON_NAME, f"{ORGANISATION} Docker API CA")])
-    now = _utc(now)
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"{ORGANISATION} Docker API CA {now:%Y-%m-%d %H%M}")])
     cert = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(key.public_key())
@@ -112,13 +103,68 @@ def init_ca(directory: Path, *, allow_in_repo: bool = False, now: dt.datetime | 
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_private(key_path, _key_pem(key))
-    _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def write_ca(cert_path: Path, key_path: Path, now: dt.datetime) -> None:
+    cert, key = make_ca(now)
+    _write_private(key_path, key)
+    _write_public(cert_path, cert)
+
+
+def write_trust(directory: Path, ca_certificates: Sequence[bytes]) -> None:
+    """The trust bundle, for hosts (trust.pem) and for the backend (clients/backend/ca.pem)."""
+    bundle = b"".join(pem if pem.endswith(b"\n") else pem + b"\n" for pem in ca_certificates)
+    _write_public(trust_bundle(directory), bundle)
+    _write_public(client_tls_files(directory)[0], bundle)
+
+
+def init_ca(directory: Path, *, allow_in_repo: bool = False, now: dt.datetime | None = None) -> tuple[Path, bool]:
+    """Create the CA unless one exists; return (ca/ca.pem, created)."""
+    _refuse_repository(directory, allow_in_repo)
+    migrate_layout(directory)
+    cert_path, key_path = ca_files(directory)
+    if cert_path.exists() and key_path.exists():
+        return cert_path, False
+    if cert_path.exists() != key_path.exists():
+        present = cert_path if cert_path.exists() else key_path
+        raise PkiError(f"{present} exists without its pair: restore the missing file, or move {directory} away "
+                       "and run `invoke pki.init` again (every certificate must then be reissued)")
+    _private_dirs(directory)
+    directory.chmod(0o700)
+    write_ca(cert_path, key_path, utc(now))
+    write_trust(directory, [cert_path.read_bytes()])
     return cert_path, True
 
 
-def load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def migrate_layout(directory: Path) -> list[str]:
+    """Move a directory in the first layout (ca.pem and ca-key.pem at the top, where the backend also read its
+    CA) to the split one (drape_fleet.pki.paths), by renames within the directory: nothing is rewritten or
+    deleted. Idempotent; says what it moved."""
+    notes: list[str] = []
     cert_path, key_path = ca_files(directory)
+    for old, new in ((directory / "ca-key.pem", key_path), (directory / "ca.pem", cert_path)):
+        if not old.exists():
+            continue
+        if new.exists():
+            if new.read_bytes() != old.read_bytes():
+                raise PkiError(f"{old} and {new} both exist and differ: the PKI is half migrated. Fix: keep the "
+                               f"one that signed hosts/*/cert.pem and move the other out of {directory}")
+            old.unlink()  # the same bytes are already in their new place
+            continue
+        _private_dirs(new.parent)
+        old.rename(new)
+        notes.append(f"moved {old.name} to {new.relative_to(directory)}")
+    if cert_path.exists() and not trust_bundle(directory).exists():
+        write_trust(directory, [cert_path.read_bytes()])
+        notes.append(f"wrote the trust bundle ({trust_bundle(directory).name}, clients/{BACKEND_CLIENT}/ca.pem)")
+    return notes
+
+
+def load_ca(directory: Path, files: tuple[Path, Path] | None = None) -> tuple[x509.Certificate,
+                                                                           ec.EllipticCurvePrivateKey]:
+    migrate_layout(directory)
+    cert_path, key_path = files or ca_files(directory)
     if not cert_path.exists() or not key_path.exists():
         missing = cert_path.name if not cert_path.exists() else key_path.name
         raise PkiError(f"no TLS CA in {directory} (missing {missing}). Fix: run `invoke pki.init` "
@@ -167,7 +213,9 @@ def _needs_new(cert_path: Path, key_path: Path, ca_cert: x509.Certificate,
     if not cert_path.exists() or not key_path.exists():
         return "missing"
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    if cert.issuer != ca_cert.subject:
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
         return "issued by another CA"
     if cert.not_valid_after_utc - now < dt.timedelta(days=RENEW_BEFORE_DAYS):
         return f"expires {cert.not_valid_after_utc:%Y-%m-%d}"
@@ -188,7 +236,7 @@ def issue_host(directory: Path, host: str, addresses: Sequence[str], *, renew: b
     ca_cert, ca_key = load_ca(directory)
     cert_path, key_path = host_tls_files(directory, host)
     sans = host_sans(host, addresses)
-    now = _utc(now)
+    now = utc(now)
     reason = "renewal asked" if renew else _needs_new(cert_path, key_path, ca_cert, sans, now)
     if not reason:
         return Issued(cert_path, key_path, False, "up to date")
@@ -205,7 +253,7 @@ def issue_names(directory: Path, name: str, dns_names: Sequence[str], *, renew: 
     ca_cert, ca_key = load_ca(directory)
     cert_path, key_path = host_tls_files(directory, name)
     sans: list[x509.GeneralName] = [x509.DNSName(dns) for dns in dns_names]
-    now = _utc(now)
+    now = utc(now)
     reason = "renewal asked" if renew else _needs_new(cert_path, key_path, ca_cert, sans, now)
     if not reason:
         return Issued(cert_path, key_path, False, "up to date")
@@ -220,7 +268,7 @@ def issue_client(directory: Path, client: str = BACKEND_CLIENT, *, renew: bool =
     """The client certificate the backend presents to every host's Docker API."""
     ca_cert, ca_key = load_ca(directory)
     _, cert_path, key_path = client_tls_files(directory, client)
-    now = _utc(now)
+    now = utc(now)
     reason = "renewal asked" if renew else _needs_new(cert_path, key_path, ca_cert, None, now)
     if not reason:
         return Issued(cert_path, key_path, False, "up to date")

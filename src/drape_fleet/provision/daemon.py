@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.provisioning import DistroProfile
+from drape_fleet.provision.firewall import UNIT_NAME as FIREWALL_UNIT
 from drape_fleet.provision.render import render
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -21,6 +22,7 @@ TLS_CA = f"{TLS_DIR}/ca.pem"
 TLS_CERT = f"{TLS_DIR}/cert.pem"
 TLS_KEY = f"{TLS_DIR}/key.pem"
 DROP_IN = "/etc/systemd/system/docker.service.d/10-drape.conf"
+SOCKET_DROP_IN = "/etc/systemd/system/docker.socket.d/10-drape.conf"
 
 
 def docker_api_url(fleet: FleetConfig, host_name: str) -> str:
@@ -59,9 +61,29 @@ def engine_packages(fleet: FleetConfig, profile: DistroProfile) -> EnginePackage
 def systemd_drop_in(engine: EnginePackages) -> str:
     """The packaged unit passes ``-H fd://``; with ``hosts`` in daemon.json dockerd refuses a flag that is
     also in the file, so the drop-in restarts ExecStart without it."""
-    return render("docker/10-drape.conf.j2", dockerd=engine.dockerd)
+    return render("docker/10-drape.conf.j2", dockerd=engine.dockerd, firewall_unit=FIREWALL_UNIT)
+
+
+def socket_drop_in() -> str:
+    """docker.socket bound to the firewall as docker.service is: no activation without it."""
+    return render("docker/10-drape-socket.conf.j2", firewall_unit=FIREWALL_UNIT)
 
 
 def apt_source(profile: DistroProfile, keyring: str, architecture: str = "amd64") -> str:
     """Docker's repository in deb822 form, trusted only with its own keyring (signed-by)."""
     return render("docker/docker.sources.j2", docker=profile.docker, keyring=keyring, architecture=architecture)
+
+
+BACKING_FILESYSTEM_QUERY = "findmnt -no FSTYPE,OPTIONS --target /var/lib/docker"
+
+
+def disk_quota_problem(findmnt: str) -> str:
+    """Why overlay2 could not enforce container sizes on this host (``findmnt`` of /var/lib/docker), or ""."""
+    fstype, _, options = findmnt.strip().partition(" ")
+    wanted = {"prjquota", "pquota"}
+    if fstype == "xfs" and wanted & set(options.strip().split(",")):
+        return ""
+    return (f"/var/lib/docker is {fstype or 'not mounted'} ({options.strip() or 'no options'}), but per-container "
+            "disk limits (provisioning.docker.disk_quotas) need XFS mounted with prjquota. Fix: run the storage "
+            "deploy (it mounts the XFS volume with prjquota; XFS turns quotas on only at mount time, so reboot "
+            "or remount it), or set provisioning.docker.disk_quotas = false and accept unlimited previews")

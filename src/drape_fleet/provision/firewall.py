@@ -16,14 +16,16 @@ traffic from the backend's addresses; everything else is dropped before it reach
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, collapse_addresses, ip_network
 
 from drape_fleet.config.models import FleetConfig
+from drape_fleet.config.provisioning import FENCED_RANGES
 from drape_fleet.provision.render import render
 
 TABLE = "drape_filter"
 FAMILY = "inet"
 RULESET_PATH = "/etc/drape/firewall.nft"
+CLOSED_RULESET_PATH = "/etc/drape/firewall-closed.nft"
 UNIT_NAME = "drape-firewall.service"
 
 Network = IPv4Network | IPv6Network
@@ -51,9 +53,19 @@ class FirewallPolicy:
     """Every other published port is reachable only from these addresses (the backend)."""
     admin_sources: tuple[Network, ...]
     preview_interfaces: str = "drp*"
-    """Bridges of preview networks: no new connection from them to the host, to each other or to the private
-    network; into them only from the backend."""
+    """Bridges of preview networks: no new connection from them to the host, to each other or to a fenced
+    range; into them only from the backend."""
     private_networks: tuple[Network, ...] = ()
+    fenced: tuple[Network, ...] = ()
+    """What previews may not reach: ``FENCED_RANGES`` and the private network, merged."""
+    preview_allowed: tuple[Network, ...] = ()
+    """Holes in ``fenced`` that previews may reach (listed in the fleet file)."""
+    preview_closed_ports: tuple[int, ...] = ()
+    preview_rate: tuple[int, int] = (50, 200)
+    """New outbound connections per preview address: (per second, burst)."""
+    monitoring: Allow | None = None
+    """Exporters (node_exporter, the services' metrics) on the private address, only from the monitoring server
+    (the fleet file's ``[monitoring]``); None without that section."""
 
 
 class FirewallRefused(ValueError):
@@ -81,7 +93,28 @@ def firewall_policy(fleet: FleetConfig, host_name: str) -> FirewallPolicy:
                key=lambda n: (n.version, int(n.network_address), n.prefixlen)))
     return FirewallPolicy(host=host.name, inbound=inbound, published_public_ports=public_ports,
                           published_sources=backend, admin_sources=admin,
-                          preview_interfaces=firewall.preview_interfaces, private_networks=private)
+                          preview_interfaces=firewall.preview_interfaces, private_networks=private,
+                          fenced=_merged((*_networks(FENCED_RANGES), *private)),
+                          preview_allowed=_merged(_networks(firewall.preview_allowed_destinations)),
+                          preview_closed_ports=tuple(sorted(set(firewall.preview_closed_ports))),
+                          preview_rate=(firewall.preview_new_connections_per_second,
+                                        firewall.preview_new_connections_burst),
+                          monitoring=_monitoring_rule(fleet, host_name))
+
+
+def _merged(networks: tuple[Network, ...]) -> tuple[Network, ...]:
+    """Overlapping ranges merged (nftables refuses overlapping elements in an interval set)."""
+    v4 = collapse_addresses(n for n in networks if isinstance(n, IPv4Network))
+    v6 = collapse_addresses(n for n in networks if isinstance(n, IPv6Network))
+    return (*v4, *v6)
+
+
+def _monitoring_rule(fleet: FleetConfig, host_name: str) -> Allow | None:
+    if fleet.monitoring is None:
+        return None
+    server = fleet.host(fleet.monitoring.server)
+    return Allow("monitoring", tuple(sorted(set(fleet.monitoring.exporter_ports))),
+                 sources=_networks((server.private_address,)), destination=fleet.host(host_name).private_address)
 
 
 def check_ops_address(policy: FirewallPolicy, ops_address: Address) -> None:
@@ -160,13 +193,26 @@ def nftables_ruleset(policy: FirewallPolicy) -> str:
     touches nothing else."""
     address_sets = [_address_set(rule.name, rule.sources) for rule in policy.inbound if rule.sources is not None]
     address_sets += [_address_set("published", policy.published_sources),
-                     _address_set("private", policy.private_networks)]
+                     _address_set("fenced", policy.fenced),
+                     _address_set("preview_allowed", policy.preview_allowed)]
+    if policy.monitoring is not None and policy.monitoring.sources is not None:
+        address_sets.append(_address_set(policy.monitoring.name, policy.monitoring.sources))
     return render("firewall/drape-firewall.nft.j2", family=FAMILY, table=TABLE, address_sets=address_sets,
                   previews=policy.preview_interfaces, input_rules=[_input_rule(r) for r in policy.inbound],
+                  monitoring=None if policy.monitoring is None else _input_rule(policy.monitoring),
                   published_public_ports=policy.published_public_ports,
-                  published_source_sets=_source_sets("published", policy.published_sources))
+                  published_source_sets=_source_sets("published", policy.published_sources),
+                  closed_ports=policy.preview_closed_ports, rate=policy.preview_rate)
 
 
 def systemd_unit() -> str:
-    """Loads our table at boot, before the network and before Docker; reload re-reads the file."""
-    return render("firewall/drape-firewall.service.j2", family=FAMILY, table=TABLE, ruleset_path=RULESET_PATH)
+    """Loads our table at boot, before the network and before Docker; reload re-reads the file; stop leaves
+    the closed table (``closed_ruleset``)."""
+    return render("firewall/drape-firewall.service.j2", family=FAMILY, table=TABLE, ruleset_path=RULESET_PATH,
+                  closed_path=CLOSED_RULESET_PATH)
+
+
+def closed_ruleset(policy: FirewallPolicy) -> str:
+    """What stays when the firewall unit stops: previews cut off, never unfenced."""
+    return render("firewall/drape-firewall-closed.nft.j2", family=FAMILY, table=TABLE, unit=UNIT_NAME,
+                  previews=policy.preview_interfaces)

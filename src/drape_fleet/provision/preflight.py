@@ -16,7 +16,7 @@ from pathlib import Path
 from drape_fleet import hostkeys, shell
 from drape_fleet.config import FleetConfig, Host
 from drape_fleet.environments import FleetTarget
-from drape_fleet.pki.authority import PkiError, init_ca, issue_client, issue_host
+from drape_fleet.pki.authority import PkiError, init_ca, issue_client, issue_host, migrate_layout
 from drape_fleet.pki.paths import ca_files, pki_dir
 from drape_fleet.provision.firewall import FirewallRefused, check_ops_address, firewall_policy
 from drape_fleet.provision.storage import parse_mdstat, raid_verdict
@@ -76,7 +76,10 @@ class PkiReport:
 def ensure_pki(fleet: FleetConfig, hosts: Sequence[Host], *, create_ca: bool) -> PkiReport:
     """The CA must exist (the lab makes its own); host certificates are issued or renewed as needed."""
     directory = pki_dir(fleet.environment.name)
-    notes: list[str] = []
+    try:
+        notes = [f"pki layout: {line}" for line in migrate_layout(directory)]
+    except PkiError as exc:
+        raise ProvisionRefused(str(exc)) from None
     ca_cert, _ = ca_files(directory)
     if not ca_cert.exists():
         if not create_ca:

@@ -20,7 +20,8 @@ from typing import Any
 from drape_fleet.paths import project_root
 from drape_fleet.provision.notes import NOTES_VAR, DeployNote, NoteKind, read_notes
 
-DEPLOY_ORDER = ("storage", "base", "ssh", "firewall", "docker", "cache", "ingress")
+DEPLOY_ORDER = ("storage", "base", "ssh", "firewall", "docker", "cache", "ingress", "monitoring", "monitoring_server",
+                "backup", "link", "hardening")
 """The deploys, in the order deploys/site.py applies them; ``--only`` keeps this order."""
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from drape_fleet.config import Host
 from drape_fleet.console import Log
 from drape_fleet.environments import ENV_VAR, FleetTarget
+from drape_fleet.monitoring.plan import MonitoringRefused
+from drape_fleet.monitoring.receivers import check_monitoring
 from drape_fleet.paths import project_root
 from drape_fleet.provision.context import FORCE_KEY
 from drape_fleet.provision.notes import NoteKind
@@ -73,6 +75,11 @@ def preflight(target: FleetTarget, hosts: Sequence[Host], deploys: Sequence[str]
     refusals = [str(o) for o in outcomes if isinstance(o, ProvisionRefused)]
     if refusals:
         raise ProvisionRefused("\n".join(refusals) + "\nNothing was changed on any host.")
+    if {"monitoring", "monitoring_server"} & set(deploys):
+        try:
+            check_monitoring(target.fleet, str(target.env.fleet_file))
+        except MonitoringRefused as exc:
+            raise ProvisionRefused(f"{exc}\nNothing was changed on any host.") from None
     return {probe.host: probe for probe in outcomes if isinstance(probe, HostProbe)}
 
 
@@ -96,7 +103,7 @@ def provision(target: FleetTarget, names: Sequence[str] = (), *, every: bool = F
                             ssh_user=user)
         result = run_pyinfra(argv, host.name, dry=dry, on_progress=on_progress, env=_pyinfra_env(target))
         if result.ok and not dry and user and "ssh" in deploys and result.noted(NoteKind.ROOT_LOGIN_KEPT):
-            result = _finish_ssh(target, host, result, on_progress, note, remote)
+            result = _finish_ssh(target, host, result, deploys, on_progress, note, remote)
         return result
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
@@ -104,25 +111,26 @@ def provision(target: FleetTarget, names: Sequence[str] = (), *, every: bool = F
     return ProvisionResult(runs)
 
 
-def _finish_ssh(target: FleetTarget, host: Host, first: HostRun, on_progress: ProgressFn | None, note: Log,
-                remote: RemoteShell) -> HostRun:
+def _finish_ssh(target: FleetTarget, host: Host, first: HostRun, deploys: Sequence[str],
+                on_progress: ProgressFn | None, note: Log, remote: RemoteShell) -> HostRun:
     """A fresh host provisioned as root: once the deploy user works, run the ssh deploy as that user, which
-    then disables root login."""
+    then disables root login (and the hardening deploy after it, if this run has one: sshd_config changes
+    again, and the file-integrity baseline must be renewed after that change, not before it)."""
     check = remote(target.ssh_target(host), "sudo -n true")
     if not check.ok:
         note(f"{host.name}: root login stays on: {target.ssh_user} still cannot log in and sudo "
              f"({check.stderr.strip()[-120:]})")
         return first
-    note(f"{host.name}: {target.ssh_user} works now; running the ssh deploy as {target.ssh_user} "
+    again = tuple(d for d in deploys if d in ("ssh", "hardening"))
+    note(f"{host.name}: {target.ssh_user} works now; running {' and '.join(again)} as {target.ssh_user} "
          "to turn root login off")
-    argv = pyinfra_argv(inventory=_inventory(), host=host.name, deploys=("ssh",))
+    argv = pyinfra_argv(inventory=_inventory(), host=host.name, deploys=again)
     second = run_pyinfra(argv, host.name, dry=False, on_progress=on_progress, env=_pyinfra_env(target))
     merged = dict(first.deploys)
-    if "ssh" in second.deploys:
-        base = merged.get("ssh")
-        extra = second.deploys["ssh"]
+    for name, extra in second.deploys.items():
+        base = merged.get(name)
         if base is not None:
             extra.changed = base.changed + extra.changed
-        merged["ssh"] = extra
+        merged[name] = extra
     return HostRun(host.name, False, second.ok, merged, error=second.error,
                    seconds=first.seconds + second.seconds, notes=second.notes)

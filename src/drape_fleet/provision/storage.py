@@ -307,16 +307,37 @@ def smartd_conf(settings: StorageSettings) -> str:
     return render("storage/smartd.conf.j2", storage=settings, alert_script=ALERT_SCRIPT)
 
 
+def mount_options(volume: LogicalVolume) -> tuple[str, ...]:
+    """XFS volumes mount with project quotas: overlay2 enforces each container's ``size`` with them, and the
+    same options are what installimage's post-install writes into fstab
+    (``drape_fleet.installimage.layout.QUOTA_MOUNT_OPTIONS``; a test keeps the two equal). XFS turns quotas on
+    only at mount time, never on a remount."""
+    base = ("defaults", "noatime")
+    return (*base, "prjquota") if volume.filesystem == "xfs" else base
+
+
 def fstab_line(step: VolumeStep) -> str:
-    options = "defaults,noatime"
+    options = ",".join(mount_options(step.volume))
     return f"{step.device} {step.volume.mount} {step.volume.filesystem} {options} 0 2"
 
 
 def mkfs_command(step: VolumeStep) -> str:
-    """Format only a device that carries no filesystem signature at all (`blkid -p` finds nothing)."""
-    label = f"-L {step.volume.name}" if step.volume.filesystem == "ext4" else f"-L {step.volume.name[:12]}"
+    """Format only a device that carries no filesystem signature at all (`blkid -p` finds nothing). XFS with
+    reflinks (the shared store's clones) stated, not left to the xfsprogs default."""
+    volume = step.volume
+    label = f"-L {volume.name}" if volume.filesystem == "ext4" else f"-L {volume.name[:12]} -m reflink=1"
     return (f"if blkid -p {step.device} >/dev/null 2>&1; then echo '{step.device} already has a filesystem: "
-            f"not formatting it' >&2; exit 1; fi; mkfs.{step.volume.filesystem} -q {label} {step.device}")
+            f"not formatting it' >&2; exit 1; fi; mkfs.{volume.filesystem} -q {label} {step.device}")
+
+
+def default_inode_limit_command(mount: str, inodes: int) -> str:
+    """XFS default project quota: every project (each container's writable layer, which overlay2 gives one)
+    without an inode limit of its own gets this one. Docker sets only block limits."""
+    return f"xfs_quota -x -c 'limit -p -d isoft={inodes} ihard={inodes}' {mount}"
+
+
+DEFAULT_INODE_LIMIT_QUERY = "xfs_quota -x -c 'report -p -i -N' {mount} | awk '$1 == \"#0\" {{ print $4 }}'"
+"""The inode hard limit of project 0, which XFS applies as every project's default."""
 
 
 def lvcreate_command(step: VolumeStep, volume_group: str) -> str:

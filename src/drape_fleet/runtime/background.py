@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
-from docker.errors import APIError, NotFound
+from docker.errors import APIError
 
 from drape_fleet.runtime import activity
 from drape_fleet.runtime.activity import ActivityBuffer
-from drape_fleet.runtime.clock import Clock
-from drape_fleet.runtime.engines import Engine, Fleet
-from drape_fleet.runtime.errors import EngineError, HostUnavailable
-from drape_fleet.runtime.tracking import Trackers
+from drape_fleet.runtime.errors import RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
+from drape_fleet.runtime.state import PreviewRecord
 from drape_fleet.runtime.views import Observer
-
-HEALTH_PING_S = 5.0
-"""Healthy hosts are pinged this often by the background health thread."""
 
 
 class Loops:
@@ -51,56 +48,42 @@ class Loops:
             thread.join(timeout=timeout)
 
 
-def watch_health(fleet: Fleet, closed: threading.Event, on_recovered: Callable[[], None], clock: Clock) -> None:
-    """Probe hosts in backoff when their delay has passed, and ping healthy ones every few seconds: a host
-    whose network is cut (packets dropped, nothing refused) is otherwise noticed only by the next call."""
-    lock = threading.Lock()
-    in_flight: set[str] = set()
-    last_ping = 0.0
-
-    def probe(engine: Engine) -> None:
-        try:
-            if engine.probe():
-                on_recovered()
-        finally:
-            with lock:
-                in_flight.discard(engine.name)
-
+def watch_health(fleet: Fleet, closed: threading.Event) -> None:
+    """Ask for the health checks that are due: hosts that went quiet (a cut network drops packets and refuses
+    nothing, so only a check notices), hosts a call could not reach, down hosts whose backoff has passed. The
+    checks run on the fleet's own threads, one at a time per host."""
     while not closed.wait(0.5):
-        ping_healthy = clock.monotonic() - last_ping >= HEALTH_PING_S
-        if ping_healthy:
-            last_ping = clock.monotonic()
-        for engine in fleet.engines():
-            due = engine.available() and (not engine.health.healthy or ping_healthy)
-            with lock:
-                if not due or engine.name in in_flight:
-                    continue
-                in_flight.add(engine.name)
-            fleet.submit(lambda e=engine: probe(e))  # type: ignore[misc]
+        fleet.check_due()
 
 
-def flush_buffered_activity(buffer: ActivityBuffer, trackers: Trackers, observer: Observer, fleet: Fleet) -> int:
-    """Write buffered activity to the hosts now. Returns how many previews were stamped; what could not be
-    written (host unavailable) goes back into the buffer for the next flush."""
+def flush_buffered_activity(buffer: ActivityBuffer, observer: Observer, fleet: Fleet) -> int:
+    """Write buffered activity to the hosts now. Returns how many containers were stamped.
+
+    Each workspace's activity goes to every live container that holds it *now*, as the hosts list them at flush
+    time (another process may have placed it again since this one last looked), tombstones included (a reaper at
+    work re-reads the stamp before it removes one). What could not be written (a host that did not answer, a
+    container gone between the listing and the write) goes back into the buffer for the next flush."""
     pending = buffer.take()
     if not pending:
         return 0
+    views = observer.fresh_views()
+    holders: dict[str, list[PreviewRecord]] = defaultdict(list)
+    for view in views.values():
+        for record in view.previews:
+            if record.workspace in pending and record.live and not record.stopping and record.state != "created":
+                holders[record.workspace].append(record)
+    unknown = any(not v.reachable and fleet[v.name].available() for v in views.values())
     written = 0
     unwritten: dict[str, datetime] = {}
     for workspace, moment in pending.items():
-        where = trackers.location(workspace)
-        if where is not None:
-            targets = [where]
-        else:  # not tracked here (started by another process): stamp whatever serves it
-            found, _ = observer.find(workspace)
-            targets = [(p.host, p.id) for p in found if p.serving]
-        for host, container_id in targets:
+        if not holders.get(workspace) and unknown:
+            unwritten[workspace] = moment  # it may be on the host that did not answer
+        for record in holders.get(workspace, []):
             try:
-                activity.write_stamp(fleet[host], container_id, moment)
+                activity.write_stamp(fleet[record.host], record.id, moment)
+                buffer.wrote(workspace, record.id, moment)
                 written += 1
-            except NotFound:
-                continue
-            except (HostUnavailable, EngineError, APIError):
+            except (RuntimeFailure, APIError):
                 unwritten[workspace] = moment
     if unwritten:
         buffer.put_back(unwritten)

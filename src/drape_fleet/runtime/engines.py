@@ -1,133 +1,113 @@
-"""The one seam to the hosts' Docker engines: a client per host, timeouts, health, backoff, error mapping.
+"""The one seam to the hosts' Docker engines: calls, their time budgets, each host's health, error mapping. (The
+clients themselves: ``clients``; every host together: ``fleet``.)
 
-Production reaches each host's engine over mutual TLS on ``tcp://<private_address>:<docker_api_port>``
-(the provisioning work makes the engines listen there and issues the backend a client certificate). A plain
-``tcp://`` endpoint is refused outright; ``unix://`` sockets exist for a local engine (and lab tooling).
+How a host's health is decided (the rules a slow host, a dead host and a black-holed host all follow):
 
-* Clients are built with an explicit API ``version`` so that constructing one never calls the daemon (a dead
-  host must not fail or block at construction), with a per-request timeout and a connection pool sized for
-  many threads.
-* A transport failure (refused, timed out, TLS, reset) or a 5xx answer to a health-critical call marks the
-  host unhealthy; calls then fail fast with ``HostUnavailable`` until the backoff delay has passed
-  (exponential with jitter, capped); the next call (or the service's health probe) tries again.
-* ``Fleet.each`` calls several hosts in parallel under one deadline, so one slow host never holds up a
-  decision that other hosts can make.
+* Only failed **health checks** count against a host. A call that gets no answer (timed out, refused, reset)
+  raises ``CallFailed`` for that call alone and asks for a health check; two failed checks in a row make the host
+  ``down``. A slow removal on a healthy host is a slow call, never a dead host.
+* A ``down`` host's calls are refused at once (``HostDown``), so no caller waits for it; it is checked again
+  after a backoff (exponential, with jitter), by one checker at a time: nobody retries "the moment backoff ends",
+  so there is no thundering herd. The first successful check brings it back (listeners are told: the watch
+  re-lists it, the queue looks again, remembered stops are applied).
+* Each host has its own thread pool and cap on calls in flight (``Fleet.each``), and its own connections: a
+  black-holed host fills only its own pool, calls to healthy hosts never queue behind it.
+* Calls have budgets by kind: ordinary calls ``request_timeout_s``, slow ones (removing a preview, loading an
+  image: ``slow=True``) ``slow_call_timeout_s``, health checks ``probe_timeout_s``, reads from a preview the
+  total deadline their caller gives (``untrusted``).
 """
 
 from __future__ import annotations
 
+import enum
 import random
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-import docker
 import requests
 from docker.errors import APIError, DockerException
-from docker.tls import TLSConfig
 
-from drape_fleet.config.models import FleetConfig
 from drape_fleet.config.runtime import RuntimeSettings
+from drape_fleet.runtime.clients import (
+    ApiClient,
+    Connect,
+    Endpoint,
+    TlsFiles,
+    docker_client,
+    read_limited,
+    stat_header,
+    tls_endpoints,
+)
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
-from drape_fleet.runtime.errors import EngineError, HostUnavailable, UnknownHost
+from drape_fleet.runtime.errors import CallFailed, EngineError, HostDown
+
+__all__ = ["ApiClient", "Endpoint", "Engine", "Health", "HostState", "TlsFiles", "read_limited", "stat_header",
+           "tls_endpoints"]
+"""``Endpoint``, ``TlsFiles`` and ``tls_endpoints`` stay importable from here (the lab and the image builder do)."""
 
 T = TypeVar("T")
 
 POOL_SIZE = 32
 """Connections kept per host: many backend threads talk to the same engine at once (docker-py's default is 10)."""
+HOST_WORKERS = 16
+"""Threads per host for parallel work across hosts (``Fleet.each``)."""
+HOST_CALLS_LIMIT = 64
+"""Parallel calls queued or running per host; beyond this a host's calls fail at once instead of piling up."""
+DOWN_AFTER = 2
+"""Failed health checks in a row that make a host ``down``."""
+HEALTH_PING_S = 5.0
+"""A host nothing has heard from for this long is checked (a cut network drops packets and refuses nothing)."""
+RECHECK_S = 0.2
+"""Pause between the health checks of a host that failed one (two decide, so a host is down within seconds)."""
 
 
-@dataclass(frozen=True)
-class TlsFiles:
-    """The backend's client credentials for the engines' mutual TLS."""
+# ---------------------------------------------------------------------------------------------------
+# One host's engine and its health
+# ---------------------------------------------------------------------------------------------------
 
-    ca: Path
-    cert: Path
-    key: Path
-
-    @classmethod
-    def from_pki_dir(cls, pki_dir: Path) -> TlsFiles:
-        """The provisioning work's layout (``drape_fleet.pki.paths``): ``ca.pem``, ``clients/backend/*.pem``."""
-        from drape_fleet.pki.paths import client_tls_files
-
-        ca, cert, key = client_tls_files(pki_dir)
-        return cls(ca=ca, cert=cert, key=key)
-
-    def missing(self) -> list[Path]:
-        return [p for p in (self.ca, self.cert, self.key) if not p.is_file()]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    base_url: str
-    tls: TlsFiles | None = None
-
-    def __post_init__(self) -> None:
-        if self.base_url.startswith(("tcp://", "https://", "http://")) and self.tls is None:
-            raise ValueError(f"{self.host}: refusing a plaintext TCP connection to {self.base_url}; "
-                             "the engines' API is reached only with mutual TLS")
-        if not self.base_url.startswith(("tcp://", "https://", "unix://")):
-            raise ValueError(f"{self.host}: unsupported engine address {self.base_url!r}")
-
-
-def tls_endpoints(fleet: FleetConfig, tls: TlsFiles) -> list[Endpoint]:
-    """Production endpoints: every host's private address on the fleet's Docker API port, mutual TLS."""
-    missing = tls.missing()
-    if missing:
-        raise FileNotFoundError("missing TLS files for the Docker API: " + ", ".join(map(str, missing))
-                                + " (issued by the provisioning work; see drape_fleet.pki)")
-    port = fleet.network.docker_api_port
-    endpoints = []
-    for host in fleet.hosts:
-        address = host.private_address
-        literal = f"[{address}]" if address.version == 6 else str(address)
-        endpoints.append(Endpoint(host=host.name, base_url=f"tcp://{literal}:{port}", tls=tls))
-    return endpoints
+class HostState(enum.StrEnum):
+    UP = "up"
+    SUSPECT = "suspect"
+    """A call got no answer: a health check decides (calls still go through meanwhile)."""
+    DOWN = "down"
+    """Health checks failed: calls are refused at once until one succeeds."""
 
 
 @dataclass
 class Health:
-    healthy: bool = True
+    state: HostState = HostState.UP
     failures: int = 0
+    """Failed health checks in a row."""
     last_error: str | None = None
     retry_at: float = 0.0
+    """When a down host is checked next (monotonic)."""
+    heard_at: float = 0.0
+    """When the host last answered anything (monotonic)."""
+
+    @property
+    def healthy(self) -> bool:
+        return self.state is not HostState.DOWN
 
 
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+_NO_ANSWER: tuple[type[BaseException], ...] = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
     ConnectionError,
     TimeoutError,
+    DockerException,
 )
+"""What a call that got no answer raises (refused, reset, timed out, TLS); ``APIError`` is an answer."""
 
-
-Connect = Callable[[Endpoint, float, int], docker.APIClient]
-"""Makes the API client for an endpoint, with a request timeout and a pool size."""
-
-
-def docker_client(endpoint: Endpoint, timeout: float, pool_size: int, *, api_version: str) -> docker.APIClient:
-    tls: TLSConfig | bool = False
-    if endpoint.tls is not None:
-        files = endpoint.tls
-        tls = TLSConfig(client_cert=(str(files.cert), str(files.key)), ca_cert=str(files.ca), verify=True)
-    api = docker.APIClient(base_url=endpoint.base_url, version=api_version, timeout=int(max(1, round(timeout))),
-                           tls=tls, max_pool_size=pool_size)
-    # requests lets the environment override the session: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would replace
-    # our CA with the system bundle (every TLS handshake then fails) and HTTPS_PROXY would send engine
-    # traffic through a proxy. The engines are reached directly, with our CA only.
-    api.trust_env = False
-    return api
+StateChange = Callable[["Engine", HostState, HostState], None]
 
 
 class Engine:
-    """One host's engine: a lazily built client and the host's health."""
+    """One host's engine: lazily built clients (one per kind of budget) and the host's health."""
 
     def __init__(self, endpoint: Endpoint, settings: RuntimeSettings, *, clock: Clock = SYSTEM_CLOCK,
                  rng: random.Random | None = None, connect: Connect | None = None) -> None:
@@ -138,95 +118,166 @@ class Engine:
         self._connect = connect
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._lock = threading.Lock()
-        self._api: docker.APIClient | None = None
-        self.health = Health()
+        self._clients: dict[str, ApiClient] = {}
+        self.health = Health(heard_at=clock.monotonic())
         self.facts: dict[str, Any] = {}
+        self.on_change: StateChange | None = None
+        """Told of every change of state (set by the ``Fleet``)."""
+        self.wants_check: Callable[[Engine], None] | None = None
+        """Asked for a health check when a call got no answer, or a down host is due (set by the ``Fleet``)."""
 
-    @property
-    def api(self) -> docker.APIClient:
+    # -- clients ----------------------------------------------------------------------------------
+
+    def _client(self, kind: str, timeout: float) -> ApiClient:
         with self._lock:
-            if self._api is None:
-                self._api = self._client(self._settings.request_timeout_s, POOL_SIZE)
-            return self._api
+            api = self._clients.get(kind)
+            if api is None:
+                api = self._clients[kind] = self._make(timeout, POOL_SIZE if kind == "call" else 4)
+            return api
 
-    def _client(self, timeout: float, pool_size: int) -> docker.APIClient:
+    def _make(self, timeout: float, pool_size: int) -> ApiClient:
         if self._connect is not None:
             return self._connect(self.endpoint, timeout, pool_size)
         return docker_client(self.endpoint, timeout, pool_size, api_version=self._settings.api_version)
 
+    @property
+    def api(self) -> ApiClient:
+        return self._client("call", self._settings.request_timeout_s)
+
     # -- health -----------------------------------------------------------------------------------
 
-    def available(self) -> bool:
+    @property
+    def state(self) -> HostState:
         with self._lock:
-            return self.health.healthy or self._clock.monotonic() >= self.health.retry_at
+            return self.health.state
 
-    def _failed(self, reason: str) -> None:
+    def available(self) -> bool:
+        """Calls go through (up, or suspect while a health check decides); False when down."""
+        return self.state is not HostState.DOWN
+
+    def due_for_check(self) -> bool:
+        now = self._clock.monotonic()
+        with self._lock:
+            health = self.health
+            if health.state is HostState.DOWN:
+                return now >= health.retry_at
+            return health.state is HostState.SUSPECT or now - health.heard_at >= HEALTH_PING_S
+
+    def _set(self, state: HostState, *, error: str | None = None) -> None:
+        with self._lock:
+            old = self.health.state
+            self.health.state = state
+            if error is not None:
+                self.health.last_error = error
+            if state is HostState.UP:
+                self.health.failures = 0
+                self.health.last_error = None
+        if old is not state and self.on_change is not None:
+            self.on_change(self, old, state)
+
+    def _answered(self) -> None:
+        with self._lock:
+            self.health.heard_at = self._clock.monotonic()
+            changed = self.health.state is HostState.SUSPECT
+        if changed:  # an answer is as good as a health check
+            self._set(HostState.UP)
+
+    def _unanswered(self, reason: str) -> None:
+        if self.state is HostState.UP:
+            self._set(HostState.SUSPECT, error=reason)
+        if self.wants_check is not None:
+            self.wants_check(self)
+
+    def check(self) -> bool:
+        """One health check (``GET /_ping`` within ``probe_timeout_s``); learns the engine's storage facts on the
+        first success. Returns whether the host answered."""
+        api = self._client("probe", self._settings.probe_timeout_s)
+        try:
+            api.ping()
+            if not self.facts:
+                self.facts = _facts(api.info())
+        except Exception as exc:  # any failure of a health check is the answer
+            self._check_failed(f"health check: {_short(exc)}")
+            return False
+        with self._lock:
+            self.health.heard_at = self._clock.monotonic()
+        self._set(HostState.UP)
+        return True
+
+    def _check_failed(self, reason: str) -> None:
         with self._lock:
             self.health.failures += 1
-            self.health.healthy = False
-            self.health.last_error = reason
-            delay = min(self._settings.backoff_max_s,
-                        self._settings.backoff_initial_s * 2 ** min(self.health.failures - 1, 16))
-            self.health.retry_at = self._clock.monotonic() + delay * (0.8 + 0.4 * self._rng.random())
-
-    def _ok(self) -> None:
-        with self._lock:
-            self.health.healthy = True
-            self.health.failures = 0
-            self.health.last_error = None
+            failures = self.health.failures
+            if failures >= DOWN_AFTER:
+                delay = min(self._settings.backoff_max_s,
+                            self._settings.backoff_initial_s * 2 ** min(failures - DOWN_AFTER, 16))
+                self.health.retry_at = self._clock.monotonic() + delay * (0.5 + self._rng.random())
+        self._set(HostState.DOWN if failures >= DOWN_AFTER else HostState.SUSPECT, error=reason)
 
     # -- calls ------------------------------------------------------------------------------------
 
-    def call(self, fn: Callable[[docker.APIClient], T], what: str, *, critical: bool = False,
-             timeout: float | None = None) -> T:
-        """Run ``fn`` against this engine. Transport failures mark the host down and raise ``HostUnavailable``;
-        4xx answers are re-raised as docker-py's ``APIError`` subclasses (``NotFound``, ...) for the caller to
-        interpret; 5xx answers raise ``EngineError`` (and mark the host down when ``critical``)."""
+    def call(self, fn: Callable[[ApiClient], T], what: str, *, slow: bool = False, timeout: float | None = None) -> T:
+        """Run ``fn`` against this engine. A down host raises ``HostDown`` at once; a call that gets no answer
+        raises ``CallFailed`` (and asks for a health check; it marks nothing itself). 4xx answers are re-raised as
+        docker-py's ``APIError`` subclasses (``NotFound``, ...) for the caller to interpret; 5xx answers raise
+        ``EngineError``. ``slow``: the slow-call budget (ended early when the host goes down); ``timeout``: a client
+        of its own (bulk work)."""
         if not self.available():
+            if self.due_for_check() and self.wants_check is not None:
+                self.wants_check(self)
             with self._lock:
                 wait = max(0.0, self.health.retry_at - self._clock.monotonic())
-                reason = f"{self.health.last_error} (next try in {wait:.1f} s)"
-            raise HostUnavailable(self.name, reason)
-        api = self.api if timeout is None else self._client(timeout, 2)  # bulk work (images): its own client
+                reason = f"{self.health.last_error} (next health check in {wait:.1f} s)"
+            raise HostDown(self.name, reason)
+        if timeout is not None:
+            api = self._make(timeout, 2)
+        elif slow:
+            api = self._client("slow", self._settings.slow_call_timeout_s)
+        else:
+            api = self.api
         try:
-            result = fn(api)
+            result = self._until_down(fn, api, what) if slow else fn(api)
         except APIError as exc:
+            self._answered()
             status = exc.status_code or 0
             if status >= 500:
-                message = str(exc.explanation or exc)
-                if critical:
-                    self._failed(f"{what}: engine error {status}: {message}")
-                raise EngineError(self.name, status, f"{what}: {message}") from exc
-            self._ok()
+                raise EngineError(self.name, status, f"{what}: {_short(exc.explanation or exc)}") from exc
             raise
-        except _TRANSPORT_ERRORS as exc:
-            self._failed(f"{what}: {_short(exc)}")
-            raise HostUnavailable(self.name, f"{what}: {_short(exc)}") from exc
-        except DockerException as exc:
-            self._failed(f"{what}: {_short(exc)}")
-            raise HostUnavailable(self.name, f"{what}: {_short(exc)}") from exc
+        except _NO_ANSWER as exc:
+            self._unanswered(f"{what}: {_short(exc)}")
+            raise CallFailed(self.name, what, _short(exc)) from exc
         finally:
-            if api is not self._api:
+            if timeout is not None:
                 api.close()
-        self._ok()
+        self._answered()
         return result
 
-    def probe(self) -> bool:
-        """Ping the engine (a health probe); learn its storage facts on the first success."""
-        try:
-            self.call(lambda api: api.ping(), "ping", critical=True)
-            if not self.facts:
-                info = self.call(lambda api: api.info(), "info", critical=True)
-                self.facts = _facts(info)
-        except (HostUnavailable, EngineError):
-            return False
-        return True
+    def _until_down(self, fn: Callable[[ApiClient], T], api: ApiClient, what: str) -> T:
+        """A slow call, waited for as long as its budget allows but no longer than the host is up: a host found down
+        by its health checks (a black hole, a cut) ends the wait at once, while the call itself runs to its own end on
+        its thread (the engine may still finish it: a removal, a start)."""
+        future: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(api))
+            except BaseException as exc:  # handed to the waiting caller
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"drape-slow-{self.name}", daemon=True).start()
+        while True:
+            try:
+                return future.result(timeout=0.25)
+            except FutureTimeout:
+                if self.state is HostState.DOWN:
+                    raise HostDown(self.name, f"{what}: abandoned, the host's health checks failed "
+                                              f"({self.health.last_error})") from None
 
     def close(self) -> None:
         with self._lock:
-            if self._api is not None:
-                self._api.close()
-                self._api = None
+            clients, self._clients = list(self._clients.values()), {}
+        for api in clients:
+            api.close()
 
 
 def _facts(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,59 +295,6 @@ def _facts(info: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+def _short(exc: object) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) < 200 else text[:197] + "..."
-
-
-class Fleet:
-    """The engines of every host, and parallel calls across them under one deadline."""
-
-    def __init__(self, engines: Iterable[Engine], *, workers: int = 16) -> None:
-        self._engines = {e.name: e for e in engines}
-        self._pool = ThreadPoolExecutor(max_workers=max(workers, 2 * len(self._engines)),
-                                        thread_name_prefix="drape-engine")
-
-    @classmethod
-    def from_endpoints(cls, endpoints: Iterable[Endpoint], settings: RuntimeSettings, *,
-                       clock: Clock = SYSTEM_CLOCK) -> Fleet:
-        return cls(Engine(e, settings, clock=clock) for e in endpoints)
-
-    def __getitem__(self, host: str) -> Engine:
-        try:
-            return self._engines[host]
-        except KeyError:
-            raise UnknownHost(f"unknown host {host!r}: this fleet has {', '.join(self._engines)}") from None
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._engines)
-
-    def engines(self) -> list[Engine]:
-        return list(self._engines.values())
-
-    def each(self, fn: Callable[[Engine], T], *, hosts: Iterable[str] | None = None,
-             timeout: float) -> dict[str, T | BaseException]:
-        """``fn(engine)`` on each host in parallel; hosts that do not answer within ``timeout`` get a
-        ``HostUnavailable`` (their call finishes in the background and updates their health). The deadline is
-        real time: it bounds how long this thread blocks on the others."""
-        names = list(hosts) if hosts is not None else self.names
-        futures = {name: self._pool.submit(fn, self[name]) for name in names}
-        deadline = time.monotonic() + timeout
-        results: dict[str, T | BaseException] = {}
-        for name, future in futures.items():
-            try:
-                results[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                results[name] = HostUnavailable(name, f"no answer within {timeout:.1f} s")
-            except Exception as exc:  # each host's failure is reported, not raised
-                results[name] = exc
-        return results
-
-    def submit(self, fn: Callable[[], T]) -> Any:
-        return self._pool.submit(fn)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for engine in self._engines.values():
-            engine.close()

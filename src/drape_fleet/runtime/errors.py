@@ -37,12 +37,29 @@ class UnknownHost(RuntimeFailure, KeyError):
 
 
 class HostUnavailable(RuntimeFailure):
-    """A host's engine cannot be reached now (down, unreachable, or in backoff after failures)."""
+    """A host's engine could not be asked now. Two kinds, told apart because only one of them says anything
+    about the host: ``HostDown`` (its health checks failed) and ``CallFailed`` (this one call did not get an
+    answer within its budget; the host may be fine)."""
 
-    def __init__(self, host: str, reason: str) -> None:
+    def __init__(self, host: str, reason: str, *, message: str | None = None) -> None:
         self.host = host
         self.reason = reason
-        super().__init__(f"host {host} is unavailable: {reason}")
+        super().__init__(message or f"host {host} is unavailable: {reason}")
+
+
+class HostDown(HostUnavailable):
+    """The host's health checks failed: calls are refused at once until a health check succeeds again."""
+
+
+class CallFailed(HostUnavailable):
+    """One call did not get an answer (timed out, connection refused or reset, too many calls in flight). It
+    counts against nothing but itself: the host's health is decided by its health checks, which this failure
+    triggers."""
+
+    def __init__(self, host: str, what: str, reason: str) -> None:
+        self.what = what
+        super().__init__(host, reason, message=f"host {host}: {what} got no answer ({reason}); the host's "
+                                               "health is being checked")
 
 
 class EngineError(RuntimeFailure):

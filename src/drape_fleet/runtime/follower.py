@@ -1,6 +1,12 @@
 """Following a started preview until its dev server answers: the phases its template reports, ready when HTTP
-answers on the published port, failed when the container exits or the deadline passes. When the host stops
-answering for ``HOST_DEAD_S`` first, the follower hands the preview back to be placed elsewhere.
+answers on the published port, failed when the container exits or the deadline passes. When the host's health
+checks fail first (it is *down*, not merely slow to answer one call), the preview is handed back to be placed
+elsewhere.
+
+Where the time to ready goes: the dev server starts listening some tens of milliseconds after the container
+starts. The HTTP probe is cheap (a refused connection costs nothing), so it runs every ``PROBE_FIRST_S`` at first
+and backs off; the engine's view (inspect, phase file) is slower and is read every ``LOOK_S`` on its own cadence,
+never between two probes. Every read is bounded (``untrusted``).
 
 A follower writes to its tracker only while its generation is current (see ``tracking``).
 """
@@ -8,6 +14,7 @@ A follower writes to its tracker only while its generation is current (see ``tra
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from docker.errors import APIError, NotFound
@@ -15,16 +22,19 @@ from docker.errors import APIError, NotFound
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.runtime import lifecycle
 from drape_fleet.runtime.clock import Clock
-from drape_fleet.runtime.engines import Fleet
-from drape_fleet.runtime.errors import EngineError, HostUnavailable, RuntimeFailure
+from drape_fleet.runtime.errors import RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.readiness import Phase, http_answers, read_phase
 from drape_fleet.runtime.tracking import Tracker, Trackers
+from drape_fleet.runtime.untrusted import log_tail
 
-HOST_DEAD_S = 6.0
-"""A starting preview whose host has not answered for this long is placed again elsewhere."""
+PROBE_FIRST_S = 0.02
+PROBE_MAX_S = 0.5
+LOOK_S = 0.5
+"""How often the engine is asked about a starting preview (state, phase file)."""
 
 HostLost = Callable[[Tracker, int, str, str], None]
-"""Called with (tracker, generation, host, why) when the host died before the preview was ready."""
+"""Called with (tracker, generation, host, why) when the host went down before the preview was ready."""
 
 
 class Follower:
@@ -38,7 +48,7 @@ class Follower:
         self._clock = clock
 
     def follow(self, tracker: Tracker, generation: int, on_host_lost: HostLost) -> None:
-        """Poll until ready or failed (backing off from 0.1 to 1.5 s), or until the worker is no longer in charge."""
+        """Poll until ready or failed, or until the worker is no longer in charge."""
         with self._trackers.lock:
             host, container_id, port = tracker.host, tracker.container_id, tracker.public_port
         if host is None or container_id is None:
@@ -46,49 +56,50 @@ class Follower:
         framework = self._settings.frameworks[tracker.request.framework]
         address = str(self._config.host(host).private_address)
         engine = self._fleet[host]
+        budget = self._settings.preview_read_timeout_s
         deadline = self._clock.monotonic() + framework.ready_timeout_s
-        delay = 0.1
-        down_since: float | None = None
+        delay = PROBE_FIRST_S
+        looked_at: float | None = None
         while not self._closed.is_set() and self._trackers.current(tracker, generation):
-            if port is not None and http_answers(address, port, framework.ready_path, timeout=2.0):
+            if port is not None and http_answers(address, port, framework.ready_path, budget=budget):
                 self._trackers.set_phase(tracker, generation, Phase.READY)
                 return
-            try:
-                inspected = engine.call(lambda api: api.inspect_container(container_id), "inspect")
-                state = inspected.get("State") or {}
-                if port is None:
-                    port = lifecycle.published_port(inspected, int(framework.port))
-                    self._trackers.published(tracker, generation, port)
-                phase, why = read_phase(engine, container_id)
-                if state.get("Status") in ("exited", "dead"):
-                    self._trackers.fail(tracker, generation, why or f"the dev server exited (code "
-                                        f"{state.get('ExitCode')}): {self._log_tail(host, container_id)}")
+            now = time.monotonic()  # pacing of real I/O (the deadline below reads the runtime's clock)
+            if looked_at is None or now - looked_at >= LOOK_S or port is None:
+                looked_at = now
+                if not engine.available():
+                    on_host_lost(tracker, generation, host, engine.health.last_error or "health checks failed")
                     return
-                down_since = None
-            except NotFound:
-                self._trackers.fail(tracker, generation, "the container was removed while starting")
-                return
-            except (HostUnavailable, EngineError) as exc:
-                down_since = down_since or self._clock.monotonic()
-                if self._clock.monotonic() - down_since >= HOST_DEAD_S:
-                    on_host_lost(tracker, generation, host, str(exc))
+                try:
+                    inspected = engine.call(lambda api: api.inspect_container(container_id), "inspect")
+                    if port is None:  # a preview on its own network: its own published port
+                        port = lifecycle.published_port(inspected, int(framework.port))
+                        self._trackers.published(tracker, generation, port)
+                    state = inspected.get("State") or {}
+                    if state.get("Status") in ("exited", "dead"):
+                        phase, why = read_phase(engine, container_id, budget=budget)
+                        self._trackers.fail(tracker, generation, why or f"the dev server exited (code "
+                                            f"{state.get('ExitCode')}): {self._log_tail(host, container_id)}")
+                        return
+                    phase, why = read_phase(engine, container_id, budget=budget)
+                except NotFound:
+                    self._trackers.fail(tracker, generation, "the container was removed while starting")
                     return
-                phase, why = None, None
-            if phase is Phase.FAILED:
-                self._trackers.fail(tracker, generation, why or "the dev server failed")
-                return
-            if phase is not None:
-                self._trackers.set_phase(tracker, generation, phase)
+                except RuntimeFailure:  # a slow answer is not a dead host: the health checks decide that
+                    phase, why = None, None
+                if phase is Phase.FAILED:
+                    self._trackers.fail(tracker, generation, why or "the dev server failed")
+                    return
+                if phase is not None:
+                    self._trackers.set_phase(tracker, generation, phase)
             if self._clock.monotonic() > deadline:
                 self._trackers.fail(tracker, generation, f"not ready within {framework.ready_timeout_s:.0f} s")
                 return
             self._closed.wait(delay)
-            delay = min(delay * 1.5, 1.5)
+            delay = min(delay * 1.3, PROBE_MAX_S)
 
     def _log_tail(self, host: str, container_id: str) -> str:
         try:
-            data = self._fleet[host].call(lambda api: api.logs(container_id, tail=5), "logs")
+            return log_tail(self._fleet[host], container_id, budget=self._settings.preview_read_timeout_s)
         except (RuntimeFailure, APIError):
             return "(no logs)"
-        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
-        return " | ".join(line.strip() for line in text.strip().splitlines()[-5:]) or "(no output)"

@@ -25,12 +25,28 @@ CPUS = "drape.cpus"
 PORT = "drape.port"
 """The dev server's port inside the container."""
 CLAIM = "drape.claim"
-"""A random nonce per placement attempt: ties a container to the network made for it."""
+"""A random nonce per network: ties a container to the network it was placed on (``drape-net-<claim>``)."""
 REASON = "drape.reason"
+REPO = "drape.repo"
+"""The project's repository address (never with credentials: those are refused, see ``spec``) and ``REF``:
+what a replacement on another host clones again (failover, drain)."""
+REF = "drape.ref"
+ENV_KEYS = "drape.env-keys"
+"""The names (never the values) of the caller's environment variables, comma-separated: a replacement reads
+their values back from the original container's configuration, where they already are."""
+PUBLIC_PORT = "drape.public-port"
+"""On a preview that joined a network holder: the host port its holder publishes (fixed for the holder's life)."""
+REPO_AUTH = "drape.repo-auth"
+"""``token`` when the preview was started with a repository token (the token itself is never stored: a
+replacement needs it issued again)."""
 
 KIND_PREVIEW = "preview"
 KIND_NETWORK = "preview-network"
 KIND_CORDON = "cordon"
+KIND_STOP = "stop"
+KIND_HOLDER = "netns"
+"""A network holder: a parked container that owns a preview network's namespace and published port (see
+``lifecycle``); a preview joins it (``container:<id>``) instead of setting its network up while the user waits."""
 
 PREVIEW_LABELS = (OWNER, KIND, WORKSPACE, USER, PROJECT, FRAMEWORK, CREATED, MEMORY, CPUS, PORT, CLAIM)
 
@@ -43,12 +59,20 @@ CLAIM_RE = re.compile(r"^[0-9a-f]{12}$")
 CONTAINER_PREFIX = "drape-pv-"
 TOMBSTONE_PREFIX = "drape-reap-"
 """A container being reaped is first renamed to ``drape-reap-<workspace>-<claim>``: the rename is atomic (names
-are unique per engine), so exactly one reaper wins, and a concurrent hot start sees the new name and backs off."""
+are unique per engine), so exactly one reaper wins, and a concurrent hot start sees the new name and backs off.
+A reap tombstone left behind (its reaper died) is removed only after its activity is checked again."""
+STOPPING_PREFIX = "drape-stop-"
+"""A container being stopped (an explicit ``stop``) is renamed to ``drape-stop-<workspace>-<claim>`` first: the
+intent is in the name, so a stop that dies half-way is finished by any reaper, activity or not."""
 NETWORK_PREFIX = "drape-net-"
 BRIDGE_PREFIX = "drp"
 """Linux bridge names of preview networks: ``drp`` + the claim (15 characters, the kernel's limit), so host
 firewall rules can match every preview bridge with ``drp+``."""
+HOLDER_PREFIX = "drape-nh-"
 CORDON_VOLUME = "drape-cordon"
+STOP_MARKER_PREFIX = "drape-stop-"
+"""Volumes ``drape-stop-<workspace>-<nonce>``: a stop that could not reach every host, kept on the hosts that
+answered until the others have been cleaned (see ``stops``)."""
 
 
 def container_name(workspace: str) -> str:
@@ -59,8 +83,27 @@ def tombstone_name(workspace: str, claim: str) -> str:
     return f"{TOMBSTONE_PREFIX}{workspace}-{claim}"
 
 
-def network_name(workspace: str, claim: str) -> str:
+def stopping_name(workspace: str, claim: str) -> str:
+    return f"{STOPPING_PREFIX}{workspace}-{claim}"
+
+
+def network_name(claim: str) -> str:
+    """A preview network is made before it is known which workspace takes it (spares): named by its claim."""
+    return f"{NETWORK_PREFIX}{claim}"
+
+
+def legacy_network_name(workspace: str, claim: str) -> str:
+    """How networks were named before spares (one made per start): still recognised, so previews made by an
+    older backend are not taken for foreign during an upgrade."""
     return f"{NETWORK_PREFIX}{workspace}-{claim}"
+
+
+def holder_name(claim: str) -> str:
+    return f"{HOLDER_PREFIX}{claim}"
+
+
+def stop_marker_name(workspace: str, nonce: str) -> str:
+    return f"{STOP_MARKER_PREFIX}{workspace}-{nonce}"
 
 
 def bridge_name(claim: str) -> str:

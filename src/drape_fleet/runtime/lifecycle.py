@@ -1,4 +1,5 @@
-"""What happens to a preview on one host: claim, start, confirm (hot start), reap, remove. Thin executors.
+"""What happens to a preview on one host: its network, the claim, start, confirm (hot start), reap, remove. Thin
+executors; the launcher sequences them.
 
 Capacity across processes: the claim protocol
 ---------------------------------------------
@@ -15,38 +16,41 @@ Why this is safe: of any two claims on one host, the one whose listing (step 2) 
 claimant of any set always counts all of them, and the set of claims that pass never exceeds the capacity.
 Two claimants may both back off (each sees the other); they retry after a random delay, so the cost of a
 conflict is a short wait, never an overcommitted host. Within one process a per-host lock serialises claims,
-so this only happens between processes. The same argument, applied across hosts to a workspace's containers
-(``uniqueness``), keeps a workspace from running twice when two processes start it at once.
+so this only happens between processes. The same argument, applied across hosts to a workspace's containers,
+keeps a workspace from running twice when two processes start it at once (the launcher's rival check).
 
-Nothing here is on the hot path: a hot start (``confirm``) does one archive write and one inspect.
+Networks and their holders (spares): ``holders``.
 
-A claim abandoned by a crashed process stays in ``created`` state; it counts (safe side) until the reaper
-removes it after ``claim_timeout_s``.
+Nothing here is on the hot path: a hot start (``confirm``) is one inspect, with a stamp first only when this
+process has not stamped that container recently (``service``). A claim abandoned by a crashed process stays in
+``created`` state; it counts (safe side) until the reaper removes it after ``claim_timeout_s``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import random
+import io
 import secrets
+import tarfile
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from docker.errors import APIError, NotFound
 
-from drape_fleet.config.models import Host
 from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime import activity
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.engines import Engine
-from drape_fleet.runtime.errors import EngineError
-from drape_fleet.runtime.spec import NetworkSpec, PreviewRequest, container_spec, network_spec, pick_subnet
-from drape_fleet.runtime.state import PreviewRecord
-from drape_fleet.runtime.views import Observer
+from drape_fleet.runtime.errors import EngineError, RuntimeFailure
+from drape_fleet.runtime.spec import (
+    REPO_TOKEN_FILE,
+    PreviewRequest,
+    Secret,
+    container_spec,
+)
+from drape_fleet.runtime.state import HostView, PreviewRecord
 
-SUBNET_ATTEMPTS = 8
 TOMBSTONE_GRACE_S = 30.0
 """A tombstoned container is being reaped or stopped right now; after this long it is a leftover."""
 
@@ -55,6 +59,9 @@ class Outcome(enum.Enum):
     PLACED = "placed"
     FULL = "full"
     DUPLICATE = "duplicate"
+    """Another process is placing the workspace, or took the same spare network: look again."""
+    UNSURE = "unsure"
+    """A host that may hold the workspace did not answer: placing now could make a second copy."""
     FAILED = "failed"
 
 
@@ -70,12 +77,14 @@ def new_claim_id() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Removing things (idempotent: gone is gone)
+# Removing things (idempotent: gone is gone). Removals get the slow-call budget: a preview with a real project's
+# node_modules takes longer to remove than any ordinary call may take.
 # ---------------------------------------------------------------------------------------------------
 
 def remove_container(engine: Engine, container_id: str) -> None:
     try:
-        engine.call(lambda api: api.remove_container(container_id, force=True, v=True), "remove container")
+        engine.call(lambda api: api.remove_container(container_id, force=True, v=True), "remove container",
+                    slow=True)
     except NotFound:
         return
     except APIError as exc:
@@ -87,7 +96,7 @@ def remove_container(engine: Engine, container_id: str) -> None:
 def remove_network(engine: Engine, name: str) -> bool:
     """Remove a preview network; False when it is still in use (the reaper takes it later)."""
     try:
-        engine.call(lambda api: api.remove_network(name), "remove network")
+        engine.call(lambda api: api.remove_network(name), "remove network", slow=True)
     except NotFound:
         return True
     except APIError as exc:
@@ -103,105 +112,69 @@ def remove_network(engine: Engine, name: str) -> bool:
 
 def discard(engine: Engine, record: PreviewRecord) -> None:
     remove_container(engine, record.id)
+    if record.holder is not None:
+        remove_container(engine, L.holder_name(record.claim))
     remove_network(engine, record.network)
+
+
+def quietly_discard(engine: Engine, container_id: str, network: str | None) -> bool:
+    """Best effort (a leftover claim or network is the reaper's). Whether the container is gone."""
+    try:
+        remove_container(engine, container_id)
+        if network:
+            remove_network(engine, network)
+    except (RuntimeFailure, APIError):
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------
 # Claim and start
 # ---------------------------------------------------------------------------------------------------
 
-def make_network(engine: Engine, request: PreviewRequest, settings: RuntimeSettings, *, claim: str,
-                 address: str, rng: random.Random) -> NetworkSpec:
-    """Create the workspace's network on a random free /28 (the engine refuses overlaps; try another)."""
-    last = ""
-    for _ in range(SUBNET_ATTEMPTS):
-        spec = network_spec(request, settings, claim=claim, subnet=pick_subnet(settings.subnet_pool, rng),
-                            publish_address=address)
-        kwargs = spec.create_kwargs()
-        try:
-            engine.call(lambda api, kw=kwargs: api.create_network(**kw), "create network")  # type: ignore[misc]
-        except APIError as exc:
-            last = str(exc.explanation or exc)
-            if "overlap" in last.lower():
-                continue
-            raise
-        return spec
-    raise EngineError(engine.name, None, f"no free subnet in {settings.subnet_pool} after "
-                                         f"{SUBNET_ATTEMPTS} tries ({last})")
+class NameTaken(Exception):
+    """Another container holds the workspace's name on this host."""
 
 
-def claim(engine: Engine, host: Host, request: PreviewRequest, settings: RuntimeSettings, *,
-          observer: Observer, created: datetime, rng: random.Random) -> ClaimResult:
-    """Steps 1-3 of the claim protocol on ``host`` (the caller holds this process's lock for the host)."""
-    claim_id = new_claim_id()
-    address = str(host.private_address)  # published ports listen on the private network only
-    network = make_network(engine, request, settings, claim=claim_id, address=address, rng=rng)
-    try:
-        container_id = _create(engine, request, settings, claim=claim_id, created=created, network=network.name,
-                               address=address)
-    except _NameTaken as taken:
-        remove_network(engine, network.name)
-        previews, foreign = observer.records(engine, workspace=request.workspace)
-        if any(p.name == taken.args[0] for p in previews):
-            return ClaimResult(Outcome.DUPLICATE, reason=f"{host.name} already has {taken.args[0]}")
-        # Something that is not one of our previews holds the name: never touch it; use another host.
-        why = next((f.reason for f in foreign if f.name == taken.args[0]), "not made by this runtime")
-        return ClaimResult(Outcome.FAILED, reason=f"{host.name}: the name {taken.args[0]} is held by a foreign "
-                                                  f"container ({why})")
-    except APIError as exc:
-        remove_network(engine, network.name)
-        return ClaimResult(Outcome.FAILED, reason=f"{host.name}: {exc.explanation or exc}")
-    except BaseException:
-        remove_network(engine, network.name)
-        raise
-    observer.trust(container_id)
-    try:
-        view = observer.host_view(host.name)
-    except BaseException:
-        _quietly_remove(engine, container_id, network.name)
-        raise
-    cpu_capacity = view.cpu_capacity * settings.cpu_overcommit
-    if view.memory_used > view.memory_capacity or view.cpus_used > cpu_capacity + 1e-9:
-        _quietly_remove(engine, container_id, network.name)
-        return ClaimResult(Outcome.FULL, reason=(
-            f"{host.name} is full ({view.memory_used / 2**20:.0f} of {view.memory_capacity / 2**20:.0f} MiB, "
-            f"{view.cpus_used:g} of {cpu_capacity:g} nominal cores, this claim included)"))
-    record = next((p for p in view.previews if p.id == container_id), None)
-    if record is None:  # removed by someone else in between: treat as a conflict and look again
-        return ClaimResult(Outcome.DUPLICATE, reason=f"claim on {host.name} disappeared")
-    return ClaimResult(Outcome.PLACED, record=record)
+class NetworkGone(Exception):
+    """The spare network was removed between choosing it and using it."""
 
 
-class _NameTaken(Exception):
-    pass
-
-
-def _create(engine: Engine, request: PreviewRequest, settings: RuntimeSettings, *, claim: str, created: datetime,
-            network: str, address: str) -> str:
-    disk_limit = bool(engine.facts.get("disk_limit"))
+def create(engine: Engine, request: PreviewRequest, settings: RuntimeSettings, *, network: str, created: datetime,
+           address: str, holder: tuple[str, int] | None = None) -> str:
+    """Step 1: create the preview's container on ``network``, in ``holder``'s namespace when given (its id and
+    public port). A dead preview of the workspace holding the name is cleared first. Returns its id. Where the
+    fleet requires a disk limit, an engine that refuses it fails the claim (and the host stops taking previews);
+    elsewhere the preview is made without one."""
+    required = settings.disk_limit == "required"
+    disk_limit = required or bool(engine.facts.get("disk_limit"))
+    claim = network.removeprefix(L.NETWORK_PREFIX)  # a preview network's name is its claim's
     for _ in range(3):
         spec = container_spec(request, settings, claim=claim, created=created, network=network,
-                              publish_address=address, disk_limit=disk_limit)
+                              publish_address=address, disk_limit=disk_limit, holder=holder)
         try:
             result = engine.call(lambda api, s=spec: api.create_container_from_config(s.body, s.name),  # type: ignore[misc]
                                  "create container")
             return str(result["Id"])
+        except NotFound as exc:
+            raise NetworkGone(network) from exc
         except APIError as exc:
             if exc.status_code == 409:
                 existing = _existing(engine, spec.name)
-                if existing is not None and existing["State"]["Status"] in ("exited", "dead"):
-                    # a dead preview of this workspace holds the name: clear it and create again
-                    network_mode = existing["HostConfig"].get("NetworkMode", "")
-                    if (existing.get("Config", {}).get("Labels") or {}).get(L.OWNER) == settings.owner:
-                        remove_container(engine, existing["Id"])
-                        if network_mode.startswith(L.NETWORK_PREFIX):
-                            remove_network(engine, network_mode)
-                        continue
-                raise _NameTaken(spec.name) from exc
+                if existing is not None and existing["State"]["Status"] in ("exited", "dead") \
+                        and (existing.get("Config", {}).get("Labels") or {}).get(L.OWNER) == settings.owner:
+                    remove_container(engine, existing["Id"])  # a dead preview of this workspace holds the name
+                    continue
+                raise NameTaken(spec.name) from exc
             raise
         except EngineError as exc:
             if "storage-opt" in str(exc) or "storage opt" in str(exc).lower():
-                engine.facts["disk_limit"] = disk_limit = False
+                engine.facts["disk_limit"] = False
+                if required:
+                    raise EngineError(engine.name, exc.status, "this engine cannot limit a preview's disk "
+                                      "(overlay2 on XFS with project quotas is needed), and the fleet requires "
+                                      "it: the host takes no previews until fixed") from exc
+                disk_limit = False
                 continue
             raise
     raise EngineError(engine.name, None, f"could not create {L.container_name(request.workspace)}")
@@ -215,17 +188,48 @@ def _existing(engine: Engine, name: str) -> dict[str, Any] | None:
     return result
 
 
-def _quietly_remove(engine: Engine, container_id: str, network: str) -> None:
+def write_token(engine: Engine, container_id: str, token: Secret, run_as: str) -> None:
+    """Put the repository token where the template reads it (``REPO_TOKEN_FILE``, mode 0400, the preview user's),
+    before the container starts. The token travels in the archive body only: never in the container's
+    configuration, labels, logs or any error (a failure says which container, not what)."""
+    uid, gid = (int(x) for x in run_as.split(":"))
+    content = token.reveal().encode()
+    info = tarfile.TarInfo(REPO_TOKEN_FILE.lstrip("/"))
+    info.size, info.mode, info.uid, info.gid = len(content), 0o400, uid, gid
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.addfile(info, io.BytesIO(content))
+    data = buffer.getvalue()
     try:
-        remove_container(engine, container_id)
-        remove_network(engine, network)
-    except Exception:  # noqa: S110 - best effort; a leftover claim is removed by the reaper
-        pass
+        engine.call(lambda api: api.put_archive(container_id, "/", data), "write the repository token")
+    except APIError as exc:
+        raise EngineError(engine.name, exc.status_code, f"writing the repository token into {container_id[:12]} "
+                          "failed") from None
+
+
+def check_claim(view: HostView, record_id: str, network: str, settings: RuntimeSettings) -> ClaimResult:
+    """Steps 2-3 on the host's listing made after the claim (pure): still placeable (a cordon made a moment ago is
+    in this listing even if the ranking had not seen it), within capacity, and alone on its network."""
+    if view.unplaceable is not None:
+        return ClaimResult(Outcome.FULL, reason=f"{view.name}: {view.unplaceable}")
+    cpu_capacity = view.cpu_capacity * settings.cpu_overcommit
+    if view.memory_used > view.memory_capacity or view.cpus_used > cpu_capacity + 1e-9:
+        return ClaimResult(Outcome.FULL, reason=(
+            f"{view.name} is full ({view.memory_used / 2**20:.0f} of {view.memory_capacity / 2**20:.0f} MiB, "
+            f"{view.cpus_used:g} of {cpu_capacity:g} nominal cores, this claim included)"))
+    record = next((p for p in view.previews if p.id == record_id), None)
+    if record is None:  # removed by someone else in between: treat as a conflict and look again
+        return ClaimResult(Outcome.DUPLICATE, reason=f"claim on {view.name} disappeared")
+    if any(p.claim == record.claim and p.id != record_id for p in view.previews):
+        return ClaimResult(Outcome.DUPLICATE, reason=f"{network} on {view.name} was taken by another claim")
+    return ClaimResult(Outcome.PLACED, record=record)
 
 
 def start(engine: Engine, record: PreviewRecord) -> int:
-    """Start a claimed container; return its published port on the host."""
-    engine.call(lambda api: api.start(record.id), "start container")
+    """Start a claimed container; return its published port on the host (its holder's: known already)."""
+    engine.call(lambda api: api.start(record.id), "start container", slow=True)  # seconds on a busy engine
+    if record.holder is not None and record.public_port is not None:
+        return record.public_port
     inspected = engine.call(lambda api: api.inspect_container(record.id), "inspect")
     port = published_port(inspected, record.port)
     if port is None:
@@ -241,19 +245,31 @@ def published_port(inspected: dict[str, Any], port: int) -> int | None:
     return None
 
 
+def env_of(inspected: dict[str, Any], keys: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
+    """The values of the caller's variables ``keys`` from a container's configuration (None: one is missing)."""
+    values = dict(item.partition("=")[::2] for item in (inspected.get("Config") or {}).get("Env") or [])
+    if any(key not in values for key in keys):
+        return None
+    return tuple((key, values[key]) for key in keys)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Hot start and reaping: the two sides of one race
 # ---------------------------------------------------------------------------------------------------
 
-def confirm(engine: Engine, record_id: str, workspace: str, now: datetime) -> dict[str, Any] | None:
-    """Hot start: write the activity stamp, *then* check the container is still the workspace's running preview.
+def confirm(engine: Engine, record_id: str, workspace: str, now: datetime, *, stamp: bool) -> dict[str, Any] | None:
+    """Hot start: check the container is still the workspace's running preview (one inspect), writing the activity
+    stamp first when ``stamp``.
 
-    A reaper renames a container to its tombstone *before* it re-reads the stamp. So either this check sees
-    the tombstone name (and the caller places a new preview), or the rename came after this stamp was
-    written and the reaper's re-read sees fresh activity and gives the container back.
+    A reaper renames a container to its tombstone *before* it re-reads the stamp, and it tombstones only a
+    container whose stamp is ``persist_s`` old. With ``stamp``, either this check sees the tombstone (and the
+    caller places a new preview), or the rename came after this stamp was written and the reaper's re-read sees
+    fresh activity and gives the container back. Without it, the caller knows it stamped this container less than
+    half a persistence window ago and that its flush writes this activity well before the other half ends.
     """
     try:
-        activity.write_stamp(engine, record_id, now)
+        if stamp:
+            activity.write_stamp(engine, record_id, now)
         inspected = engine.call(lambda api: api.inspect_container(record_id), "inspect")
     except NotFound:
         return None
@@ -269,7 +285,7 @@ def confirm(engine: Engine, record_id: str, workspace: str, now: datetime) -> di
 
 def still_serving(engine: Engine, record_id: str, workspace: str) -> bool:
     """Is the container still the workspace's running preview? One inspect and nothing written: asking is not
-    activity (a hot start's ``confirm`` stamps first). False when it is gone, stopped or tombstoned."""
+    activity (a hot start's ``confirm`` stamps). False when it is gone, stopped or tombstoned."""
     try:
         inspected = engine.call(lambda api: api.inspect_container(record_id), "inspect")
     except NotFound:
@@ -291,16 +307,18 @@ class Reaped(enum.Enum):
 
 
 def reap_one(engine: Engine, record: PreviewRecord, *, now: datetime, persist_s: float,
-             seen_locally: datetime | None = None, force: bool = False) -> Reaped:
+             seen_locally: datetime | None = None, force: bool = False, stop: bool = False) -> Reaped:
     """Stop and remove one preview, safely against other reapers and concurrent hot starts.
 
-    1. Rename it to its tombstone name: renames are atomic, so of several reapers exactly one succeeds; the
-       others get an error and skip it.
-    2. Unless ``force``: re-read the activity stamp. If it became fresh (a hot start touched it before the
-       rename), rename it back and keep it; if a new preview took the name meanwhile, remove this one.
-    3. Stop and remove the container and its network.
+    1. Rename it to its tombstone: ``drape-reap-...`` (idle), or ``drape-stop-...`` (an explicit ``stop``: the intent
+       is then in the name, and whoever finds it finishes the removal). Renames are atomic, so of several reapers
+       exactly one succeeds; the others get an error and skip it.
+    2. Unless ``force``: re-read the activity stamp. Fresh, or *unknown* (the read failed), it is renamed back and
+       kept; if a new preview took the name meanwhile, this one is surplus.
+    3. Stop and remove the container and its network (the slow-call budget: a big ``node_modules`` takes a while;
+       a removal that outlasts even that is finished by the engine, and the tombstone says what it is).
     """
-    tombstone = L.tombstone_name(record.workspace, record.claim)
+    tombstone = (L.stopping_name if stop else L.tombstone_name)(record.workspace, record.claim)
     if record.name != tombstone:
         try:
             engine.call(lambda api: api.rename(record.id, tombstone), "rename to tombstone")
@@ -308,17 +326,30 @@ def reap_one(engine: Engine, record: PreviewRecord, *, now: datetime, persist_s:
             return Reaped.GONE
         except (APIError, EngineError):
             return Reaped.SKIPPED
-    if not force:
-        stamp = activity.read_stamp(engine, record.id)
-        last = max(t for t in (record.created, stamp, seen_locally) if t is not None)
-        if (now - last).total_seconds() < persist_s:
-            try:
-                engine.call(lambda api: api.rename(record.id, L.container_name(record.workspace)), "rename back")
-                return Reaped.KEPT
-            except (APIError, EngineError):
-                pass  # a new preview has the name now: this one is surplus
-    with contextlib.suppress(NotFound, APIError):
-        engine.call(lambda api: api.stop(record.id, timeout=3), "stop container")
-    remove_container(engine, record.id)
-    remove_network(engine, record.network)
+    if not force and still_active(engine, record, now=now, persist_s=persist_s, seen_locally=seen_locally):
+        try:
+            engine.call(lambda api: api.rename(record.id, L.container_name(record.workspace)), "rename back")
+            return Reaped.KEPT
+        except (APIError, EngineError):
+            pass  # a new preview has the name now: this one is surplus
+    if record.state in ("running", "restarting", "paused"):
+        try:
+            engine.call(lambda api: api.stop(record.id, timeout=3), "stop container", slow=True)
+        except NotFound:
+            return Reaped.GONE
+        except APIError:
+            pass
+    discard(engine, record)
     return Reaped.REMOVED
+
+
+def still_active(engine: Engine, record: PreviewRecord, *, now: datetime, persist_s: float,
+                 seen_locally: datetime | None = None) -> bool:
+    """Activity within ``persist_s``: the stamp, the creation, this process's own pings; True when the stamp
+    cannot be read (unknown is active)."""
+    try:
+        stamp = activity.read_stamp(engine, record.id)
+    except RuntimeFailure:
+        return True
+    last = max(t for t in (record.created, stamp, seen_locally) if t is not None)
+    return (now - last).total_seconds() < persist_s

@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
 from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime import activity, lifecycle
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.clock import Clock
 from drape_fleet.runtime.engines import Engine
-from drape_fleet.runtime.errors import EngineError
+from drape_fleet.runtime.errors import EngineError, RuntimeFailure
+from drape_fleet.runtime.projects import ProjectSource, completed, request_of
 from drape_fleet.runtime.readiness import Phase
+from drape_fleet.runtime.spec import PreviewRequest
 from drape_fleet.runtime.state import PreviewRecord
 from drape_fleet.runtime.status import PreviewStatus
 from drape_fleet.runtime.views import Observer
@@ -82,8 +84,27 @@ class DrainReport:
         return self.remaining == 0
 
 
+def replacement(engine: Engine, record: PreviewRecord, settings: RuntimeSettings, *,
+                remembered: PreviewRequest | None, source: ProjectSource | None,
+                now: datetime) -> PreviewRequest | PreviewStatus:
+    """The request for a replacement of ``record`` with the same project: labels, the environment read back from the
+    original (one inspect), the token from memory or ``source`` (see ``projects``). A failed status when the project
+    cannot be rebuilt completely: then nothing is placed and the original stays."""
+    try:
+        inspected = engine.call(lambda api: api.inspect_container(record.id), "inspect")
+    except (RuntimeFailure, APIError):
+        inspected = None
+    rebuilt = completed(request_of(record, settings, inspected=inspected, remembered=remembered), source)
+    if rebuilt.complete:
+        return rebuilt.request
+    return PreviewStatus(workspace=record.workspace, user=record.user, project=record.project,
+                         framework=record.framework, phase=Phase.FAILED, since=now, host=record.host,
+                         container_id=record.id, error=f"not moved: {rebuilt.why()}", created=record.created)
+
+
 Move = Callable[[PreviewRecord], PreviewStatus]
-"""Places a replacement for a preview elsewhere, waits until it is ready, then removes the original."""
+"""Places a replacement for a preview elsewhere with the same project, waits until it is ready, then removes the
+original (which keeps serving until then, and stays when the replacement fails)."""
 
 
 def drain(engine: Engine, observer: Observer, settings: RuntimeSettings, *, move: Move, clock: Clock,
@@ -107,10 +128,13 @@ def drain(engine: Engine, observer: Observer, settings: RuntimeSettings, *, move
         now = clock.now()
         past_deadline = clock.monotonic() - started >= deadline_s
         for record in (p for p in live if p.serving):
-            stamp = activity.read_stamp(engine, record.id)
+            try:
+                stamp = activity.read_stamp(engine, record.id)
+            except RuntimeFailure:  # unknown activity is activity: moved at the deadline, never stopped
+                stamp = now
             last = max(t for t in (record.created, stamp) if t is not None)
             if (now - last).total_seconds() >= idle_s:
-                lifecycle.reap_one(engine, record, now=now, persist_s=settings.persist_s, force=True)
+                lifecycle.reap_one(engine, record, now=now, persist_s=settings.persist_s, force=True, stop=True)
                 report.stopped.append(record.workspace)
                 progress(f"stopped {record.workspace} (idle since {L.format_time(last)})")
             elif past_deadline and record.id not in moving_failed:

@@ -3,20 +3,20 @@
 ``starting`` until the template's entrypoint reports progress in its phase file (``installing``,
 ``compiling``, or ``failed: why``); ``ready`` only when the dev server answers HTTP on the host's published
 port: the probe goes where the backend's own requests will go (host address and published port, from the
-host side), so "ready" means "reachable", not "the container started".
+host side), so "ready" means "reachable", not "the container started". Both reads come from the preview, so both
+are bounded (``untrusted``): the phase file in bytes and time, the probe in total time, and the reason a template
+gives for failing is made safe before it becomes an error.
 """
 
 from __future__ import annotations
 
 import enum
-import http.client
-import io
-import tarfile
-
-from docker.errors import NotFound
 
 from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.spec import PHASE_FILE
+from drape_fleet.runtime.untrusted import PHASE_MAX_BYTES, http_answers, last_line, read_small_file, safe_text
+
+__all__ = ["Phase", "http_answers", "parse_phase", "read_phase"]
 
 
 class Phase(enum.StrEnum):
@@ -40,46 +40,21 @@ class Phase(enum.StrEnum):
         return self in (Phase.READY, Phase.FAILED, Phase.LOST)
 
 
-def http_answers(address: str, port: int, path: str = "/", timeout: float = 2.0) -> bool:
-    """True when something answers HTTP at ``address:port`` with a status below 500."""
-    connection = http.client.HTTPConnection(address, port, timeout=timeout)
-    try:
-        connection.request("GET", path, headers={"User-Agent": "drape-fleet-readiness"})
-        response = connection.getresponse()
-        response.read(1024)
-        return response.status < 500
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
 def parse_phase(text: str) -> tuple[Phase | None, str | None]:
-    """The phase file's content: ``installing``, ``compiling`` or ``failed: why`` (anything else: unknown)."""
+    """The phase file's last line: ``installing``, ``compiling`` or ``failed: why`` (anything else: unknown). The
+    reason is the tenant's text: made safe and short."""
     line = text.strip().splitlines()[-1].strip() if text.strip() else ""
     if line == "installing":
         return Phase.INSTALLING, None
     if line == "compiling":
         return Phase.COMPILING, None
     if line.startswith("failed"):
-        return Phase.FAILED, line.partition(":")[2].strip() or "the dev server failed to start"
+        return Phase.FAILED, safe_text(line.partition(":")[2]) or "the dev server failed to start"
     return None, None
 
 
-def read_phase(engine: Engine, container_id: str) -> tuple[Phase | None, str | None]:
-    def fetch(api: object) -> bytes:
-        stream, _ = api.get_archive(container_id, PHASE_FILE)  # type: ignore[attr-defined]
-        return b"".join(stream)
-
-    try:
-        data = engine.call(fetch, "read phase")
-    except NotFound:
-        return None, None
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            member = tar.next()
-            extracted = tar.extractfile(member) if member is not None else None
-            text = extracted.read(4096).decode(errors="replace") if extracted is not None else ""
-    except tarfile.TarError:
-        return None, None
-    return parse_phase(text)
+def read_phase(engine: Engine, container_id: str, *, budget: float) -> tuple[Phase | None, str | None]:
+    """The phase the template reports; (None, None) when its file is absent, not a small regular file, or unread
+    within ``budget`` seconds."""
+    content = read_small_file(engine, container_id, PHASE_FILE, max_bytes=PHASE_MAX_BYTES, budget=budget)
+    return parse_phase(last_line(content))

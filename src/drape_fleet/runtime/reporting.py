@@ -18,7 +18,7 @@ from drape_fleet.runtime.views import Observer
 
 def previews(config: FleetConfig, observer: Observer, trackers: Trackers, *, probe: bool) -> list[PreviewStatus]:
     """Every preview on every reachable host, plus the ones this process knows are lost or on their way."""
-    views = observer.views()
+    views = observer.fresh_views()
     result: dict[str, PreviewStatus] = {}
     unknown: list[PreviewRecord] = []
     with trackers.lock:
@@ -42,11 +42,13 @@ def previews(config: FleetConfig, observer: Observer, trackers: Trackers, *, pro
         if probe and record.state == "running" and record.public_port is not None:
             address = str(config.host(record.host).private_address)
             if http_answers(address, record.public_port, config.runtime.frameworks[record.framework].ready_path,
-                            timeout=1.0):
+                            budget=config.runtime.preview_read_timeout_s):
                 return Phase.READY
         return Phase.STARTING
 
-    with ThreadPoolExecutor(max_workers=16) as pool:  # previews this process does not track: probe at once
+    # Previews this process does not track are probed at once: each probe has one total deadline however the dev
+    # server answers, so a preview trickling bytes holds this call no longer than that.
+    with ThreadPoolExecutor(max_workers=16) as pool:
         for record, phase in zip(unknown, pool.map(phase_of, unknown), strict=True):
             result.setdefault(record.workspace, record_status(config, record, phase))
     return sorted(result.values(), key=lambda s: (s.host or "", s.workspace))
@@ -69,4 +71,5 @@ def host_status(config: FleetConfig, view: HostView, engine: Engine) -> HostStat
         cpu_capacity=view.cpu_capacity * config.runtime.cpu_overcommit, cpus_used=view.cpus_used,
         previews=len(view.serving()), claims=sum(1 for p in view.previews if p.state == "created"),
         foreign=view.foreign, disk_limit=view.disk_limit,
-        server_version=engine.facts.get("server_version"))
+        server_version=engine.facts.get("server_version"), state=str(engine.state),
+        placeable=view.placeable, unplaceable=view.unplaceable)

@@ -1,16 +1,13 @@
-"""Pure builders: what the runtime asks an engine for. Validation happens here, before anything is sent.
-
-``make_request`` turns the backend's arguments into a validated ``PreviewRequest`` (or raises ``BadRequest``);
-``network_spec`` and ``container_spec`` turn a request into Engine API bodies. The host configuration goes
-through docker-py's ``HostConfig`` (pure: it validates option combinations for the API version and builds
-the JSON), so an impossible combination fails here, not on a host.
+"""Pure builders: what the runtime asks an engine for, built from a validated request (``request``) before anything
+is sent. ``network_spec``, ``holder_spec`` and ``container_spec`` make Engine API bodies; the host configuration
+goes through docker-py's ``HostConfig`` (pure: it validates option combinations for the API version and builds the
+JSON), so an impossible combination fails here, not on a host.
 """
 
 from __future__ import annotations
 
 import random
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Network
@@ -18,99 +15,35 @@ from typing import Any
 
 from docker.types import HostConfig, IPAMConfig, IPAMPool
 
-from drape_fleet.config.models import Host
-from drape_fleet.config.runtime import PreviewResources, RuntimeSettings
+from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime import labels as L
-from drape_fleet.runtime.errors import BadRequest, RequestTooLarge, UnknownFramework
+from drape_fleet.runtime.request import (
+    ENV_KEY_RE,
+    PreviewRequest,
+    Secret,
+    check_env,
+    check_repo,
+    check_token,
+    check_workspace,
+    make_request,
+    repo_host,
+    safe_repr,
+)
+
+__all__ = ["ENV_KEY_RE", "PreviewRequest", "Secret", "check_env", "check_repo", "check_token", "check_workspace",
+           "make_request", "repo_host", "safe_repr"]
+"""The request's names stay importable from here, where they were."""
 
 PNPM_STORE_MOUNT = "/pnpm-store"
 PHASE_FILE = "/drape/phase"
 """Written by the template's entrypoint (``installing``, ``compiling``, ``failed: why``) as it goes."""
 ACTIVITY_FILE = "/.drape-activity"
 """Written by the runtime (as root, through the archive endpoint): its modification time is the last activity."""
+REPO_TOKEN_FILE = "/drape/repo-token"  # noqa: S105 - a path, not a secret
+"""Where a preview finds its repository token (mode 0400, its user's): written through the archive endpoint
+before the container starts, named to the template by ``DRAPE_REPO_TOKEN_FILE``. Never in the container's
+environment, labels or logs."""
 SUBNET_PREFIX = 28
-
-_ENV_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
-_RESERVED_ENV = frozenset({"PATH", "HOME", "HOSTNAME", "PORT", "HOST", "USER", "SHELL", "LD_PRELOAD",
-                           "LD_LIBRARY_PATH", "NODE_OPTIONS"})
-_REPO_RE = re.compile(r"^(https://[A-Za-z0-9.-]+(:\d+)?/[A-Za-z0-9._~/+-]+|git@[A-Za-z0-9.-]+:[A-Za-z0-9._~/+-]+)$")
-_REF_RE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
-
-
-@dataclass(frozen=True)
-class PreviewRequest:
-    """A validated request for one workspace's preview."""
-
-    workspace: str
-    user: str
-    framework: str
-    project: str
-    resources: PreviewResources
-    repo: str | None = None
-    ref: str | None = None
-    env: tuple[tuple[str, str], ...] = ()
-
-
-def make_request(
-    settings: RuntimeSettings,
-    hosts: Sequence[Host],
-    *,
-    workspace: str,
-    user: str,
-    framework: str,
-    project: str | None = None,
-    resources: PreviewResources | None = None,
-    repo: str | None = None,
-    ref: str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> PreviewRequest:
-    """Validate the backend's arguments; raise ``BadRequest`` (or a subclass) naming the field at fault."""
-    _identifier("workspace", workspace, L.WORKSPACE_RE, "letters, digits, '-' and '_' (1-63, not starting "
-                "with '-' or '_')")
-    _identifier("user", user, L.PRINCIPAL_RE, "letters, digits and . _ @ + - (1-128)")
-    project = workspace if project is None else project
-    _identifier("project", project, L.PRINCIPAL_RE, "letters, digits and . _ @ + - (1-128)")
-    if not isinstance(framework, str) or framework not in settings.frameworks:
-        known = ", ".join(sorted(settings.frameworks))
-        raise UnknownFramework("framework", f"unknown framework {framework!r} (this fleet has {known})")
-    resources = settings.default_resources(framework) if resources is None else resources
-    _fits_limits(resources, settings, hosts)
-    if repo is not None and not _REPO_RE.fullmatch(repo):
-        raise BadRequest("repo", f"{repo!r} is not an https:// or git@host:path repository address")
-    if ref is not None and (not _REF_RE.fullmatch(ref) or ".." in ref or ref.startswith(("-", "/"))):
-        raise BadRequest("ref", f"{ref!r} is not a safe branch, tag or commit name")
-    pairs: list[tuple[str, str]] = []
-    for key, value in sorted((env or {}).items()):
-        if not isinstance(key, str) or not _ENV_KEY_RE.fullmatch(key) or key in _RESERVED_ENV \
-                or key.startswith("DRAPE_"):
-            raise BadRequest("env", f"variable name {key!r} is not allowed (A-Z, 0-9, _; not DRAPE_* or "
-                             f"{', '.join(sorted(_RESERVED_ENV))})")
-        if not isinstance(value, str) or "\0" in value or len(value) > 4096:
-            raise BadRequest("env", f"the value of {key} must be a string of at most 4096 characters without NUL")
-        pairs.append((key, value))
-    return PreviewRequest(workspace=workspace, user=user, framework=framework, project=project,
-                          resources=resources, repo=repo, ref=ref, env=tuple(pairs))
-
-
-def _identifier(name: str, value: object, pattern: re.Pattern[str], allowed: str) -> None:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise BadRequest(name, f"{value!r} is not a safe {name} id: use {allowed}")
-
-
-def _fits_limits(resources: PreviewResources, settings: RuntimeSettings, hosts: Sequence[Host]) -> None:
-    largest = settings.largest_preview
-    for name in ("cpus", "memory_mib", "pids_limit", "tmp_mib"):
-        asked, allowed = getattr(resources, name), getattr(largest, name)
-        if asked > allowed:
-            raise RequestTooLarge(f"resources.{name}", f"{asked} is above the largest preview allowed ({allowed})")
-    preview_hosts = [h for h in hosts if "preview" in h.roles]
-    biggest_memory = max((h.capacity.memory_gib * 1024 for h in preview_hosts), default=0)
-    biggest_cpus = max((h.capacity.cpus for h in preview_hosts), default=0)
-    if resources.memory_mib > biggest_memory:
-        raise RequestTooLarge("resources.memory_mib", f"{resources.memory_mib} MiB is more than any host offers "
-                              f"({biggest_memory} MiB)")
-    if resources.cpus > biggest_cpus or (resources.cpu_limit or 0) > biggest_cpus:
-        raise RequestTooLarge("resources.cpus", f"{resources.cpus} cores is more than any host has ({biggest_cpus})")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -159,22 +92,22 @@ def pick_subnet(pool: IPv4Network, rng: random.Random) -> IPv4Network:
     return IPv4Network((int(pool.network_address) + index * 2 ** (32 - SUBNET_PREFIX), SUBNET_PREFIX))
 
 
-def network_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim: str, subnet: IPv4Network,
-                 publish_address: str) -> NetworkSpec:
-    """One bridge network per workspace preview.
+def network_spec(settings: RuntimeSettings, *, claim: str, subnet: IPv4Network, publish_address: str) -> NetworkSpec:
+    """One bridge network per preview, made before it is known which workspace takes it (a spare, see
+    ``lifecycle``): named and labelled by its claim only; the preview that takes it carries the same claim.
 
     Separate bridges are what keep workspaces apart: Docker drops forwarded traffic between two of its
     bridges (also after a published port's DNAT). ``enable_icc=false`` is set on the network itself (the
-    daemon's ``icc`` key affects only the default bridge), so even containers that share a workspace network
+    daemon's ``icc`` key affects only the default bridge), so even containers that share a network
     cannot talk to each other unless a rule allows it. Published ports default to the host's private address.
     """
     if not L.CLAIM_RE.fullmatch(claim):
         raise ValueError(f"bad claim {claim!r}")
     return NetworkSpec(
-        name=L.network_name(request.workspace, claim),
+        name=L.network_name(claim),
         bridge=L.bridge_name(claim),
         subnet=subnet,
-        labels={L.OWNER: settings.owner, L.KIND: L.KIND_NETWORK, L.WORKSPACE: request.workspace, L.CLAIM: claim},
+        labels={L.OWNER: settings.owner, L.KIND: L.KIND_NETWORK, L.CLAIM: claim},
         options={
             "com.docker.network.bridge.name": L.bridge_name(claim),
             "com.docker.network.bridge.enable_icc": "false",
@@ -199,12 +132,48 @@ def preview_labels(request: PreviewRequest, settings: RuntimeSettings, *, claim:
         L.CPUS: f"{request.resources.cpus:g}",
         L.PORT: str(framework.port),
         L.CLAIM: claim,
+        # What a replacement elsewhere needs again (failover, drain); never a secret: the repository address
+        # carries no credentials (refused), env values stay in the container's configuration, tokens nowhere.
+        **({L.REPO: request.repo} if request.repo else {}),
+        **({L.REF: request.ref} if request.ref else {}),
+        **({L.ENV_KEYS: ",".join(k for k, _ in request.env)} if request.env else {}),
+        **({L.REPO_AUTH: "token"} if request.repo_token is not None else {}),
     }
 
 
+HOLDER_MEMORY = 8 * 1024 * 1024
+"""Docker's smallest memory limit is 6 MiB; ``sleep`` needs far less."""
+HOLDER_USER = "65534:65534"
+
+
+def holder_spec(settings: RuntimeSettings, *, claim: str, network: str, publish_address: str, port: int, image: str,
+                created: datetime) -> ContainerSpec:
+    """A network holder: owns the namespace of a preview network and publishes the dev server's port on the host's
+    private address; runs nothing but ``sleep``, as nobody, with every capability dropped and a read-only root. A
+    preview that joins it (``container_spec(holder=...)``) finds its network ready, so a start does not wait for
+    Docker to set one up (bridge endpoint, embedded DNS, port mapping: most of the cost of a start)."""
+    if not L.CLAIM_RE.fullmatch(claim):
+        raise ValueError(f"bad claim {claim!r}")
+    exposed = f"{port}/tcp"
+    host_config = HostConfig(
+        version=settings.api_version, privileged=False, cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+        network_mode=network, port_bindings={exposed: (publish_address, None)}, mem_limit=HOLDER_MEMORY,
+        memswap_limit=HOLDER_MEMORY, pids_limit=16, read_only=True, restart_policy={"Name": "no"},
+    )
+    labels = {L.OWNER: settings.owner, L.KIND: L.KIND_HOLDER, L.CLAIM: claim, L.PORT: str(port),
+              L.CREATED: L.format_time(created), L.MEMORY: str(HOLDER_MEMORY), L.CPUS: "0.01"}
+    body: dict[str, Any] = {
+        "Image": image, "User": HOLDER_USER, "Entrypoint": ["sleep", "2147483647"], "Cmd": [], "Env": [],
+        "Labels": labels, "ExposedPorts": {exposed: {}}, "StopTimeout": 1,
+        "HostConfig": {**host_config, "Privileged": False},
+        "NetworkingConfig": {"EndpointsConfig": {network: {}}},
+    }
+    return ContainerSpec(name=L.holder_name(claim), body=body)
+
+
 def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim: str, created: datetime,
-                   network: str, publish_address: str, disk_limit: bool, api_version: str | None = None
-                   ) -> ContainerSpec:
+                   network: str, publish_address: str, disk_limit: bool, api_version: str | None = None,
+                   holder: tuple[str, int] | None = None) -> ContainerSpec:
     """The ``POST /containers/create`` body for a preview.
 
     Isolation: not privileged; every capability dropped (``cap_add`` from settings, empty by default);
@@ -212,8 +181,11 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
     store, which is mounted read-only so no tenant can alter what another tenant's install reads.
     Resources: memory limit = reservation with no swap; CPU weight from the nominal cores and no quota (burst
     to the whole idle host) unless ``cpu_limit``; pids limit; ``/tmp`` as a bounded tmpfs; the writable
-    layer's size where the engine supports it (``disk_limit``). Logs follow the daemon's policy (the
+    layer's size (``disk_limit``: always where the fleet requires it). Logs follow the daemon's policy (the
     provisioned hosts rotate them: ``local`` driver with size and file limits).
+
+    Network: ``holder`` (its id and published host port) joins a network holder's namespace, which publishes the
+    port; without one, the preview is on ``network`` and publishes the port itself.
     """
     framework = settings.frameworks[request.framework]
     resources = request.resources
@@ -224,8 +196,8 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
         cap_drop=["ALL"],
         cap_add=list(settings.cap_add) or None,
         security_opt=["no-new-privileges:true"],
-        network_mode=network,
-        port_bindings={port: (publish_address, None)},
+        network_mode=f"container:{holder[0]}" if holder else network,
+        port_bindings=None if holder else {port: (publish_address, None)},
         binds=[f"{settings.pnpm_store}:{PNPM_STORE_MOUNT}:ro"],
         mem_limit=resources.memory_bytes,
         memswap_limit=resources.memory_bytes,
@@ -246,18 +218,23 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
         "HOST": "0.0.0.0",  # noqa: S104 - the dev server must listen on the container's interface
         **({"DRAPE_REPO": request.repo} if request.repo else {}),
         **({"DRAPE_REF": request.ref} if request.ref else {}),
+        **({"DRAPE_REPO_TOKEN_FILE": REPO_TOKEN_FILE} if request.repo_token is not None else {}),
         **dict(request.env),
     }
+    labels = preview_labels(request, settings, claim=claim, created=created)
+    if holder:
+        labels[L.PUBLIC_PORT] = str(holder[1])
     body: dict[str, Any] = {
         "Image": framework.image,
         "User": settings.run_as,
         "Env": [f"{k}={v}" for k, v in env.items()],
-        "Labels": preview_labels(request, settings, claim=claim, created=created),
-        "ExposedPorts": {port: {}},
+        "Labels": labels,
         "StopTimeout": 5,
         # Explicit even where it is the engine's default: what a reviewer greps for, and what ``state``
         # checks on anything that claims to be ours.
         "HostConfig": {**host_config, "Privileged": False, "ReadonlyRootfs": False},
-        "NetworkingConfig": {"EndpointsConfig": {network: {}}},
     }
+    if not holder:  # a preview in a holder's namespace exposes nothing itself (the engine refuses it)
+        body["ExposedPorts"] = {port: {}}
+        body["NetworkingConfig"] = {"EndpointsConfig": {network: {}}}
     return ContainerSpec(name=L.container_name(request.workspace), body=body)

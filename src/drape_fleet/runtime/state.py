@@ -9,14 +9,18 @@ never reaped, reported to ops; their memory label, when readable, still counts a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from drape_fleet.config.runtime import ALLOWED_CAPABILITIES, RuntimeSettings
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.spec import PNPM_STORE_MOUNT
+
+_ENV_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_CONTAINER_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 LIVE_STATES = frozenset({"created", "running", "restarting", "paused", "removing"})
 """States whose memory reservation counts. ``created`` is a placement claim (see ``placement``)."""
@@ -38,6 +42,15 @@ class PreviewRecord:
     port: int
     claim: str
     public_port: int | None = None
+    network: str = ""
+    """The network it was placed on (``drape-net-<claim>``; older previews ``drape-net-<workspace>-<claim>``)."""
+    repo: str | None = None
+    ref: str | None = None
+    env_keys: tuple[str, ...] = ()
+    repo_auth: bool = False
+    holder: str | None = None
+    """The network holder whose namespace it joined (its container id), or None: on its own network."""
+    """Started with a repository token (which is not stored anywhere: a replacement needs it issued again)."""
 
     @property
     def live(self) -> bool:
@@ -46,15 +59,41 @@ class PreviewRecord:
     @property
     def tombstone(self) -> bool:
         """Being reaped or stopped: renamed, no longer the workspace's preview."""
-        return self.name.startswith(L.TOMBSTONE_PREFIX)
+        return self.name.startswith((L.TOMBSTONE_PREFIX, L.STOPPING_PREFIX))
+
+    @property
+    def stopping(self) -> bool:
+        """Renamed by an explicit stop: removed by whoever sees it, whatever its activity."""
+        return self.name.startswith(L.STOPPING_PREFIX)
 
     @property
     def serving(self) -> bool:
         return self.state == "running" and not self.tombstone
 
+
+@dataclass(frozen=True)
+class Holder:
+    """A network holder: a parked container owning a preview network and its published port. A spare while no
+    preview has joined it."""
+
+    host: str
+    id: str
+    name: str
+    state: str
+    claim: str
+    port: int
+    public_port: int | None
+    created: datetime
+    memory: int
+    cpus: float = 0.01
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
     @property
     def network(self) -> str:
-        return L.network_name(self.workspace, self.claim)
+        return L.network_name(self.claim)
 
 
 @dataclass(frozen=True)
@@ -76,6 +115,16 @@ class Cordon:
 
 
 @dataclass(frozen=True)
+class StopMarker:
+    """A stop that could not reach every host: containers of ``workspace`` made before ``since`` are removed
+    wherever they are seen (see ``stops``)."""
+
+    name: str
+    workspace: str
+    since: datetime
+
+
+@dataclass(frozen=True)
 class HostView:
     name: str
     reachable: bool
@@ -87,18 +136,45 @@ class HostView:
     previews: tuple[PreviewRecord, ...] = ()
     foreign: tuple[Foreign, ...] = ()
     disk_limit: bool = False
+    """The engine can limit a preview's writable layer (overlay2 on XFS with project quotas)."""
+    disk_required: bool = False
+    """The fleet requires that limit (``runtime.disk_limit = "required"``): without it the host takes nothing."""
+    stops: tuple[StopMarker, ...] = ()
+    holders: tuple[Holder, ...] = ()
+    memory_used: int = field(init=False)
+    """Reserved by live previews and live foreign look-alikes (summed once: placement reads it per decision)."""
+    cpus_used: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Network holders are not reserved: each runs ``sleep`` under an 8 MiB ceiling, part of the share of the
+        # host that ``capacity`` leaves the system (a preview's own reservation is what it may use).
+        live = [p for p in self.previews if p.live] + [f for f in self.foreign if f.live]
+        object.__setattr__(self, "memory_used", sum(x.memory for x in live))
+        object.__setattr__(self, "cpus_used", sum(x.cpus for x in live))
+
+    def spares(self, port: int) -> list[Holder]:
+        """Running holders publishing ``port`` that no preview of this host has joined, oldest first."""
+        used = {p.claim for p in self.previews}
+        return sorted((h for h in self.holders if h.state == "running" and h.port == port and h.claim not in used
+                       and h.public_port is not None), key=lambda h: (h.created, h.id))
 
     @property
-    def memory_used(self) -> int:
-        return sum(p.memory for p in self.previews if p.live) + sum(f.memory for f in self.foreign if f.live)
-
-    @property
-    def cpus_used(self) -> float:
-        return sum(p.cpus for p in self.previews if p.live) + sum(f.cpus for f in self.foreign if f.live)
+    def unplaceable(self) -> str | None:
+        """Why no new preview goes here (None: it may take one)."""
+        if not self.reachable:
+            return f"unreachable ({self.error})" if self.error else "unreachable"
+        if "preview" not in self.roles:
+            return "no preview role"
+        if self.cordon is not None:
+            return f"cordoned ({self.cordon.reason})" if self.cordon.reason else "cordoned"
+        if self.disk_required and not self.disk_limit:
+            return ("its engine cannot limit a preview's disk (needs overlay2 on XFS with project quotas), and "
+                    "runtime.disk_limit is 'required'")
+        return None
 
     @property
     def placeable(self) -> bool:
-        return self.reachable and self.cordon is None and "preview" in self.roles
+        return self.unplaceable is None
 
     def serving(self) -> list[PreviewRecord]:
         return [p for p in self.previews if p.serving]
@@ -109,9 +185,13 @@ def _name(entry: Mapping[str, Any]) -> str:
     return str(names[0]).lstrip("/") if names else ""
 
 
-def parse_container(host: str, entry: Mapping[str, Any], settings: RuntimeSettings) -> PreviewRecord | Foreign:
-    """One ``GET /containers/json`` entry that carries our owner label: a preview, or foreign with a reason."""
+def parse_container(host: str, entry: Mapping[str, Any],
+                    settings: RuntimeSettings) -> PreviewRecord | Holder | Foreign:
+    """One ``GET /containers/json`` entry that carries our owner label: a preview, a network holder, or foreign with
+    a reason."""
     labels: Mapping[str, str] = entry.get("Labels") or {}
+    if labels.get(L.KIND) == L.KIND_HOLDER and labels.get(L.OWNER) == settings.owner:
+        return parse_holder(host, entry)
     cid = str(entry.get("Id", ""))
     name = _name(entry)
     state = str(entry.get("State", ""))
@@ -145,21 +225,57 @@ def parse_container(host: str, entry: Mapping[str, Any], settings: RuntimeSettin
     port = _int(labels.get(L.PORT))
     if memory is None or memory <= 0 or cpus is None or cpus <= 0 or port is None:
         return foreign("resource labels are malformed")
-    if name not in (L.container_name(workspace), L.tombstone_name(workspace, claim)):
+    if name not in (L.container_name(workspace), L.tombstone_name(workspace, claim),
+                    L.stopping_name(workspace, claim)):
         return foreign(f"name {name!r} does not match its workspace label")
-    network_mode = (entry.get("HostConfig") or {}).get("NetworkMode")
-    if network_mode != L.network_name(workspace, claim):
+    network_mode = str((entry.get("HostConfig") or {}).get("NetworkMode"))
+    joined = network_mode.startswith("container:") and _CONTAINER_ID_RE.fullmatch(network_mode[10:]) is not None
+    if not joined and network_mode not in (L.network_name(claim), L.legacy_network_name(workspace, claim)):
         return foreign(f"network {network_mode!r} is not the workspace's own")
+    env_keys = tuple(k for k in labels.get(L.ENV_KEYS, "").split(",") if k)
+    if not all(_ENV_KEY_RE.fullmatch(k) for k in env_keys):
+        return foreign("env-keys label is malformed")
     for mount in entry.get("Mounts") or []:
         if mount.get("Destination") != PNPM_STORE_MOUNT or mount.get("RW"):
             return foreign(f"mounts {mount.get('Source')!r} at {mount.get('Destination')!r}")
-    public_port = None
+    public_port = _int(labels.get(L.PUBLIC_PORT)) if joined else None
     for binding in entry.get("Ports") or []:
         if binding.get("PrivatePort") == port and binding.get("Type", "tcp") == "tcp" and binding.get("PublicPort"):
             public_port = int(binding["PublicPort"])
+    if joined and public_port is None:
+        return foreign("joins a network holder but has no public-port label")
     return PreviewRecord(host=host, id=cid, name=name, state=state, workspace=workspace, user=labels[L.USER],
                          project=labels[L.PROJECT], framework=labels[L.FRAMEWORK], created=created, memory=memory,
-                         cpus=cpus, port=port, claim=claim, public_port=public_port)
+                         cpus=cpus, port=port, claim=claim, public_port=public_port,
+                         network=L.network_name(claim) if joined else network_mode,
+                         holder=network_mode[10:] if joined else None,
+                         repo=labels.get(L.REPO) or None, ref=labels.get(L.REF) or None, env_keys=env_keys,
+                         repo_auth=labels.get(L.REPO_AUTH) == "token")
+
+
+def parse_holder(host: str, entry: Mapping[str, Any]) -> Holder | Foreign:
+    """A network holder's entry (kind ``netns``): its claim, name, network and published port must agree."""
+    labels: Mapping[str, str] = entry.get("Labels") or {}
+    cid, name, state = str(entry.get("Id", "")), _name(entry), str(entry.get("State", ""))
+    claim, port, memory = labels.get(L.CLAIM, ""), _int(labels.get(L.PORT)), _int(labels.get(L.MEMORY))
+    problem = None
+    try:
+        created = L.parse_time(labels.get(L.CREATED, ""))
+    except ValueError:
+        created, problem = None, "created label is not a timestamp"
+    if not L.CLAIM_RE.fullmatch(claim) or name != L.holder_name(claim):
+        problem = "name or claim of a network holder is malformed"
+    elif (entry.get("HostConfig") or {}).get("NetworkMode") != L.network_name(claim):
+        problem = "a network holder on another network"
+    elif port is None or memory is None or memory <= 0:
+        problem = "resource labels are malformed"
+    if problem is not None or created is None or port is None or memory is None:
+        return Foreign(host, "container", cid, name, problem or "malformed", memory=memory or 0,
+                       live=state in LIVE_STATES)
+    public_port = next((int(b["PublicPort"]) for b in entry.get("Ports") or []
+                        if b.get("PrivatePort") == port and b.get("PublicPort")), None)
+    return Holder(host=host, id=cid, name=name, state=state, claim=claim, port=port, public_port=public_port,
+                  created=created, memory=memory)
 
 
 def inspect_problems(inspected: Mapping[str, Any], record: PreviewRecord, settings: RuntimeSettings) -> list[str]:
@@ -184,6 +300,23 @@ def inspect_problems(inspected: Mapping[str, Any], record: PreviewRecord, settin
     if host_config.get("PidMode") or host_config.get("IpcMode") == "host" or host_config.get("UsernsMode"):
         problems.append("shares a host namespace")
     return problems
+
+
+def parse_stop_markers(volumes: Iterable[Mapping[str, Any]], owner: str) -> tuple[StopMarker, ...]:
+    markers = []
+    for volume in volumes:
+        labels = volume.get("Labels") or {}
+        name = str(volume.get("Name", ""))
+        workspace = labels.get(L.WORKSPACE, "")
+        if labels.get(L.OWNER) != owner or labels.get(L.KIND) != L.KIND_STOP or not L.WORKSPACE_RE.fullmatch(workspace):
+            continue
+        if not name.startswith(L.STOP_MARKER_PREFIX + workspace + "-"):
+            continue
+        try:
+            markers.append(StopMarker(name=name, workspace=workspace, since=L.parse_time(labels.get(L.CREATED, ""))))
+        except ValueError:
+            continue
+    return tuple(markers)
 
 
 def parse_cordon(volumes: Iterable[Mapping[str, Any]], owner: str) -> Cordon | None:

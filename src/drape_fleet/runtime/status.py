@@ -51,10 +51,28 @@ class HostStatus:
     foreign: tuple[Foreign, ...]
     disk_limit: bool
     server_version: str | None
+    state: str = "up"
+    """``up``, ``suspect`` (a call got no answer; a health check is deciding) or ``down`` (health checks failed)."""
+    placeable: bool = True
+    unplaceable: str | None = None
+    """Why no new preview goes there (unreachable, cordoned, no preview role, disk cannot be limited)."""
 
     @property
     def memory_free(self) -> int:
         return self.memory_capacity - self.memory_used
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """What ``stop_preview`` did: ``removed`` (there was a preview and it is gone, or going: a slow removal finishes
+    on its host), and the hosts it could not ask, where the stop is remembered and applied when they answer."""
+
+    workspace: str
+    removed: bool
+    pending_hosts: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.removed
 
 
 @dataclass

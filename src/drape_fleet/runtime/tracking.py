@@ -14,14 +14,16 @@ placement waits in that line. No I/O in this module.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.runtime.clock import SYSTEM_CLOCK, Clock
-from drape_fleet.runtime.engines import Fleet
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.spec import PreviewRequest
 from drape_fleet.runtime.state import PreviewRecord
@@ -47,6 +49,36 @@ class Tracker:
     prewarm: bool = False
     seq: int = 0
     """Request order: the wait queue is first come, first served by this, whatever thread gets there first."""
+    missing: tuple[str, ...] = ()
+    """Parts of the request this process could not recover when it took the preview over (``projects``): it is
+    then not placed again by this process, only reported lost."""
+
+
+class KeyedLocks:
+    """A lock per key (a workspace), existing only while someone holds or waits for it: the table never grows
+    with the keys callers pass, whatever they pass."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._lock:
+            entry = self._locks.setdefault(key, (threading.Lock(), [0]))
+            entry[1][0] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._lock:
+                entry[1][0] -= 1
+                if entry[1][0] == 0:
+                    del self._locks[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._locks)
 
 
 def preview_url(config: FleetConfig, host: str | None, port: int | None) -> str | None:
@@ -97,12 +129,14 @@ class Trackers:
             self._supersede(tracker)
             return tracker
 
-    def take_over(self, request: PreviewRequest, record: PreviewRecord, *, ready: bool) -> Tracker:
+    def take_over(self, request: PreviewRequest, record: PreviewRecord, *, ready: bool,
+                  missing: tuple[str, ...] = ()) -> Tracker:
         """Follow a container found on a host (another process's, or from before a restart)."""
         with self.lock:
             tracker = Tracker(request=request, phase=Phase.READY if ready else Phase.STARTING,
                               since=self._clock.now(), requested_at=self._clock.monotonic(), host=record.host,
-                              container_id=record.id, public_port=record.public_port, created=record.created)
+                              container_id=record.id, public_port=record.public_port, created=record.created,
+                              missing=missing)
             self._supersede(tracker)
             return tracker
 
@@ -182,8 +216,8 @@ class Trackers:
                 return
             tracker.phase = phase
             tracker.since = self._clock.now()
-            if phase is not Phase.FAILED:  # a re-placement keeps saying why it is placing again
-                tracker.error = None if phase is not Phase.PLACING else tracker.error
+            if phase not in (Phase.FAILED, Phase.LOST, Phase.PLACING):  # those say why (a re-placement: why again)
+                tracker.error = None
             self.changed.notify_all()
 
     def fail(self, tracker: Tracker, generation: int, why: str) -> None:
@@ -193,6 +227,27 @@ class Trackers:
             self.leave_line(tracker)
             tracker.error = why
             self.set_phase(tracker, generation, Phase.FAILED)
+
+    def note(self, tracker: Tracker, generation: int, why: str) -> None:
+        """Why the worker is still at it (a host that does not answer, a collision), shown in the status."""
+        with self.lock:
+            if tracker.generation == generation and tracker.phase.active:
+                tracker.error = why
+
+    def lose(self, tracker: Tracker, generation: int, why: str) -> None:
+        """The preview's host went down and this process cannot place it again: ``lost`` (the next start does)."""
+        with self.lock:
+            if tracker.generation != generation:
+                return
+            self.leave_line(tracker)
+            tracker.error = why
+            self.set_phase(tracker, generation, Phase.LOST)
+
+    def complete(self, tracker: Tracker, generation: int, request: PreviewRequest) -> None:
+        """The parts of the request that were missing, recovered (``projects.completed``)."""
+        with self.lock:
+            if tracker.generation == generation:
+                tracker.request, tracker.missing = request, ()
 
     def started(self, tracker: Tracker, generation: int, record: PreviewRecord) -> bool:
         """The preview's container runs on ``record.host``: follow it there. False when the worker that started
@@ -260,7 +315,8 @@ class Trackers:
             error = tracker.error
             if tracker.host is not None and phase is Phase.READY and not self._fleet[tracker.host].available():
                 phase = Phase.LOST
-                error = f"host {tracker.host} is not answering: {self._fleet[tracker.host].health.last_error}"
+                error = (f"host {tracker.host} is not answering its health checks: "
+                         f"{self._fleet[tracker.host].health.last_error}")
             position = self._line.index(tracker) + 1 if tracker in self._line else None
             started = tracker.queued_at if position is not None and tracker.queued_at else tracker.requested_at
             waited = round(self._clock.monotonic() - started, 3)

@@ -80,6 +80,10 @@ class WaitQueue:
                 return False
             self._trackers.changed.wait(timeout=min(remaining, QUEUE_POLL_S))
 
+    def give_up(self, tracker: Tracker, generation: int) -> None:
+        """The request's deadline passed while it waited in line."""
+        self._fail_waited(tracker, generation)
+
     def _fail_waited(self, tracker: Tracker, generation: int) -> None:
         waited = self._clock.monotonic() - (tracker.queued_at or tracker.requested_at)
         self._trackers.fail(tracker, generation, f"no capacity on any host within {waited:.0f} s "

@@ -27,7 +27,8 @@ def runtime(c: Context, count: int = 20) -> None:
     from drape_fleet.lab import previews
     from drape_fleet.lab.state import load_lab_fleet
     from drape_fleet.pki.paths import pki_dir
-    from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+    from drape_fleet.runtime.engines import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
 
     fleet, _ = load_lab_fleet()
     previews.ensure_tiny_image(say)

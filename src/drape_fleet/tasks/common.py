@@ -8,7 +8,8 @@ from drape_fleet.config.models import Host
 from drape_fleet.console import fail
 from drape_fleet.environments import Environment, FleetTarget, UnknownEnvironment, environment
 from drape_fleet.provision.preflight import ProvisionRefused, resolve_hosts
-from drape_fleet.runtime.engines import Fleet, TlsFiles, tls_endpoints
+from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
+from drape_fleet.runtime.fleet import Fleet
 
 ENV_HELP = "production (default, or $DRAPE_ENV), lab, or a config/<name>.toml such as staging"
 

@@ -8,8 +8,10 @@ $DRAPE_PKI_DIR overrides).
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -18,6 +20,7 @@ from rich.table import Table
 from drape_fleet.config import FleetConfig
 from drape_fleet.console import console, fail, say
 from drape_fleet.runtime.errors import RuntimeFailure
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.service import PreviewRuntime
 from drape_fleet.tasks.common import ENV_HELP, target_of
 
@@ -43,32 +46,108 @@ def _gib(value: float) -> str:
 
 @task(help={"env": ENV_HELP})
 def status(c: Context, env: str = "") -> None:
-    """Hosts: reachable, cordoned, memory and nominal cores used/free, previews, foreign look-alikes."""
+    """Hosts: health, whether they take previews (and why not), memory and nominal cores used/free, previews,
+    disk limits, certificate days left, foreign look-alikes."""
+    fleet = load_env_fleet(env)
     runtime = connect(env)
     try:
         hosts = runtime.hosts()
+        certificates = certificate_days(fleet, runtime.fleet)
     finally:
         runtime.close()
-    table = Table(title=f"preview hosts ({env})")
+    table = Table(title=f"preview hosts ({env or fleet.environment.name})")
     for column in ("host", "engine", "placement", "memory used/total GiB", "free GiB", "cores used/nominal",
-                   "previews", "claims", "disk limit", "foreign"):
+                   "previews", "claims", "disk limit", "cert days", "foreign"):
         table.add_column(column)
     for host in hosts:
-        engine = f"ok ({host.server_version})" if host.reachable else f"[red]down[/red]: {(host.error or '')[:60]}"
-        placement = f"[yellow]cordoned[/yellow] {host.cordon_reason or ''}".strip() if host.cordoned else "open"
+        if host.reachable:
+            engine = f"{host.state} ({host.server_version})" if host.state != "up" else f"ok ({host.server_version})"
+        else:
+            engine = f"[red]{host.state if host.state == 'down' else 'no answer'}[/red]: {(host.error or '')[:60]}"
+        if host.cordoned:
+            placement = f"[yellow]cordoned[/yellow] {host.cordon_reason or ''}".strip()
+        elif host.reachable and not host.placeable:
+            placement = f"[red]closed[/red]: {host.unplaceable}"
+        else:
+            placement = "open"
+        days = certificates.get(host.name)
         table.add_row(host.name, engine, placement, f"{_gib(host.memory_used)}/{_gib(host.memory_capacity)}",
                       _gib(host.memory_free), f"{host.cpus_used:g}/{host.cpu_capacity:g}", str(host.previews),
-                      str(host.claims), "yes" if host.disk_limit else "no", str(len(host.foreign)))
+                      str(host.claims), "yes" if host.disk_limit else "no", _days(days), str(len(host.foreign)))
     console.print(table)
+    console.print(f"certificates: CA {_days(certificates.get('ca'))} days, backend client "
+                  f"{_days(certificates.get('client'))} days (renew with `invoke pki.rotate` before "
+                  f"{RENEW_BELOW_DAYS} days left)")
     if not all(h.disk_limit for h in hosts if h.reachable):
-        console.print("disk limit: the writable layer is size-limited only on overlay2 over XFS with pquota")
+        required = fleet.runtime.disk_limit == "required"
+        console.print("disk limit: the writable layer is size-limited only on overlay2 over XFS with pquota"
+                      + (" (required by this fleet: hosts without it take no previews)" if required else ""))
     for host in hosts:
         for item in host.foreign:
             console.print(f"[yellow]foreign[/yellow] {host.name}/{item.name} ({item.id[:12]}): {item.reason} "
                           "(ignored by the runtime; its memory label is counted)")
     down = [h.name for h in hosts if not h.reachable]
+    expiring = sorted(k for k, v in certificates.items() if v is not None and v < RENEW_BELOW_DAYS)
     if down:
         fail(f"unreachable: {', '.join(down)}")
+    if expiring:
+        fail(f"certificates with fewer than {RENEW_BELOW_DAYS} days left: {', '.join(expiring)}")
+
+
+RENEW_BELOW_DAYS = 30
+
+
+def _days(days: int | None) -> str:
+    if days is None:
+        return "?"
+    return f"[red]{days}[/red]" if days < RENEW_BELOW_DAYS else str(days)
+
+
+def certificate_days(fleet: FleetConfig, engines: Fleet) -> dict[str, int | None]:
+    """Days left on the certificates in use: each host's *served* certificate (read from a TLS handshake with the
+    engine, as the backend makes it: what the host presents, not what the PKI directory holds), the backend's client
+    certificate and the CA (from the environment's PKI directory, ``drape_fleet.pki.paths``). None: not read."""
+    import ssl
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cryptography import x509
+
+    from drape_fleet.pki.paths import ca_files, client_tls_files, pki_dir
+
+    directory = pki_dir(fleet.environment.name)
+    now = datetime.now(UTC)
+
+    def left(pem_or_der: bytes) -> int:
+        cert = (x509.load_pem_x509_certificate(pem_or_der) if pem_or_der.startswith(b"-----")
+                else x509.load_der_x509_certificate(pem_or_der))
+        return (cert.not_valid_after_utc - now).days
+
+    def from_file(path: Path) -> int | None:
+        return left(path.read_bytes()) if path.is_file() else None
+
+    ca, cert, key = client_tls_files(directory)
+
+    def served(name: str) -> int | None:
+        endpoint = engines[name].endpoint
+        if endpoint.tls is None or not endpoint.base_url.startswith("tcp://"):
+            return None
+        address, _, port = endpoint.base_url.removeprefix("tcp://").rpartition(":")
+        context = ssl.create_default_context(cafile=str(ca))
+        context.check_hostname = False  # the certificate names the private address; the CA is what is checked
+        context.load_cert_chain(str(cert), str(key))
+        try:
+            with socket.create_connection((address.strip("[]"), int(port)), timeout=3) as raw, \
+                    context.wrap_socket(raw) as tls:
+                der = tls.getpeercert(binary_form=True)
+        except OSError:
+            return None
+        return left(der) if der else None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(fleet.host_names))) as pool:
+        days: dict[str, int | None] = dict(zip(fleet.host_names, pool.map(served, fleet.host_names), strict=True))
+    days["client"] = from_file(cert)
+    days["ca"] = from_file(ca_files(directory)[0])
+    return days
 
 
 @task(help={"env": ENV_HELP})

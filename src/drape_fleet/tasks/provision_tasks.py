@@ -12,7 +12,7 @@ from drape_fleet.config import Host
 from drape_fleet.console import console, errors, fail, say
 from drape_fleet.environments import FleetTarget
 from drape_fleet.provision.preflight import ProvisionRefused, check_ssh_files
-from drape_fleet.provision.runner import HostRun, Progress, summary_rows
+from drape_fleet.provision.runner import DEPLOY_ORDER, HostRun, Progress, summary_rows
 from drape_fleet.provision.service import provision as run_provision
 from drape_fleet.provision.verify import run_verify
 from drape_fleet.tasks.common import ENV_HELP, hosts_of
@@ -56,7 +56,7 @@ def _summary(runs: list[HostRun], dry: bool) -> None:
 @task(help={
     "host": "host to provision (repeatable: --host ax1 --host ax2)",
     "all": "provision every host of the fleet, in parallel",
-    "only": "comma-separated deploys to run, e.g. ssh,firewall (storage, base, ssh, firewall, docker, cache)",
+    "only": f"comma-separated deploys to run, e.g. ssh,firewall (in this order: {', '.join(DEPLOY_ORDER)})",
     "dry": "show what would change, change nothing",
     "force": "go on despite a degraded RAID (loudly)",
     "reinstall": "first reinstall the host from bare metal (Robot rescue system, installimage: DESTROYS ALL ITS "

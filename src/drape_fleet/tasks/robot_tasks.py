@@ -13,15 +13,17 @@ from invoke.context import Context
 from invoke.tasks import task
 from rich.table import Table
 
-from drape_fleet.config import ConfigError, FleetConfig, load_secrets
+from drape_fleet.config import ConfigError, FleetConfig, Host, load_secrets
 from drape_fleet.console import console, fail, say
+from drape_fleet.environments import FleetTarget
 from drape_fleet.hetzner.inventory import missing_from_robot, server_rows
 from drape_fleet.hetzner.robot import DEFAULT_BASE_URL, RobotClient, RobotError, robot_client
 from drape_fleet.hetzner.robot.keys import StoredKey
-from drape_fleet.hetzner.robot_firewall import RobotFirewallError
+from drape_fleet.hetzner.robot_firewall import RobotFirewallError, refuse_lockout
 from drape_fleet.hetzner.robot_firewall import robot_firewall as build_firewall
 from drape_fleet.paths import project_root
 from drape_fleet.reinstall.keys import NotAKey, rescue_fingerprints
+from drape_fleet.ssh import ssh_run
 from drape_fleet.tasks.common import ENV_HELP, environment_of, hosts_of
 
 
@@ -101,10 +103,21 @@ def _keys_table(stored: list[StoredKey], configured: set[str]) -> None:
     console.print(table)
 
 
+def _ops_address(target: FleetTarget, host: Host) -> str:
+    """The address this machine connects from, as the host sees it ($SSH_CONNECTION over a fresh login)."""
+    result = ssh_run(target.ssh_target(host), 'echo "${SSH_CONNECTION%% *}"', timeout=30, check=False)
+    if not result.ok or not result.stdout.strip():
+        fail(f"cannot tell which address you connect from ({result.stderr.strip()[-200:] or 'empty'}): pass it "
+             "with --ops-address, so the rules can be checked against locking you out")
+    return result.stdout.strip()
+
+
 @task(help={"host": "host whose Robot firewall to generate", "out": "write the rules (JSON) to this file",
             "apply": "send them to the Robot webservice (needs robot_user/robot_password secrets)",
+            "ops_address": "the address you connect from (default: as the host sees it over SSH)",
             "env": ENV_HELP})
-def firewall(c: Context, host: str = "", out: str = "", apply: bool = False, env: str = "") -> None:
+def firewall(c: Context, host: str = "", out: str = "", apply: bool = False, ops_address: str = "",
+             env: str = "") -> None:
     """Hetzner Robot switch-port firewall rules for a host, from the same policy as its nftables."""
     target, (entry,) = hosts_of(env, [host] if host else [], False)
     try:
@@ -123,6 +136,12 @@ def firewall(c: Context, host: str = "", out: str = "", apply: bool = False, env
         Path(out).write_text(json.dumps(rules.as_json(), indent=2) + "\n")
         say(f"rules written to {out}")
     if apply:
+        # Never send rules that would cut off the address ops connect from (as the host sees it over SSH).
+        seen = ops_address or _ops_address(target, entry)
+        try:
+            refuse_lockout(rules, target.fleet, entry.name, seen)
+        except RobotFirewallError as exc:
+            fail(str(exc))
         client = _client()
         try:
             state = client.firewall.apply(rules.server_number, rules.form())

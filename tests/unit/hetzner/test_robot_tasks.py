@@ -97,3 +97,14 @@ def test_the_firewall_task_still_writes_its_rules(tmp_path: Path) -> None:
     rules = json.loads(out.read_text())
     assert rules["server_number"] == 2100001
     assert rules["rules"]["input"][0]["name"] == "ssh admin 1"
+
+
+def test_apply_refuses_rules_that_cut_off_the_ops_address(fake_process: tuple[str, Path], tmp_path: Path) -> None:
+    """Issue 8: rules under which ops could not SSH in are never sent (the allowed case: test_robot_lockout.py)."""
+    url = fake_process[0]
+    refused = invoke(url, tmp_path, "robot.firewall", "--host", "ax1", "--apply", "--ops-address", "198.51.100.9")
+    assert refused.returncode == 1
+    said = " ".join(refused.stderr.split())
+    assert "you connect from 198.51.100.9" in said and "Nothing was sent to Robot" in said
+    client = RobotClient("robot-user", "robot-secret", base_url=url)
+    assert client.firewall.get(2100001).get("status") == "disabled"  # untouched

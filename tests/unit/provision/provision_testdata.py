@@ -16,6 +16,7 @@ def fleet_data(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "environment": {"name": "production"},
         "network": {"admin_allowlist": ["203.0.113.7/32"], "backend_addresses": ["10.0.0.2/32"]},
+        "provisioning": {"firewall": {"private_network": ["10.0.0.0/24"]}},
         "hosts": [
             {"name": "ax1", "public_address": "203.0.113.11", "private_address": "10.0.0.11",
              "robot_server_number": 2100001, "capacity": {"cpus": 16, "memory_gib": 120, "disk_gib": 800}},

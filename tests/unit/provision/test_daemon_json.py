@@ -18,6 +18,7 @@ def test_production_daemon_json_says_what_cis_asks(fleet: FleetConfig) -> None:
     assert json.loads(daemon_json(fleet, "ax1")) == {
         "hosts": ["fd://", "tcp://10.0.0.11:2376"],
         "tls": True, "tlsverify": True,
+        "storage-opts": ["overlay2.size=20G"],  # every container's writable layer has a size (XFS pquota)
         "tlscacert": "/etc/docker/tls/ca.pem", "tlscert": "/etc/docker/tls/cert.pem",
         "tlskey": "/etc/docker/tls/key.pem",
         "live-restore": True, "icc": False, "userland-proxy": False, "no-new-privileges": True,

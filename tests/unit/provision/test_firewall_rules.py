@@ -37,12 +37,27 @@ table inet drape_filter {
   set published_v6 {
     type ipv6_addr; flags interval;
   }
-  set private_v4 {
+  set fenced_v4 {
     type ipv4_addr; flags interval;
-    elements = { 10.0.0.2/32, 10.0.0.11/32, 10.0.0.12/32 }
+    elements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, \
+192.168.0.0/16, 224.0.0.0/3 }
   }
-  set private_v6 {
+  set fenced_v6 {
     type ipv6_addr; flags interval;
+    elements = { ::1/128, ::ffff:0:0/96, fc00::/7, fe80::/10, ff00::/8 }
+  }
+  set preview_allowed_v4 {
+    type ipv4_addr; flags interval;
+  }
+  set preview_allowed_v6 {
+    type ipv6_addr; flags interval;
+  }
+  # New connections per preview address, counted while they come (entries expire when a preview is quiet).
+  set preview_rate_v4 {
+    type ipv4_addr; flags dynamic; timeout 1m; size 65535;
+  }
+  set preview_rate_v6 {
+    type ipv6_addr; flags dynamic; timeout 1m; size 65535;
   }
 
   chain input {
@@ -68,12 +83,26 @@ nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
     type filter hook forward priority filter - 10; policy accept;
     ct state established,related accept
     iifname "drp*" oifname "drp*" drop comment "preview to preview"
-    iifname "drp*" ip daddr @private_v4 drop comment "preview to the private network"
-    iifname "drp*" ip6 daddr @private_v6 drop comment "preview to the private network"
+    iifname "drp*" tcp dport { 25, 465, 587 } reject with tcp reset comment "previews send no mail"
+    iifname "drp*" ct state new update @preview_rate_v4 { ip saddr limit rate over 50/second burst 200 \
+packets } jump refuse comment "preview connection rate"
+    iifname "drp*" ct state new update @preview_rate_v6 { ip6 saddr limit rate over 50/second burst 200 \
+packets } jump refuse comment "preview connection rate"
+    iifname "drp*" ip daddr @preview_allowed_v4 accept comment "listed for previews"
+    iifname "drp*" ip6 daddr @preview_allowed_v6 accept comment "listed for previews"
+    iifname "drp*" ip daddr @fenced_v4 jump refuse comment "preview to a fenced range"
+    iifname "drp*" ip6 daddr @fenced_v6 jump refuse comment "preview to a fenced range"
     oifname "drp*" ip saddr @published_v4 accept comment "the backend into previews"
     oifname "drp*" ip6 saddr @published_v6 accept comment "the backend into previews"
     oifname "drp*" drop comment "nobody else into previews"
     ct status dnat jump published
+  }
+
+  # A refusal the tenant's program hears at once: a TCP reset (ICMP errors are rate-limited by the kernel to
+  # about one a second per destination, so most would be lost and the connection would hang on retries).
+  chain refuse {
+    meta l4proto tcp reject with tcp reset
+    reject with icmpx type admin-prohibited
   }
 
   chain published {

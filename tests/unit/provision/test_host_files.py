@@ -16,12 +16,13 @@ from types import SimpleNamespace
 import pytest
 from jinja2 import UndefinedError
 
+from drape_fleet.backup import host_files as backup_files
 from drape_fleet.config import FleetConfig, load_fleet
 from drape_fleet.config.provisioning import DistroProfile, SshSettings
 from drape_fleet.lab.fleet import lab_fleet
 from drape_fleet.lab.settings import LabSettings
 from drape_fleet.paths import project_root
-from drape_fleet.provision import base, cache, daemon, firewall, storage
+from drape_fleet.provision import base, cache, daemon, firewall, hardening, safety, storage
 from drape_fleet.provision.access import desired_authorized_keys
 from drape_fleet.provision.distro import load_profile
 from drape_fleet.provision.render import TEMPLATE_SUFFIX, files_dir, render
@@ -66,34 +67,51 @@ RENDERS: dict[str, Callable[[Case], str]] = {
     "ssh/sshd_config.j2": _sshd,
     "firewall/drape-firewall.nft.j2": lambda c: firewall.nftables_ruleset(firewall.firewall_policy(c.fleet, HOST)),
     "firewall/drape-firewall.service.j2": lambda c: firewall.systemd_unit(),
+    "firewall/drape-firewall-closed.nft.j2": lambda c: firewall.closed_ruleset(firewall.firewall_policy(c.fleet, HOST)),
     "docker/daemon.json.j2": lambda c: daemon.daemon_json(c.fleet, HOST),
     "docker/10-drape.conf.j2": lambda c: daemon.systemd_drop_in(daemon.engine_packages(c.fleet, c.profile)),
+    "docker/10-drape-socket.conf.j2": lambda c: daemon.socket_drop_in(),
     "docker/docker.sources.j2": lambda c: daemon.apt_source(c.profile, "/etc/apt/keyrings/docker.asc"),
     "base/60-drape-sysctl.conf.j2": lambda c: base.sysctl_file(base.sysctls(c.fleet)),
     "base/60-drape-journald.conf.j2": lambda c: base.journald_conf(c.fleet),
     "base/52drape-unattended-upgrades.j2": lambda c: base.unattended_upgrades_conf(c.fleet, c.profile),
     "base/90-drape-deploy.j2": lambda c: base.sudoers_rule(c.fleet.environment.deploy_user),
     "base/authorized_keys.j2": _authorized_keys,
+    "base/drape-security.sources.j2": lambda c: base.security_source(c.profile),
+    "hardening/60-drape-audit.rules.j2": lambda c: hardening.audit_rules(daemon.engine_packages(c.fleet, c.profile)),
+    "hardening/60-drape-modprobe.conf.j2": lambda c: hardening.modprobe_conf(),
+    "hardening/60-drape-pwquality.conf.j2": lambda c: hardening.pwquality_conf(),
+    "hardening/aide.conf.j2": lambda c: hardening.aide_conf(),
     "storage/mdadm-monitor.conf.j2": lambda c: "".join(
         f"{line}\n" for line in storage.mdadm_monitor_lines(c.fleet.provisioning.storage).values()),
     "storage/smartd.conf.j2": lambda c: storage.smartd_conf(c.fleet.provisioning.storage),
     "cache/pnpm-store.conf.j2": lambda c: cache.store_conf(c.fleet.provisioning.cache),
     "cache/drape-pnpm-store-guard.j2": lambda c: cache.guard_script(),
     "cache/drape-pnpm-store-guard.service.j2": lambda c: cache.guard_service(),
+    **{f"backup/{unit}.j2": (lambda c, unit=unit: backup_files.unit(unit)) for unit in backup_files.UNITS},
 }
 
 # Templates for a server's rescue system rather than a provisioned host, with goldens of their own (BIOS and
 # UEFI layouts of a production fleet): tests/unit/installimage/test_render_and_layout.py.
-RENDERED_ELSEWHERE = {"installimage/installimage.conf.j2", "installimage/post-install.sh.j2",
-                      # The previews' ingress: tests/unit/test_ingress.py.
-                      "ingress/Caddyfile.j2", "ingress/previews.caddy.j2", "ingress/drape-preview-gate.service.j2"}
+RENDERED_ELSEWHERE = {"installimage/installimage.conf.j2", "installimage/post-install.sh.j2"}
+# The cutover's WireGuard link (deploys/link.py), with goldens of their own: tests/unit/cutover/test_link.py.
+RENDERED_ELSEWHERE |= {"link/wg-drape.conf.j2", "link/drape-link.nft.j2", "link/drape-link-firewall.service.j2",
+                       "link/wg-quick-userspace.conf.j2", "link/backend-wg.conf.j2"}
+# The previews' ingress: tests/unit/test_ingress.py.
+RENDERED_ELSEWHERE |= {"ingress/Caddyfile.j2", "ingress/previews.caddy.j2", "ingress/drape-preview-gate.service.j2"}
 
 # Plain files (nothing varies), put as they are.
-PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE}
+PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE,
+         safety.SCRIPT_FILE, *hardening.PLAIN_FILES, backup_files.AGENT_FILE}
+
+
+# Deploys whose files have golden tests of their own, under the same rules (tests/monitoring/test_files.py).
+OWN_GOLDENS = ("monitoring/",)
 
 
 def _on_disk() -> set[str]:
-    return {str(p.relative_to(files_dir())) for p in files_dir().rglob("*") if p.is_file()}
+    names = {str(p.relative_to(files_dir())) for p in files_dir().rglob("*") if p.is_file()}
+    return {name for name in names if not name.startswith(OWN_GOLDENS)}
 
 
 def test_files_holds_exactly_the_templates_and_plain_files_the_deploys_use() -> None:

@@ -18,7 +18,8 @@ from drape_fleet.provision.runner import (
 
 
 def test_select_deploys_keeps_site_order() -> None:
-    assert select_deploys("") == ("storage", "base", "ssh", "firewall", "docker", "cache", "ingress")
+    assert select_deploys("") == ("storage", "base", "ssh", "firewall", "docker", "cache", "ingress", "monitoring",
+                                  "monitoring_server", "backup", "link", "hardening")
     assert select_deploys("firewall, ssh") == ("ssh", "firewall")
     with pytest.raises(UnknownDeploy, match="unknown deploy 'fw': choose from storage, base, ssh"):
         select_deploys("ssh,fw")

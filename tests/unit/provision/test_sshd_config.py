@@ -43,9 +43,11 @@ PerSourceMaxStartups 10
 LoginGraceTime 30
 ClientAliveInterval 300
 ClientAliveCountMax 2
+TCPKeepAlive no
 UseDNS no
 Compression no
 PrintMotd no
+Banner /etc/issue.net
 LogLevel VERBOSE
 DebianBanner no
 AcceptEnv LANG LC_*

@@ -111,4 +111,4 @@ def test_formatting_refuses_a_device_that_has_a_filesystem() -> None:
     step = volume_plan(EXPECT_RAID, parse_vgs(fixture_text("vgs.json")), parse_lvs(fixture_text("lvs.json")))[0]
     assert mkfs_command(step) == (
         "if blkid -p /dev/vg0/docker >/dev/null 2>&1; then echo '/dev/vg0/docker already has a filesystem: "
-        "not formatting it' >&2; exit 1; fi; mkfs.ext4 -q -L docker /dev/vg0/docker")
+        "not formatting it' >&2; exit 1; fi; mkfs.xfs -q -L docker -m reflink=1 /dev/vg0/docker")

@@ -1,32 +1,36 @@
-"""A fake Docker engine per host, behind the runtime's one seam (``Engine.call`` hands it to the runtime's code
-in place of docker-py's ``APIClient``). In memory, and only the part of the Engine API the runtime uses, shaped
-as Docker 20.10 answers it: listings and inspections with the same keys, 404/409/403 answers as docker-py raises
-them (``NotFound``, ``APIError`` with a response), a name taken twice refused, overlapping network pools
-refused, archive reads and writes, ``HEAD /containers/{id}/archive`` with its stat header.
+"""A fake Docker engine per host, behind the runtime's one seam (``Engine.call`` hands the runtime's code a
+``FakeClient`` in place of its ``ApiClient``). In memory, and only the part of the Engine API the runtime uses,
+shaped as Docker 20.10 answers it: listings and inspections with the same keys, 404/409/403 answers as docker-py
+raises them (``NotFound``, ``APIError`` with a response), a name taken twice refused, overlapping network pools
+refused, archive reads (streamed, with the stat header) and writes, log tails (multiplexed frames),
+``HEAD /containers/{id}/archive`` with its stat header, and the event stream (``fake_streams``).
 
-What a preview's dev server does is up to the test: a started container gets a real HTTP server on the host's
-(loopback) address and published port, answering 200 once ``ready`` is set (the default) and 503 before;
-``phase`` is what its template would write to ``/drape/phase``. ``down = True`` makes every call fail like a
-host whose network is gone. ``calls`` records every API call, to count round trips.
+How a host misbehaves is up to the test: ``down`` (refused at once, as a dead host), ``black_hole`` (every call
+hangs until its client's timeout, the event stream goes silent: packets dropped), ``delays`` (one call takes that
+long; past its client's timeout the client gives up while the engine finishes it, as Docker does with a removal),
+``faults`` (the next call of a kind answers an error). A started container gets a real HTTP dev server on the
+host's (loopback) address (``fake_streams.DevServer``). ``calls`` records every API call, to count round trips.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import secrets
-import tarfile
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Any
 
 import requests
 from docker.errors import APIError, NotFound
+from fake_objects import Archives, NetworksAndVolumes
+from fake_streams import (
+    DevServer,
+    EventLog,
+    no_answer,
+    refused,
+)
 
 from drape_fleet.runtime import labels as L
 
@@ -45,42 +49,26 @@ def _rfc3339(clock: Clock) -> str:
     return clock.now().strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"  # nanoseconds, as the engine writes them
 
 
-class _DevServer:
-    """The preview's dev server: a real HTTP server on the host address, so the runtime's readiness probe is
-    the real one."""
-
-    def __init__(self, address: str, container: FakeContainer) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200 if container.ready else 503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((address, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @dataclass
 class FakeContainer:
     id: str
     name: str
     body: dict[str, Any]
+    host: FakeHost
     status: str = "created"
     exit_code: int = 0
     ready: bool = True
     """Whether the dev server answers HTTP (200) once the container runs; 503 otherwise."""
+    trickle: bool = False
+    """The dev server sends its status line a byte a second and never finishes it."""
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     """Path -> (content, mtime as RFC 3339)."""
+    special: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Path -> (size, mode) for what the tenant made instead of a small file: a sparse 64 GB file, a directory."""
     logs: bytes = b""
-    server: _DevServer | None = None
+    server: DevServer | None = None
+    joined: FakeContainer | None = None
+    """For a network holder: the preview in its namespace."""
 
     @property
     def labels(self) -> dict[str, str]:
@@ -90,34 +78,99 @@ class FakeContainer:
     def network(self) -> str:
         return str(self.body["HostConfig"]["NetworkMode"])
 
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(item.partition("=")[::2] for item in self.body.get("Env") or [])
+
     def set_phase(self, text: str) -> None:
         self.files["/drape/phase"] = (text.encode() + b"\n", "")
 
     def stop(self, code: int = 0) -> None:
+        if self.status == "running":
+            self.host.emit_container(self, "die")
         self.status, self.exit_code = "exited", code
         if self.server is not None:
             self.server.close()
             self.server = None
 
 
-class FakeHost:
+class _JoinedState:
+    """A network holder's port answers for the preview that joined its namespace (as the real one does: the holder
+    only owns the namespace and the port mapping; the preview's dev server listens in it)."""
+
+    def __init__(self, holder: FakeContainer) -> None:
+        self._holder = holder
+
+    def _joined(self) -> FakeContainer | None:
+        joined = self._holder.joined
+        return joined if joined is not None and joined.status == "running" else None
+
+    @property
+    def ready(self) -> bool:
+        joined = self._joined()
+        return joined is not None and joined.ready
+
+    @property
+    def trickle(self) -> bool:
+        joined = self._joined()
+        return joined is not None and joined.trickle
+
+
+class FakeClient:
+    """What ``Engine`` gets from ``connect``: the host's API, with the client's timeout (a black hole or a slow call
+    is cut off where a real client would give up)."""
+
+    def __init__(self, host: FakeHost, timeout: float) -> None:
+        self._host = host
+        self.timeout = timeout
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._host, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._host.local.timeout = self.timeout
+            return target(*args, **kwargs)
+
+        return call
+
+    def close(self) -> None:
+        pass
+
+
+class FakeHost(NetworksAndVolumes, Archives):
     """One host's engine. Thread-safe: the runtime calls it from many threads."""
 
     def __init__(self, name: str, address: str, clock: Clock) -> None:
         self.name = name
         self.address = address
         self.clock = clock
-        self.timeout = 10
         self.down = False
+        self.black_hole = False
         self.ready_on_start = True
+        self.backing_filesystem = "extfs"
         self.faults: dict[str, APIError] = {}
         """Call name -> the error its next call raises (once)."""
+        self.head_status = 200
+        """What ``HEAD /containers/{id}/archive`` answers with (an engine in trouble answers 500)."""
+        self.delays: dict[str, float] = {}
+        """Call name -> how long each such call takes on the engine (real seconds)."""
         self.calls: list[str] = []
         self.by_id: dict[str, FakeContainer] = {}
-        """Every container, by id."""
         self.network_table: dict[str, dict[str, Any]] = {}
         self.volume_table: dict[str, dict[str, Any]] = {}
+        self.events = EventLog()
+        self.served: list[Any] = []
+        """Every streamed body the fake answered (archive reads, log tails), to count the bytes served."""
+        self.local = threading.local()
         self._lock = threading.RLock()
+
+    def client(self, timeout: float) -> FakeClient:
+        return FakeClient(self, timeout)
+
+    def close(self) -> None:
+        """A client's close (a no-op: the fake keeps no connections)."""
 
     # -- the test's side --------------------------------------------------------------------------
 
@@ -136,18 +189,49 @@ class FakeHost:
     def close_servers(self) -> None:
         with self._lock:
             for container in self.by_id.values():
-                container.stop(container.exit_code)
+                if container.server is not None:
+                    container.server.close()
+                    container.server = None
+
+    def set_black_hole(self, on: bool) -> None:
+        self.black_hole = on
+        with self.events.condition:
+            self.events.silent = on
+            self.events.condition.notify_all()
+
+    def restart_engine(self) -> None:
+        """The engine restarts: its event streams end; its containers stop (restart policy "no")."""
+        self.events.end_all()
+        with self._lock:
+            for container in self.by_id.values():
+                container.stop(0)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _call(self, what: str) -> None:
+        timeout = getattr(self.local, "timeout", 10.0)
         if self.down:
-            raise requests.exceptions.ConnectionError(f"{self.name}: connection refused")
+            raise refused(self.name)
+        if self.black_hole:
+            time.sleep(min(timeout, 30.0))
+            raise no_answer(what, timeout)
         with self._lock:
             self.calls.append(what)
             fault = self.faults.pop(what, None)
+            delay = self.delays.get(what, 0.0)
         if fault is not None:
             raise fault
+        if delay:
+            time.sleep(min(delay, timeout))
+            if delay > timeout:  # the client gives up; the engine goes on and finishes the call
+                self.local.late = what
+                return
+
+    def _gave_up(self, what: str) -> None:
+        """After a call the client gave up on: the engine did it, the client saw a timeout."""
+        if getattr(self.local, "late", None) == what:
+            self.local.late = None
+            raise no_answer(what, getattr(self.local, "timeout", 10.0))
 
     def _find(self, name_or_id: str) -> FakeContainer:
         for container in self.by_id.values():
@@ -162,6 +246,9 @@ class FakeHost:
             if key not in labels or (value and labels[key] != value):
                 return False
         return True
+
+    def emit_container(self, container: FakeContainer, action: str) -> None:
+        self.events.emit("container", action, container.id, {**container.labels, "name": container.name})
 
     def _entry(self, container: FakeContainer) -> dict[str, Any]:
         host_config = container.body["HostConfig"]
@@ -180,11 +267,13 @@ class FakeHost:
 
     def containers(self, all: bool = False, filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         wanted = (filters or {}).get("label", [])
+        ids = (filters or {}).get("id")
         workspace = next((w.partition("=")[2] for w in wanted if w.startswith(f"{L.WORKSPACE}=")), None)
-        self._call("containers" if workspace is None else f"containers:{workspace}")
+        self._call("containers:id" if ids else "containers" if workspace is None else f"containers:{workspace}")
         with self._lock:
             return [self._entry(c) for c in self.by_id.values()
-                    if (all or c.status == "running") and self._matches(c.labels, wanted)]
+                    if (all or c.status == "running") and self._matches(c.labels, wanted)
+                    and (ids is None or c.id in ids)]
 
     def inspect_container(self, name_or_id: str) -> dict[str, Any]:
         self._call("inspect_container")
@@ -208,27 +297,43 @@ class FakeHost:
             if any(c.name == name for c in self.by_id.values()):
                 raise api_error(409, f'Conflict. The container name "/{name}" is already in use')
             network = body["HostConfig"]["NetworkMode"]
-            if network not in self.network_table:
+            if network.startswith("container:"):
+                self._find(network.removeprefix("container:"))  # 404 when the holder is gone
+            elif network not in self.network_table:
                 raise api_error(404, f"network {network} not found")
+            if body["HostConfig"].get("StorageOpt") and self.backing_filesystem != "xfs":
+                raise api_error(500, "--storage-opt is supported only for overlay over xfs with 'pquota' mount "
+                                     "option")
             container = FakeContainer(id=secrets.token_hex(32), name=name, body=json.loads(json.dumps(body)),
-                                      ready=self.ready_on_start)
+                                      host=self, ready=self.ready_on_start)
             self.by_id[container.id] = container
-            return {"Id": container.id, "Warnings": []}
+        self.emit_container(container, "create")
+        return {"Id": container.id, "Warnings": []}
 
     def start(self, container_id: str) -> None:
         self._call("start")
         with self._lock:
             container = self._find(container_id)
-            if container.status != "running":
+            mode = container.network
+            if container.status != "running" and mode.startswith("container:"):
+                holder = self._find(mode.removeprefix("container:"))
+                if holder.status != "running":
+                    raise api_error(409, f"cannot join network of a non running container: {holder.id}")
+                holder.joined = container
+                container.status = "running"
+            elif container.status != "running":
                 bindings = container.body["HostConfig"].get("PortBindings") or {}
                 host_ip = next((b[0].get("HostIp") for b in bindings.values() if b), self.address)
-                container.server = _DevServer(host_ip or self.address, container)
+                state = _JoinedState(container) if container.labels.get(L.KIND) == L.KIND_HOLDER else container
+                container.server = DevServer(host_ip or self.address, state)
                 container.status = "running"
+        self.emit_container(container, "start")
 
     def stop(self, container_id: str, timeout: int = 10) -> None:
         self._call("stop")
         with self._lock:
             self._find(container_id).stop(0)
+        self._gave_up("stop")
 
     def rename(self, container_id: str, name: str) -> None:
         self._call("rename")
@@ -237,6 +342,7 @@ class FakeHost:
             if any(c.name == name and c is not container for c in self.by_id.values()):
                 raise api_error(409, f'Conflict. The container name "/{name}" is already in use')
             container.name = name
+        self.emit_container(container, "rename")
 
     def remove_container(self, container_id: str, force: bool = False, v: bool = False) -> None:
         self._call("remove_container")
@@ -246,117 +352,8 @@ class FakeHost:
                 raise api_error(409, "You cannot remove a running container. Stop the container before removing")
             container.stop(container.exit_code)
             del self.by_id[container.id]
-
-    def logs(self, container_id: str, tail: int = 5) -> bytes:
-        self._call("logs")
-        with self._lock:
-            return b"\n".join(self._find(container_id).logs.splitlines()[-tail:])
-
-    # -- archives: the activity stamp and the phase file ------------------------------------------
-
-    def put_archive(self, container_id: str, path: str, data: bytes) -> bool:
-        self._call("put_archive")
-        with self._lock:
-            container = self._find(container_id)
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                for member in tar.getmembers():
-                    extracted = tar.extractfile(member)
-                    content = extracted.read() if extracted is not None else b""
-                    mtime = datetime.fromtimestamp(member.mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                    container.files[path.rstrip("/") + "/" + member.name] = (content, mtime)
-            return True
-
-    def get_archive(self, container_id: str, path: str) -> tuple[Iterator[bytes], dict[str, Any]]:
-        self._call("get_archive")
-        with self._lock:
-            container = self._find(container_id)
-            if path not in container.files:
-                raise api_error(404, f"Could not find the file {path} in container {container_id}")
-            content, _ = container.files[path]
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            info = tarfile.TarInfo(path.rsplit("/", 1)[-1])
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-        return iter([buffer.getvalue()]), {"name": info.name, "size": len(content)}
-
-    def _url(self, pathfmt: str, *args: str) -> str:
-        return pathfmt.format(*args)
-
-    def head(self, url: str, params: Mapping[str, str], timeout: float | None = None) -> Any:
-        self._call("head_archive")
-        container_id = url.split("/")[2]
-        with self._lock:
-            try:
-                container = self._find(container_id)
-            except NotFound:
-                return _Head(404, {})
-            if params["path"] not in container.files:
-                return _Head(404, {})
-            _, mtime = container.files[params["path"]]
-        stat = {"name": params["path"].rsplit("/", 1)[-1], "mtime": mtime, "mode": 420}
-        return _Head(200, {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(stat).encode()).decode()})
-
-    # -- networks ---------------------------------------------------------------------------------
-
-    def create_network(self, name: str, driver: str | None = None, options: Mapping[str, str] | None = None,
-                       ipam: Any = None, check_duplicate: bool | None = None, internal: bool = False,
-                       labels: Mapping[str, str] | None = None) -> dict[str, str]:
-        self._call("create_network")
-        subnet = IPv4Network(ipam["Config"][0]["Subnet"])
-        with self._lock:
-            if name in self.network_table:
-                raise api_error(409, f"network with name {name} already exists")
-            if any(subnet.overlaps(n["subnet"]) for n in self.network_table.values()):
-                raise api_error(403, "Pool overlaps with other one on this address space")
-            network = {"Name": name, "Id": secrets.token_hex(32), "Labels": dict(labels or {}),
-                       "Created": _rfc3339(self.clock), "subnet": subnet, "Options": dict(options or {})}
-            self.network_table[name] = network
-            return {"Id": network["Id"], "Warning": ""}
-
-    def remove_network(self, name: str) -> None:
-        self._call("remove_network")
-        with self._lock:
-            if name not in self.network_table:
-                raise api_error(404, f"network {name} not found")
-            if any(c.network == name for c in self.by_id.values()):
-                raise api_error(403, f"error while removing network: network {name} has active endpoints")
-            del self.network_table[name]
-
-    def networks(self, filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        self._call("networks")
-        with self._lock:
-            wanted = (filters or {}).get("label", [])
-            return [{k: v for k, v in n.items() if k != "subnet"} for n in self.network_table.values()
-                    if self._matches(n["Labels"], wanted)]
-
-    # -- volumes (the cordon) ---------------------------------------------------------------------
-
-    def create_volume(self, name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
-        self._call("create_volume")
-        with self._lock:  # like the engine: a name that exists is returned as it is, labels unchanged
-            return self.volume_table.setdefault(name, {"Name": name, "Driver": "local", "Labels": dict(labels or {})})
-
-    def inspect_volume(self, name: str) -> dict[str, Any]:
-        self._call("inspect_volume")
-        with self._lock:
-            if name not in self.volume_table:
-                raise api_error(404, f"get {name}: no such volume")
-            return dict(self.volume_table[name])
-
-    def remove_volume(self, name: str) -> None:
-        self._call("remove_volume")
-        with self._lock:
-            if name not in self.volume_table:
-                raise api_error(404, f"get {name}: no such volume")
-            del self.volume_table[name]
-
-    def volumes(self, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        self._call("volumes")
-        with self._lock:
-            wanted = (filters or {}).get("label", [])
-            return {"Volumes": [dict(v) for v in self.volume_table.values() if self._matches(v["Labels"], wanted)],
-                    "Warnings": None}
+        self.emit_container(container, "destroy")
+        self._gave_up("remove_container")
 
     # -- the engine itself ------------------------------------------------------------------------
 
@@ -367,16 +364,7 @@ class FakeHost:
     def info(self) -> dict[str, Any]:
         self._call("info")
         return {"ServerVersion": "20.10.24+dfsg1", "Driver": "overlay2", "DriverStatus": [["Backing Filesystem",
-                "extfs"]], "NCPU": 2, "MemTotal": 4 * 1024**3}
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class _Head:
-    status_code: int
-    headers: dict[str, str]
+                self.backing_filesystem]], "NCPU": 2, "MemTotal": 4 * 1024**3}
 
 
 def foreign_cordon(host: FakeHost) -> None:

@@ -23,7 +23,8 @@ from drape_fleet.config.loader import validate_fleet
 from drape_fleet.config.runtime import PreviewResources, RuntimeSettings
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.clock import Clock
-from drape_fleet.runtime.engines import Endpoint, Engine, Fleet
+from drape_fleet.runtime.engines import Endpoint, Engine
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.service import PreviewRuntime
 from drape_fleet.runtime.spec import container_spec, make_request, network_spec
@@ -61,6 +62,7 @@ def loopback_fleet(**runtime: Any) -> FleetConfig:
                        "other": {"image": "drape-lab/preview-other:1", "port": 3000, "ready_timeout_s": 600}},
         "preview": {"cpus": 0.5, "memory_mib": 256, "pids_limit": 256, "disk_gib": 1, "tmp_mib": 16},
         "max_preview": {"cpus": 2, "memory_mib": 1024, "pids_limit": 256, "disk_gib": 1, "tmp_mib": 16},
+        "disk_limit": "where-supported",  # the fake engines run on "extfs", like the lab's
         **runtime,
     }
     return validate_fleet({
@@ -79,19 +81,31 @@ class World:
         self.clock = FakeClock()
         self.config = loopback_fleet(**runtime)
         self.hosts = {h.name: FakeHost(h.name, str(h.private_address), self.clock) for h in self.config.hosts}
+        self.names: dict[str, list[str]] = {"github.com": ["140.82.121.4"]}
         self._runtimes: list[PreviewRuntime] = []
 
-    def runtime(self, **overrides: Any) -> PreviewRuntime:
-        """A backend process: its own memory, the same engines; ``overrides`` change its runtime settings."""
+    def runtime(self, *, background: bool = False, project_source: Any = None, **overrides: Any) -> PreviewRuntime:
+        """A backend process: its own memory, the same engines; ``overrides`` change its runtime settings. Its
+        watches are listed before it is handed out (as a process's first placement waits for them)."""
         seed = len(self._runtimes)
         settings = RuntimeSettings.model_validate({**self.config.runtime.model_dump(), **overrides})
         config = self.config.model_copy(update={"runtime": settings})
         engines = [Engine(Endpoint(name, f"unix:///fake/{name}.sock"), settings, clock=self.clock,
-                          rng=random.Random(seed), connect=lambda _e, _t, _p, h=host: h)
+                          rng=random.Random(seed), connect=lambda _e, t, _p, h=host: h.client(t))
                    for name, host in self.hosts.items()]
-        runtime = PreviewRuntime(config, Fleet(engines), background=False, rng=random.Random(seed), clock=self.clock)
+        runtime = PreviewRuntime(config, Fleet(engines), background=background, rng=random.Random(seed),
+                                 clock=self.clock, project_source=project_source, resolve=self.resolve)
         self._runtimes.append(runtime)
+        for name in self.hosts:
+            if not (self.hosts[name].down or self.hosts[name].black_hole):
+                runtime.observer.watch(name).synced.wait(5)
         return runtime
+
+    def resolve(self, host: str) -> list[str]:
+        """Name resolution for repositories (no DNS in unit tests): ``names`` maps a name to its addresses."""
+        if host not in self.names:
+            raise OSError(f"{host}: Name or service not known")
+        return self.names[host]
 
     @contextlib.contextmanager
     def ticking(self, seconds: float = 1.0, every: float = 0.005) -> Iterator[None]:
@@ -127,7 +141,7 @@ class World:
         fake = self.hosts[host]
         settings = self.config.runtime
         request = make_request(settings, self.config.hosts, workspace=workspace, user="u1", framework="tiny")
-        network = network_spec(request, settings, claim=claim, subnet=IPv4Network(f"10.240.{len(fake.by_id)}.0/28"),
+        network = network_spec(settings, claim=claim, subnet=IPv4Network(f"10.240.{len(fake.by_id)}.0/28"),
                                publish_address=fake.address)
         fake.create_network(**network.create_kwargs())
         spec = container_spec(request, settings, claim=claim, created=self.clock.now(), network=network.name,
@@ -135,11 +149,49 @@ class World:
         return fake.create_container_from_config(spec.body, spec.name)["Id"]
 
     def owned(self, host: str) -> list[str]:
-        """Names of the containers on ``host`` that carry our owner label, sorted."""
-        return sorted(c.name for c in self.hosts[host].by_id.values() if c.labels.get(L.OWNER))
+        """Names of the previews (and their tombstones) on ``host``, sorted: what our owner label marks, but the
+        network holders placement keeps ready."""
+        return sorted(c.name for c in self.hosts[host].by_id.values()
+                      if c.labels.get(L.OWNER) and c.labels.get(L.KIND) != L.KIND_HOLDER)
+
+    def networks(self, host: str) -> tuple[int, int]:
+        """(networks of ours a preview uses, networks of ours no preview uses) on ``host``: what a removal leaves
+        behind is told apart from the spares placement keeps ready (at most ``spare_networks`` network holders)."""
+        fake = self.hosts[host]
+        used = set()
+        for container in fake.by_id.values():
+            if container.labels.get(L.KIND) == L.KIND_PREVIEW:
+                mode = container.network
+                used.add(fake.container(mode[10:]).network if mode.startswith("container:") else mode)
+        ours = [n for n, net in fake.network_table.items() if net["Labels"].get(L.OWNER)]
+        return sum(1 for n in ours if n in used), sum(1 for n in ours if n not in used)
+
+    def preview(self, workspace: str) -> Any:
+        """The workspace's preview container (on whichever host)."""
+        return next(c for h in self.hosts.values() for c in h.by_id.values() if c.name == f"drape-pv-{workspace}")
 
     def everywhere(self) -> dict[str, list[str]]:
         return {name: self.owned(name) for name in self.hosts}
+
+
+def down(runtime: PreviewRuntime, host: str) -> None:
+    """Wait until ``runtime`` has found ``host`` down (its health checks failed), asking it to look."""
+    from drape_fleet.runtime.engines import HostState
+
+    runtime.fleet.request_check(runtime.fleet[host])
+    eventually(lambda: runtime.fleet[host].state is HostState.DOWN)
+
+
+def back(world: World, runtime: PreviewRuntime, host: str) -> None:
+    """``host`` answers again: its next health check (past the backoff) finds it up, and its watch lists it again."""
+    from drape_fleet.runtime.engines import HostState
+
+    world.hosts[host].down = False
+    world.hosts[host].set_black_hole(False)
+    world.clock.advance(60)
+    runtime.fleet.check_due()
+    eventually(lambda: runtime.fleet[host].state is HostState.UP)
+    eventually(lambda: runtime.observer.watch(host).view() is not None)
 
 
 HALF = PreviewResources(cpus=0.5, memory_mib=512, pids_limit=256, disk_gib=1, tmp_mib=16)
@@ -174,4 +226,5 @@ def eventually(check: Callable[[], T], *, within: float = 5.0, tick: Callable[[]
         time.sleep(0.01)
 
 
-__all__ = ["HALF", "MIB", "TINY", "FakeClock", "World", "api_error", "eventually", "fill", "loopback_fleet", "queued"]
+__all__ = ["HALF", "MIB", "TINY", "FakeClock", "World", "api_error", "back", "down", "eventually", "fill",
+           "loopback_fleet", "queued"]

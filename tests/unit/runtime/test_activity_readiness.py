@@ -71,9 +71,9 @@ def test_ready_means_http_answers_below_500() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = server.server_address[1]
-        assert not http_answers("127.0.0.1", port)
+        assert not http_answers("127.0.0.1", port, budget=2)
         status["code"] = 404
-        assert http_answers("127.0.0.1", port)
+        assert http_answers("127.0.0.1", port, budget=2)
     finally:
         server.shutdown()
-    assert not http_answers("127.0.0.1", port, timeout=0.5)
+    assert not http_answers("127.0.0.1", port, budget=0.5)

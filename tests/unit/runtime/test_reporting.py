@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from runtime_testkit import MIB, World, eventually
+from runtime_testkit import MIB, World, down, eventually
 
 from drape_fleet.runtime.readiness import Phase
 
@@ -34,6 +34,7 @@ def test_a_tracked_preview_on_a_dead_host_is_listed_as_lost(world: World) -> Non
     runtime = world.runtime()
     status = runtime.start("r-lost", "u1", "tiny", wait=5)
     world.hosts[status.host or ""].down = True
+    down(runtime, status.host or "")
     listed = {s.workspace: s for s in runtime.previews()}
     assert listed["r-lost"].phase is Phase.LOST
 

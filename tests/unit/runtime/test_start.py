@@ -9,9 +9,11 @@ import pytest
 from runtime_testkit import World, api_error, eventually
 
 from drape_fleet.config.runtime import PreviewResources
+from drape_fleet.runtime import labels as L
+from drape_fleet.runtime.engines import HostState
 from drape_fleet.runtime.errors import WorkspaceConflict
-from drape_fleet.runtime.follower import HOST_DEAD_S
 from drape_fleet.runtime.readiness import Phase
+from drape_fleet.runtime.service import PreviewRuntime
 
 BIG = PreviewResources(cpus=0.5, memory_mib=512, pids_limit=256, disk_gib=1, tmp_mib=16)
 
@@ -30,15 +32,49 @@ def test_a_cold_start_places_on_the_freest_host_and_lists_the_workspace_once(wor
     assert world.everywhere() == {"ax1": ["drape-pv-w-1"], "ax2": ["drape-pv-w-2"], "ax3": ["drape-pv-w-3"]}
 
 
-def test_a_hot_start_is_one_stamp_and_one_inspect(world: World) -> None:
+def spares_made(world: World, runtime: PreviewRuntime, host: str) -> None:
+    """Wait until the host's spare network holders are made (background work that would show among the calls)."""
+    eventually(lambda: len(runtime.observer.watch(host).spares(3000)) == 2)
+
+
+def test_a_hot_start_is_one_inspect_when_this_process_stamps_in_the_background(world: World) -> None:
+    runtime = world.runtime(background=True)
+    first = runtime.start("w-hot", "u1", "tiny", wait=5)
+    host = world.hosts[first.host or ""]
+    spares_made(world, runtime, host.name)
+    before = {name: len(h.calls) for name, h in world.hosts.items()}
+    again = runtime.start("w-hot", "u1", "tiny")
+    assert again.phase is Phase.READY and again.container_id == first.container_id
+    assert host.calls[before[host.name]:] == ["inspect_container"]  # its activity goes with the next flush
+    assert runtime.flush_activity() == 1
+
+
+def test_without_a_background_flush_a_hot_start_stamps_first(world: World) -> None:
     runtime = world.runtime()
     first = runtime.start("w-hot", "u1", "tiny", wait=5)
     host = world.hosts[first.host or ""]
+    spares_made(world, runtime, host.name)
     before = {name: len(h.calls) for name, h in world.hosts.items()}
     again = runtime.start("w-hot", "u1", "tiny")
     assert again.phase is Phase.READY and again.container_id == first.container_id
     assert host.calls[before[host.name]:] == ["put_archive", "inspect_container"]  # stamp first, then check
     assert all(len(h.calls) == before[name] for name, h in world.hosts.items() if h is not host)
+
+
+def test_a_start_joins_a_spare_network_holder_and_sets_no_network_up(world: World) -> None:
+    runtime = world.runtime(background=True)  # a backend process keeps spares on every host
+    runtime.start("w-a", "u1", "tiny", wait=5)
+    spares_made(world, runtime, "ax2")
+    spares_made(world, runtime, "ax3")
+    before = len(world.hosts["ax2"].calls)
+    status = runtime.start("w-b", "u1", "tiny", wait=5)
+    assert status.host == "ax2"
+    calls = world.hosts["ax2"].calls[before:]
+    assert "create_network" not in calls[: calls.index("start")]  # the network was ready before the start
+    preview = world.preview("w-b")
+    holder = world.hosts["ax2"].container(preview.network.removeprefix("container:"))
+    assert holder.name == L.holder_name(preview.labels[L.CLAIM]) and holder.joined is preview
+    assert status.url == f"http://127.0.0.12:{holder.server.port}"  # the holder's port answers for the preview
 
 
 def test_phases_follow_what_the_template_reports_until_http_answers(world: World) -> None:
@@ -109,18 +145,18 @@ def test_a_host_that_fails_to_start_the_preview_is_left_for_the_next(world: Worl
     status = world.runtime().start("w-next", "u1", "tiny", wait=5)
     assert status.phase is Phase.READY and status.host == "ax2"
     assert world.everywhere() == {"ax1": [], "ax2": ["drape-pv-w-next"], "ax3": []}  # the claim was removed
-    assert world.hosts["ax1"].network_table == {}
+    used, spare = world.networks("ax1")
+    assert used == 0 and spare <= 2  # its network went with it; spares are kept ready
 
 
-def test_a_host_that_dies_before_ready_gets_its_preview_placed_elsewhere(world: World) -> None:
+def test_a_host_that_goes_down_before_ready_gets_its_preview_placed_elsewhere(world: World) -> None:
     runtime = world.runtime()
     world.hosts["ax1"].ready_on_start = False
     runtime.start("w-lost", "u1", "tiny")
     eventually(lambda: world.hosts["ax1"].named("drape-pv-w-lost"))
     world.hosts["ax1"].down = True
-    eventually(lambda: not runtime.fleet["ax1"].health.healthy)  # the follower ran into it
-    moved = eventually(lambda: (s := runtime.status("w-lost")) and s.phase is Phase.READY and s,
-                       tick=lambda: world.clock.advance(HOST_DEAD_S / 2))
+    moved = eventually(lambda: (s := runtime.status("w-lost")) and s.phase is Phase.READY and s)
+    assert runtime.fleet["ax1"].state is HostState.DOWN  # its health checks failed: that, and only that, is "down"
     assert moved.host in ("ax2", "ax3")
     assert world.owned(moved.host) == ["drape-pv-w-lost"]
     assert "placing again" not in (moved.error or "")
@@ -130,14 +166,14 @@ def test_a_ready_preview_on_a_host_that_stopped_answering_is_lost(world: World) 
     runtime = world.runtime()
     status = runtime.start("w-gone", "u1", "tiny", wait=5)
     world.hosts[status.host or ""].down = True
-    runtime.hosts()  # any call that reaches the host notices
-    lost = runtime.status("w-gone")
-    assert lost is not None and lost.phase is Phase.LOST and "is not answering" in (lost.error or "")
+    runtime.hosts()  # any call that reaches the host asks for its health checks, which decide
+    lost = eventually(lambda: (s := runtime.status("w-gone")) and s.phase is Phase.LOST and s)
+    assert "is not answering its health checks" in (lost.error or "")
     world.hosts[status.host or ""].down = False
-    world.clock.advance(60)  # past the backoff: the host is asked again
+    world.clock.advance(60)  # past the backoff: the host is checked again (by the next call that is refused)
     runtime.hosts()
-    back = runtime.status("w-gone")
-    assert back is not None and back.phase is Phase.READY and back.container_id == status.container_id
+    back = eventually(lambda: (s := runtime.status("w-gone")) and s.phase is Phase.READY and s)
+    assert back.container_id == status.container_id
 
 
 def test_a_preview_stopped_by_another_process_is_no_longer_ready(world: World) -> None:
@@ -145,7 +181,7 @@ def test_a_preview_stopped_by_another_process_is_no_longer_ready(world: World) -
     started = ours.start("w-st", "u1", "tiny", wait=5)
     assert theirs.stop("w-st")
     assert world.everywhere() == {"ax1": [], "ax2": [], "ax3": []}
-    assert world.hosts["ax1"].network_table == {}
+    assert world.networks("ax1")[0] == 0
     assert ours.status("w-st") is None
     again = ours.start("w-st", "u1", "tiny", wait=5)
     assert again.phase is Phase.READY and again.container_id != started.container_id

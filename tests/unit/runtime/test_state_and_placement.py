@@ -27,11 +27,11 @@ def entry(fleet: FleetConfig, workspace: str = "ws-1", state: str = "running", *
     """A ``GET /containers/json`` entry as the engine returns it for a container built from our spec."""
     req = make_request(fleet.runtime, fleet.hosts, workspace=workspace, user="u-1", framework="vue")
     claim = "abcdefabcdef"
-    spec = container_spec(req, fleet.runtime, claim=claim, created=NOW, network=L.network_name(workspace, claim),
+    spec = container_spec(req, fleet.runtime, claim=claim, created=NOW, network=L.network_name(claim),
                           publish_address="10.0.0.11", disk_limit=False)
     data: dict[str, Any] = {
         "Id": f"id-{workspace}", "Names": [f"/{spec.name}"], "State": state, "Labels": spec.labels,
-        "HostConfig": {"NetworkMode": L.network_name(workspace, claim)},
+        "HostConfig": {"NetworkMode": L.network_name(claim)},
         "Mounts": [{"Type": "bind", "Source": "/srv/drape/pnpm-store", "Destination": "/pnpm-store", "RW": False}],
         "Ports": [{"IP": "10.0.0.11", "PrivatePort": 3000, "PublicPort": 49153, "Type": "tcp"}],
     }

@@ -7,7 +7,8 @@ import threading
 
 from runtime_testkit import World, eventually
 
-from drape_fleet.runtime.engines import Endpoint, Engine, Fleet
+from drape_fleet.runtime.engines import Endpoint, Engine, HostState
+from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.spec import PreviewRequest, make_request
 from drape_fleet.runtime.state import PreviewRecord
@@ -75,16 +76,19 @@ def test_the_line_is_in_request_order_whoever_joins_first(world: World) -> None:
     assert memory.first_in_line(late)
 
 
-def test_a_ready_preview_on_a_host_in_backoff_reports_lost(world: World) -> None:
+def test_a_ready_preview_on_a_host_that_is_down_reports_lost(world: World) -> None:
     memory, fleet = trackers(world)
     tracker = memory.take_over(request(world, "l"), record(world, "l", host="ax3"), ready=True)
     assert memory.status(tracker).phase is Phase.READY
     engine = fleet["ax3"]
-    engine.health.healthy, engine.health.retry_at = False, world.clock.monotonic() + 10
-    engine.health.last_error = "ping: timed out"
+    engine.health.state, engine.health.retry_at = HostState.DOWN, world.clock.monotonic() + 10
+    engine.health.last_error = "health check: timed out"
     status = memory.status(tracker)
-    assert status.phase is Phase.LOST and status.error == "host ax3 is not answering: ping: timed out"
-    world.clock.advance(11)  # due for another try: no longer reported lost on memory alone
+    assert status.phase is Phase.LOST
+    assert status.error == "host ax3 is not answering its health checks: health check: timed out"
+    world.clock.advance(11)  # due for another check, but down until one succeeds
+    assert memory.status(tracker).phase is Phase.LOST
+    engine.health.state = HostState.UP
     assert memory.status(tracker).phase is Phase.READY
 
 

@@ -1,0 +1,57 @@
+"""The cutover's lab fixtures: the lab provisioned by the real deploys, the tiny template on every host, and no
+cutover state, start metrics or preview of ours on any host before and after each test. Like every lab fixture
+they FAIL (never skip) when the lab cannot start."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drape_fleet.config import FleetConfig
+
+
+def _wipe(fleet: FleetConfig) -> None:
+    """Every preview, network, cordon and cutover volume of ours on every lab host, removed."""
+    from drape_fleet.lab.previews import lab_settings
+
+    settings = lab_settings()
+    for host in fleet.host_names:
+        subprocess.run(["docker", "exec", settings.container_name(host), "sh", "-c",
+                        "docker ps -aq --filter label=drape.owner | xargs -r docker rm -f >/dev/null; "
+                        "docker network ls -q --filter label=drape.owner | xargs -r docker network rm >/dev/null; "
+                        "docker volume ls -q --filter label=drape.kind=cutover-state | xargs -r docker volume rm "
+                        ">/dev/null; docker volume ls -q --filter label=drape.kind=cutover-metrics | xargs -r docker "
+                        "volume rm >/dev/null; docker volume rm -f drape-cordon >/dev/null; true"],
+                       check=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def cutover_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> Path:
+    """The lab's state directory, with the tiny preview template on every host."""
+    from drape_fleet.lab import previews
+    from drape_fleet.paths import lab_state_dir
+    from drape_fleet.pki.paths import pki_dir
+    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
+
+    try:
+        previews.ensure_tiny_image(lambda m: print(f"[cutover-lab] {m}"))
+        engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, TlsFiles.from_pki_dir(pki_dir("lab"))),
+                                       lab_fleet.runtime)
+        try:
+            previews.ship_image(engines.engines(), previews.TINY_IMAGE, lambda m: print(f"[cutover-lab] {m}"))
+        finally:
+            engines.close()
+    except Exception as exc:  # the lab must work for these tests: fail, never skip
+        pytest.fail(f"the cutover lab could not be prepared: {exc}", pytrace=False)
+    return lab_state_dir()
+
+
+@pytest.fixture
+def clean_lab(cutover_lab: Path, lab_fleet: FleetConfig) -> Iterator[Path]:
+    _wipe(lab_fleet)
+    yield cutover_lab
+    _wipe(lab_fleet)
