@@ -3,8 +3,8 @@ side by side in the same run the naive path.
 
   cold       the host's shared store emptied: the template image only (packages from the registry)
   warm       the store filled by the trusted job (drape_fleet.store) with the project's lockfile, new container
-  kept       the workspace's directory kept from the last start: not yet wired (the runtime does not mount the
-             workspace's kept directory yet: docs/previews.md, integration plan)
+  kept       start() again after stop(): the workspace's kept volume has the clone, node_modules and the
+             framework's caches (the install is skipped, the fetch brings only what changed)
   prewarmed  project_opened() at least 30 s before start()
   hot        start() again while the preview runs
   naive      what the seed describes for Fly today: a generic Node image, a full clone, `npm install` with an
@@ -14,8 +14,9 @@ Phases come from the template's timings file (``/drape/timings.json``): containe
 until the entrypoint runs, clone, install, compile = until the dev server listens, page = the start page and
 its assets compiled. ``first 200`` is ``start()`` until the backend's own GET of the start page returns the app;
 ``via ingress`` the same through the host's HTTPS ingress with a signed link, as a user's browser gets it. Naive:
-its ``page`` is everything after the install (compile included). Until the runtime hands tokens over, previews
-clone the public copies (``pub-<name>``) with ``GIT_SSL_NO_VERIFY`` (the token path is proven by tests/previews).
+its ``page`` is everything after the install (compile included). Previews clone the lab's private repositories with
+a token of their own, handed over by the runtime as a file, trusting the lab's CA (``repo_ca_file``); the naive
+path clones the public copies (``pub-<name>``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from drape_fleet.store.sources import Source
 
 FRAMEWORK = {"vite-react": "react", "vite-vue": "vue", "next-app": "nextjs"}
 HOST = "ax1"
-INSECURE_LAB_GIT = {"GIT_SSL_NO_VERIFY": "1"}
 PREWARM_S = 30.0
 Log = Callable[[str], None]
 
@@ -55,6 +55,11 @@ class Bench:
     fleet: FleetConfig
     runtime: PreviewRuntime
     repos: dict[str, str]
+    """Each project's private repository (a token opens it)."""
+    public_repos: dict[str, str]
+    """The same projects without a token: the naive path's."""
+    token: Callable[[str], str]
+    """A new token for a project, as the backend gets one per start."""
     projects_dir: Path
     key: bytes
     ca: Path
@@ -147,22 +152,44 @@ def stop(bench: Bench, workspace: str) -> None:
         time.sleep(1)
 
 
+def workspace_of(name: str, scenario: str) -> str:
+    """The kept scenario starts the warm scenario's workspace again."""
+    return f"bench-{name}-{'warm' if scenario == 'kept' else scenario}"
+
+
+def project(bench: Bench, name: str) -> dict[str, Any]:
+    return {"project": name, "repo": bench.repos[name], "repo_token": bench.token(name)}
+
+
+def forget_workspace(bench: Bench, workspace: str) -> None:
+    """A scenario that is not "kept" starts without the workspace's kept volume (left by an earlier run)."""
+    from drape_fleet.runtime import labels as L
+
+    def remove(api: Any) -> None:
+        for volume in api.volumes(filters={"label": [f"{L.KIND}={L.KIND_WORKSPACE}",
+                                                     f"{L.WORKSPACE}={workspace}"]}).get("Volumes") or []:
+            api.remove_volume(volume["Name"], force=True)
+
+    bench.engine.call(remove, "forget the workspace's kept volume", timeout=300)
+
+
 def through_runtime(bench: Bench, name: str, scenario: str, *, prewarm: bool = False) -> list[dict[str, Any]]:
     """One start (and, for warm, the hot start after it): rows with every phase."""
-    workspace = f"bench-{name}-{scenario}"
+    workspace = workspace_of(name, scenario)
     framework = FRAMEWORK[name]
     row: dict[str, Any] = {"project": name, "scenario": scenario, "framework": framework}
+    if scenario != "kept":
+        forget_workspace(bench, workspace)
     if prewarm:
         opened = time.monotonic()
-        status = bench.runtime.project_opened(workspace, "bench", framework, repo=bench.repos[name],
-                                              env=INSECURE_LAB_GIT)
+        status = bench.runtime.project_opened(workspace, "bench", framework, **project(bench, name))
         status = wait_final(bench, workspace, status, opened + 900)
         prepared = time.monotonic() - opened
         time.sleep(max(0.0, opened + PREWARM_S - time.monotonic()))
         row["note"] = (f"opened {time.monotonic() - opened:.0f} s before start(); the pre-warm was {status.phase} "
                        f"after {prepared:.0f} s" + (f" ({status.error})" if status.error else ""))
     wall0, t0 = time.time(), time.monotonic()
-    status = bench.runtime.start(workspace, "bench", framework, repo=bench.repos[name], env=INSECURE_LAB_GIT)
+    status = bench.runtime.start(workspace, "bench", framework, **project(bench, name))
     status = wait_final(bench, workspace, status, t0 + 900)
     if status.phase is not Phase.READY or status.container_id is None:
         stop(bench, workspace)
@@ -174,13 +201,14 @@ def through_runtime(bench: Bench, name: str, scenario: str, *, prewarm: bool = F
     if not prewarm:
         timings = json.loads(read_file(bench, status.container_id, "/drape/timings.json") or "{}")
         row.update({"container": timings.get("started_at", wall0 * 1000) / 1000 - wall0,
-                    "clone": timings.get("fetch_s"), "install": timings.get("install_s"),
+                    "clone": timings.get("fetch_s"),
+                    "install": timings.get("install_s", 0.0 if timings.get("install_path") == "kept" else None),
                     "compile": timings.get("listen_s"), "page": timings.get("page_s"),
                     "path": timings.get("install_path")})
     rows = [row]
     if scenario == "warm":
         t1 = time.monotonic()
-        again = bench.runtime.start(workspace, "bench", framework, repo=bench.repos[name], env=INSECURE_LAB_GIT)
+        again = bench.runtime.start(workspace, "bench", framework, **project(bench, name))
         hot = first_200(f"{again.url}/", marker(name), t1 + 60) if again.phase is Phase.READY else None
         rows.append({"project": name, "scenario": "hot", "framework": framework,
                      "first 200": (hot - t1) if hot else None, "note": "start() while it runs"})
@@ -223,7 +251,8 @@ def naive(bench: Bench, name: str) -> dict[str, Any]:
     image = bench.fleet.runtime.frameworks[FRAMEWORK[name]].image
     address = str(bench.fleet.host(HOST).private_address)
     dev = "npx next dev -H 0.0.0.0 -p 3000" if name.startswith("next") else "npx vite --host 0.0.0.0 --port 3000"
-    script = (f"t() {{ echo MARK $1 $(date +%s%3N); }}; t start; GIT_SSL_NO_VERIFY=1 git clone -q {bench.repos[name]} "
+    clone = f"GIT_SSL_NO_VERIFY=1 git clone -q {bench.public_repos[name]}"
+    script = (f"t() {{ echo MARK $1 $(date +%s%3N); }}; t start; {clone} "
               "/tmp/app && t cloned && cd /tmp/app && npm install --no-audit --no-fund --cache /tmp/empty-cache "  # noqa: S108
               f"> /tmp/npm.log 2>&1 || {{ tail -n 5 /tmp/npm.log; exit 1; }}; t installed && exec {dev}")
     t0, wall0 = time.monotonic(), time.time()
@@ -258,9 +287,7 @@ def run(bench: Bench, names: list[str]) -> list[dict[str, Any]]:
         steps: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
             ("cold", lambda name=name: (empty_store(bench), through_runtime(bench, name, "cold"))[1]),
             ("warm", lambda name=name: (fill_store(bench, name), through_runtime(bench, name, "warm"))[1]),
-            ("kept", lambda name=name: [{"project": name, "scenario": "kept", "framework": FRAMEWORK[name],
-                                         "note": "not yet wired: the runtime does not mount the workspace's kept "
-                                                 "directory yet"}]),
+            ("kept", lambda name=name: through_runtime(bench, name, "kept")),
             ("prewarmed", lambda name=name: through_runtime(bench, name, "prewarmed", prewarm=True)),
             ("naive", lambda name=name: [naive(bench, name)]),
         ]

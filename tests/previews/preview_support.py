@@ -60,19 +60,26 @@ class FleetLab:
     key: bytes
     ca: Path
 
-    def repo(self, project: str) -> str:
-        """The public copy (no token): the runtime does not hand tokens over yet (docs/previews.md)."""
-        return self.previews.url(f"pub-{project}")
-
     def start(self, workspace: str, framework: str, project: str | None = None, timeout_s: float = 300) -> Any:
-        """A preview through the runtime, to its final phase."""
-        repo = {"repo": self.repo(project), "env": {"GIT_SSL_NO_VERIFY": "1"}} if project else {}
-        status = self.runtime.start(WORKSPACE_PREFIX + workspace, "u-7", framework, **repo)
+        """A preview through the runtime, to its final phase: ``project`` from the lab's git server, with a token
+        of its own (the runtime hands it over as a file, with the lab CA the fleet names)."""
+        repo = {"repo": self.previews.url(project), "repo_token": self.previews.token(project).repo_token(),
+                "project": project} if project else {}
+        return self.wait(self.runtime.start(WORKSPACE_PREFIX + workspace, "u-7", framework, **repo), timeout_s)
+
+    def wait(self, status: Any, timeout_s: float = 300) -> Any:
+        """The status once final (ready, failed, lost) or at the timeout."""
         deadline = time.monotonic() + timeout_s
         while not status.phase.final and time.monotonic() < deadline:
             time.sleep(0.2)
-            status = self.runtime.status(WORKSPACE_PREFIX + workspace) or status
+            status = self.runtime.status(status.workspace) or status
         return status
+
+    def gone(self, workspace: str, timeout_s: float = 120) -> None:
+        """Wait until the workspace has no preview (a removal with a real node_modules takes a while)."""
+        deadline = time.monotonic() + timeout_s
+        while self.runtime.status(workspace) is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
 
     def file(self, container_id: str, path: str) -> str | None:
         def fetch(api: Any) -> bytes:

@@ -48,7 +48,7 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             }
             for i in range(1, settings.hosts + 1)
         ],
-        "runtime": lab_runtime_data(),
+        "runtime": lab_runtime_data(settings),
         "previews": {"ingress": {"domain": LAB_PREVIEW_DOMAIN, "certificates": "lab-ca"}},
         "monitoring": lab_monitoring_data(settings),
         "backup": lab_backup_data(settings),
@@ -91,14 +91,17 @@ LAB_PREVIEW_MIB = 256
 """Lab previews are small so a 4 GiB stand-in host holds 16 of them: capacity and queueing are exercised."""
 
 
-def lab_runtime_data() -> dict[str, Any]:
-    """The runtime section of the lab fleet: small previews, lab-built template images, short timeouts."""
+def lab_runtime_data(settings: LabSettings) -> dict[str, Any]:
+    """The runtime section of the lab fleet: small previews, lab-built template images, short timeouts; users'
+    repositories on the lab's git server (its public network, its CA)."""
+    from drape_fleet.lab.gitserver import ca_file
     frameworks: dict[str, Any] = {
         "tiny": {"image": "drape-lab/preview-tiny:1", "port": 3000, "ready_timeout_s": 60},
     }
     # A Next.js compile is killed by the OOM killer at 256 MiB (seen); Vite servers fit in 512 MiB.
     for name, memory_mib in (("nextjs", 1024), ("react", 512), ("vue", 512)):
         frameworks[name] = {"image": template_tag(name), "port": 3000, "ready_timeout_s": 600,
+                            "ready_when": "page-compiled", "keep_workspace": True,
                             "resources": {"cpus": 1, "memory_mib": memory_mib, "pids_limit": 1024, "disk_gib": 2,
                                           "tmp_mib": 64}}
     return {
@@ -113,6 +116,8 @@ def lab_runtime_data() -> dict[str, Any]:
         "snapshot_timeout_s": 3,
         "queue_timeout_s": 120,
         "claim_timeout_s": 60,
+        "private_repo_networks": [str(settings.public_subnet)],
+        "repo_ca_file": str(ca_file(settings)),
     }
 
 

@@ -60,7 +60,10 @@ def preview(c: Context, projects: str = "vite-react,vite-vue,next-app", out: str
     runtime = PreviewRuntime.connect(fleet, pki_dir=target.env.pki_dir, background=False, reaper=False)
     started = time.monotonic()
     try:
-        state = bench.Bench(target, fleet, runtime, {n: gitserver.repo_url(settings, f"pub-{n}") for n in names},
+        tokens = gitserver.Tokens(settings)
+        state = bench.Bench(target, fleet, runtime, {n: gitserver.repo_url(settings, n) for n in names},
+                            {n: gitserver.repo_url(settings, f"pub-{n}") for n in names},
+                            lambda name: tokens.create(name, ttl_s=3600).repo_token(),
                             made, link_key(target), lab_ca(target), say)
         rows = bench.run(state, names)
     finally:
