@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, FilePath, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 from drape_fleet.config.base import FrozenModel, invalid
@@ -155,9 +156,10 @@ class RuntimeSettings(FrozenModel):
     private_repo_networks: tuple[IPv4Network | IPv6Network, ...] = ()
     """Private ranges a repository may be in (a self-hosted git server on the private network; the lab's). Every
     other private, loopback, link-local or reserved address is refused as a repository host, written or resolved."""
-    repo_ca_file: FilePath | None = None
+    repo_ca_file: Path | None = None
     """A CA certificate (PEM) that previews trust for repositories besides the public ones: a self-hosted git
-    server with its own CA (the lab's). Handed to the preview as ``/drape/git-ca.pem`` with the token."""
+    server with its own CA (the lab's). Handed to the preview as ``/drape/git-ca.pem`` with the token; read at the first
+    start that needs it (the lab writes its fleet file before its CA exists)."""
     pnpm_store: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]+$")] = "/srv/drape/pnpm-store"
     """Host path of the shared pnpm store, mounted read-only at ``/pnpm-store`` in every preview."""
     run_as: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{2,9}:[1-9][0-9]{2,9}$")] = "1000:1000"
