@@ -30,8 +30,8 @@ from drape_fleet.runtime.engines import Engine
 PROJECT_FILES = ("package.json", "pnpm-lock.yaml")
 STARTER_DIR = "/opt/drape/starter"
 PREVIEW_APP = "/workspace/app"
-WORKSPACE_KIND = "workspace"
-"""The label the runtime gives a kept workspace volume (docs/previews.md, integration plan)."""
+WORKSPACE_KIND = L.KIND_WORKSPACE
+"""The label the runtime gives a kept workspace volume."""
 JOB_LABEL = "drape.store-job"
 INSTALLS = ".drape/installs.jsonl"
 """Where a preview's supervisor records each start (in its workspace): when, which install path, how long."""
