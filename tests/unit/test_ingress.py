@@ -161,6 +161,12 @@ def test_route_of_reads_labels_and_the_preview_network_address() -> None:
     assert route_of(inspected, "drape") == Route("ws-1", "ws-1", "u-7", "c1", "10.240.3.2", 3000, "react", False)
     assert route_of(inspected, "someone-else") is None
     assert route_of({**inspected, "State": {"Running": False}}, "drape") is None
+    # A preview in a network holder's namespace (the runtime's spare networks) is reached at the holder's address.
+    joined = {**inspected, "HostConfig": {"NetworkMode": "container:" + "h" * 64},
+              "NetworkSettings": {"Networks": {}}}
+    holder = {"NetworkSettings": {"Networks": {"drape-net-0123456789ab": {"IPAddress": "10.240.7.2"}}}}
+    assert route_of(joined, "drape", holder) == Route("ws-1", "ws-1", "u-7", "c1", "10.240.7.2", 3000, "react", False)
+    assert route_of(joined, "drape") is None  # the holder is gone: no address, no route
 
 
 # -- what goes on a host ----------------------------------------------------------------------------------

@@ -38,7 +38,16 @@ from typing import Any
 
 from drape_fleet.ingress.links import COOKIE, LOGIN_PATH, BadToken, safe_next, sign, verify
 from drape_fleet.ingress.local_engine import EngineUnavailable, LocalEngine
-from drape_fleet.ingress.routes import KIND, KIND_PREVIEW, OWNER, PHASE_FILE, Route, is_ready, route_of
+from drape_fleet.ingress.routes import (
+    KIND,
+    KIND_PREVIEW,
+    OWNER,
+    PHASE_FILE,
+    Route,
+    is_ready,
+    joined_container,
+    route_of,
+)
 
 log = logging.getLogger("drape-preview-gate")
 CHECK_PATH = "/__drape/check"
@@ -118,7 +127,9 @@ class Gate:
         found: dict[str, Route] = {}
         for summary in self.engine.containers(self._labels()):
             inspected = self.engine.inspect(summary["Id"])
-            route = route_of(inspected, self.config.owner) if inspected else None
+            joined = joined_container(inspected) if inspected else None
+            holder = self.engine.inspect(joined) if joined else None
+            route = route_of(inspected, self.config.owner, holder) if inspected else None
             if route is None:
                 continue
             known = self.routes.get(route.label)

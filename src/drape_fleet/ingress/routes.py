@@ -38,13 +38,21 @@ class Route:
         return f"{self.address}:{self.port}"
 
 
-def route_of(inspected: Mapping[str, Any], owner: str) -> Route | None:
-    """A running preview of ``owner`` as a (not yet ready) route; None for anything else (pure)."""
+def joined_container(inspected: Mapping[str, Any]) -> str | None:
+    """The network holder whose namespace a preview joined (``container:<id>``), if it did (pure)."""
+    mode = str((inspected.get("HostConfig") or {}).get("NetworkMode") or "")
+    return mode.removeprefix("container:") if mode.startswith("container:") else None
+
+
+def route_of(inspected: Mapping[str, Any], owner: str, holder: Mapping[str, Any] | None = None) -> Route | None:
+    """A running preview of ``owner`` as a (not yet ready) route; None for anything else (pure). A preview that
+    joined a network holder's namespace (the runtime's spare networks) has the holder's address: pass ``holder``."""
     labels = (inspected.get("Config") or {}).get("Labels") or {}
     state = inspected.get("State") or {}
     if labels.get(OWNER) != owner or labels.get(KIND) != KIND_PREVIEW or not state.get("Running"):
         return None
-    networks = (inspected.get("NetworkSettings") or {}).get("Networks") or {}
+    source = holder if joined_container(inspected) else inspected
+    networks = ((source or {}).get("NetworkSettings") or {}).get("Networks") or {}
     addresses = [str(n.get("IPAddress")) for n in networks.values() if n.get("IPAddress")]
     try:
         port = int(labels.get(PORT, ""))
