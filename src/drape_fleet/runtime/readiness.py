@@ -15,6 +15,7 @@ import enum
 
 from drape_fleet.config.runtime import Framework
 from drape_fleet.runtime.engines import Engine
+from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.runtime.spec import PHASE_FILE
 from drape_fleet.runtime.untrusted import PHASE_MAX_BYTES, http_answers, last_line, read_small_file, safe_text
 
@@ -71,4 +72,9 @@ def is_ready(engine: Engine, container_id: str, address: str, port: int, framewo
     probe first; the phase file is read only once the port answers."""
     if not http_answers(address, port, framework.ready_path, budget=budget):
         return False
-    return framework.ready_when == "answers" or read_phase(engine, container_id, budget=budget)[0] is Phase.READY
+    if framework.ready_when == "answers":
+        return True
+    try:
+        return read_phase(engine, container_id, budget=budget)[0] is Phase.READY
+    except RuntimeFailure:  # a slow engine is not a failed preview: not ready yet, asked again on the next probe
+        return False

@@ -4,6 +4,7 @@ the private git server's CA as files before it starts."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,3 +131,21 @@ def test_the_token_and_the_git_servers_ca_are_files_before_start(template_world:
     files = eventually(lambda: REPO_CA_FILE in container.files and container.files)
     assert files[REPO_TOKEN_FILE][0] == b"preview-7:s3cr3t" and files[REPO_CA_FILE][0] == ca.read_bytes()
     assert "s3cr3t" not in str(container.body)  # never in the configuration (env, labels, command)
+
+
+def test_an_engine_that_cannot_read_the_phase_file_just_now_does_not_fail_the_start(
+        template_world: tuple[World, Path]) -> None:
+    """Seen on a loaded lab host: the phase file's read timed out while the port answered; the start failed."""
+    world, _ = template_world
+    runtime = world.runtime()
+    runtime.start("slow-1", "u1", "tmpl")
+    container = eventually(lambda: next((c for h in world.hosts.values() for c in h.named("drape-pv-slow-1")
+                                         if c.status == "running"), None))
+    host = world.hosts[container.host.name]
+    host.delays["stream:archive"] = 30.0  # reads of the preview's files time out for now (budget: 2 s)
+    container.set_phase("Vite project\nready")
+    time.sleep(3)  # probes: the port answers each time, the phase file's read times out
+    status = runtime.status("slow-1")
+    assert status is not None and status.phase not in (Phase.FAILED, Phase.READY), status
+    host.delays.pop("stream:archive")
+    assert eventually(lambda: (s := runtime.status("slow-1")) and s.phase is Phase.READY, within=20)
