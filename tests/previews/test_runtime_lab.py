@@ -47,3 +47,5 @@ def test_a_private_repository_through_the_runtime_and_its_kept_workspace(fleet_l
     assert after["install_path"] == "kept" and "install_s" not in after, after  # nothing installed
     assert after["fetch_s"] < 30
     fleet_lab.runtime.stop(workspace)
+    fleet_lab.gone(workspace)
+    fleet_lab.engine.call(lambda api: api.remove_volume(volume), "remove the kept volume")  # what the test made

@@ -70,7 +70,10 @@ def test_a_fill_runs_the_supervisor_per_source_and_records_when_it_finished() ->
     script = fill_script(rebuild=False)
     assert "DRAPE_FILL_STORE=1 DRAPE_PNPM_STORE=\"$TARGET\"" in script and "TARGET=/pnpm-store;" in script
     assert "cd /workspace/app" in script  # the path previews install at (pnpm 10 registers projects by path)
-    assert "flock" not in script  # the supervisor holds the shared lock itself around pnpm
+    assert "--shared" not in script  # the supervisor holds the store's shared lock itself around pnpm
+    # The writer lock a backup of the store takes too (deploys/backup.py), held for the whole job.
+    assert script.splitlines()[2:4] == ['exec 9>>"$STORE/.warm.lock"', "flock --wait 600 9 || { echo 'DRAPE-FILL "
+                                        "the store stayed locked by a backup: run again later'; exit 5; }"]
     assert '> "$STORE/.drape-warm.json"' in script and '"kind": "warm"' in script
 
 

@@ -40,6 +40,8 @@ RESULT_MARK = "DRAPE-FILL"
 LOG_MARK = "DRAPE-FILL-LOG"
 SUMMARY_FILE = ".drape-warm.json"
 LOCK_WAIT_S = 600
+WRITER_LOCK = ".warm.lock"
+"""Held by the job for its whole run, and by a backup of the store while it copies (deploys/backup.py makes it)."""
 STALE_CREATED_S = 600
 """A job container created but not started for this long was left by a client that died in between."""
 
@@ -54,6 +56,11 @@ def fill_script(*, rebuild: bool) -> str:
     lines = [
         "set -u",
         f"STORE={STORE_MOUNT}; TARGET={target}; failed=0; filled=0; essential_failed=0",
+        # The store's writer lock, which a backup holds while it copies the store (drape_fleet.backup's catalogue):
+        # the job writes only while no backup reads.
+        f"exec 9>>\"$STORE/{WRITER_LOCK}\"",
+        f"flock --wait {LOCK_WAIT_S} 9 || {{ echo 'DRAPE-FILL the store stayed locked by a backup: run again "
+        "later'; exit 5; }",
         *(["rm -rf \"$TARGET\" && mkdir \"$TARGET\""] if rebuild else []),
         "for dir in /fill/*/; do",
         "  name=$(basename \"$dir\")",
