@@ -103,7 +103,6 @@ def fleet_lab(provisioned_lab: object, preview_lab: PreviewLab) -> Iterator[Flee
     deadline = time.monotonic() + 120  # stops return before a real node_modules is removed
     while any(s.workspace.startswith(WORKSPACE_PREFIX) for s in runtime.previews()) and time.monotonic() < deadline:
         time.sleep(1)
-    runtime.close()
 
     def remove_kept(api: object) -> None:  # the kept workspaces these tests' previews left
         for volume in api.volumes(filters={"label": "drape.kind=workspace"}).get("Volumes") or []:  # type: ignore[attr-defined]
@@ -114,3 +113,4 @@ def fleet_lab(provisioned_lab: object, preview_lab: PreviewLab) -> Iterator[Flee
                     print(f"[previews] kept workspace {volume['Name']} left: {exc}")
 
     lab.engine.call(remove_kept, "remove the tests' kept workspaces", timeout=300)
+    runtime.close()
