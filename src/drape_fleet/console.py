@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 
 # Piped or in CI, Rich would wrap tables at 80 columns; a log has room for wide tables.
 _LOG_WIDTH = None if sys.stdout.isatty() else 160
@@ -23,5 +24,5 @@ def say(message: str) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"[bold red]error:[/bold red] {message}")
+    errors.print(f"[bold red]error:[/bold red] {escape(message)}")  # "[preview_dns]" is text, not markup
     sys.exit(code)

@@ -108,8 +108,11 @@ def test_lab_status_command_reports_every_host_healthy(provisioned_lab: object, 
     result = subprocess.run([INVOKE, "lab.status", "--json"], capture_output=True, text=True, timeout=120,
                             check=False, cwd=project_root())
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    data = json.loads(result.stdout)
+    rows = {row["name"]: row for row in data["hosts"]}
     assert sorted(rows) == sorted(lab_fleet.host_names)
+    git = data["git_server"]
+    assert git["healthy"] and git["container"] == "running" and git["https"].startswith("ok (TLS verified")
     for host in lab_fleet.hosts:
         row = rows[host.name]
         assert row["healthy"] and row["container"] == "running"
@@ -135,10 +138,18 @@ def test_up_twice_leaves_the_same_fleet(throwaway: LabSettings) -> None:
     assert throwaway.fleet_file.read_text() == fleet_text
     assert not [m for m in messages if "creating" in m or "starting" in m], messages
     assert made == {
-        "containers": ["drape-labt-ax1", "drape-labt-backup-target"],  # the backup target: docs/backups.md
-        "volumes": ["drape-labt-ax1-docker", "drape-labt-ax1-srv"],
+        "containers": ["drape-labt-ax1", "drape-labt-backup-target", "drape-labt-git"],  # backups: docs/backups.md
+        "volumes": [],  # Docker's data and /srv/drape are on the host's XFS data disk
         "networks": ["drape-labt-private", "drape-labt-public"],
     }
+    # One XFS filesystem with reflink for Docker's data and the store, as production's storage plan asks.
+    mounts = ssh_run(throwaway.ssh_target(1), "stat -f -c %T /var/lib/docker /srv/drape; "
+                     "findmnt -n -o SOURCE --target /srv/drape; findmnt -n -o SOURCE --target /var/lib/docker",
+                     timeout=20).stdout.split()
+    assert mounts[:2] == ["xfs", "xfs"] and mounts[2].split("[")[0] == mounts[3].split("[")[0], mounts
+    image = Path("/var/lib/drape-lab/disks/drape-labt-ax1.img")
+    assert image.exists() and "reflink=1" in subprocess.run(
+        ["xfs_info", "/var/lib/drape-lab/disks/drape-labt-ax1"], capture_output=True, text=True).stdout
 
 
 def test_up_completes_a_half_made_lab(throwaway: LabSettings) -> None:
@@ -179,9 +190,28 @@ def test_down_removes_a_half_made_lab(throwaway: LabSettings) -> None:
 
 def test_down_removes_everything_a_full_lab_made(throwaway: LabSettings) -> None:
     up(throwaway, lambda _: None)
+    assert Path("/var/lib/drape-lab/disks/drape-labt-ax1.img").exists()
     down(throwaway, lambda _: None)
     assert owned(throwaway) == {"containers": [], "volumes": [], "networks": []}
     assert not throwaway.state_dir.exists()
+    assert not Path("/var/lib/drape-lab/disks/drape-labt-ax1.img").exists()  # the data disk went too
+    assert "drape-labt-ax1" not in subprocess.run(["findmnt", "-l", "-n", "-o", "TARGET"], capture_output=True,
+                                                  text=True).stdout
+
+
+def test_down_removes_a_git_server_that_predates_the_labs_label(throwaway: LabSettings) -> None:
+    """A git server made with only its own label kept lab.down from removing the public network ("network has
+    active endpoints"): down finds it by that label too."""
+    client = docker.from_env()
+    network = client.networks.create("drape-labt-public", labels={"drape.lab": "drape-labt"},
+                                     ipam=docker.types.IPAMConfig(pool_configs=[
+                                         docker.types.IPAMPool(subnet="172.29.110.0/24")]))
+    old = client.containers.create("drape-lab/rootfs:bookworm", ["sleep", "600"], name="drape-labt-git",
+                                   labels={"drape.lab.git": "drape-labt"})
+    network.connect(old)
+    down(throwaway, lambda _: None)
+    assert owned(throwaway)["networks"] == []
+    assert not client.containers.list(all=True, filters={"name": "drape-labt-git"})
 
 
 def test_an_address_range_already_taken_is_refused_before_anything_is_made(throwaway: LabSettings) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 from preview_support import handover_tar
@@ -48,7 +50,7 @@ def test_password_hash_is_apache_sha_and_the_token_repr_hides_the_secret() -> No
     assert gitserver.password_hash("secret") == "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="
     token = gitserver.GitToken(username="preview-1", secret="s3cr3t", repo="shop", expires=1)
     assert "s3cr3t" not in repr(token)
-    assert token.credential() == b"username=preview-1\npassword=s3cr3t\n"
+    assert token.repo_token() == "preview-1:s3cr3t"
 
 
 def test_server_address_and_url_follow_the_lab_subnet() -> None:
@@ -57,15 +59,15 @@ def test_server_address_and_url_follow_the_lab_subnet() -> None:
     assert gitserver.repo_url(settings, "shop") == "https://172.29.61.5/git/shop.git"
     spec = gitserver.container_spec(settings, "sha256:abc")
     assert spec["HostConfig"]["Binds"][0].endswith("/repos:/srv/git:ro")  # the server cannot change a repository
-    assert spec["Labels"][gitserver.GIT_LABEL] == "wtf" and "drape.lab" not in spec["Labels"]
+    # The lab's own label too, so lab.down removes it with the networks it is attached to.
+    assert spec["Labels"][gitserver.GIT_LABEL] == "wtf" and spec["Labels"]["drape.lab"] == "wtf"
 
 
 def test_handover_archive_is_owned_by_the_preview_and_private() -> None:
-    with tarfile.open(fileobj=io.BytesIO(handover_tar(b"username=u\npassword=p\n", b"CA"))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(handover_tar("u:p", b"CA"))) as tar:
         members = {m.name: (m.uid, m.gid, oct(m.mode), m.isdir()) for m in tar.getmembers()}
-    assert members == {"handover": (1000, 1000, "0o700", True),
-                       "handover/git-credentials": (1000, 1000, "0o400", False),
-                       "handover/git-ca.pem": (1000, 1000, "0o444", False)}
+    assert members == {"drape/repo-token": (1000, 1000, "0o400", False),
+                       "drape/git-ca.pem": (1000, 1000, "0o444", False)}
 
 
 def test_generation_is_keyed_by_generator_versions() -> None:
@@ -76,3 +78,24 @@ def test_generation_is_keyed_by_generator_versions() -> None:
     assert "create-vite@9.3.0 -- vite-react --template react-ts --no-interactive" in script
     assert "create-next-app@16.4.3 -- next-app" in script and "--use-pnpm" in script
     assert f"pnpm@{projects.PNPM_VERSION}" in script
+
+
+HELPER = Path(__file__).parents[2] / "images" / "preview" / "common" / "git-credential.sh"
+
+
+@pytest.mark.parametrize(("token", "action", "printed"), [
+    ("preview-7:s3:cr3t", "get", "username=preview-7\npassword=s3:cr3t\n"),  # the user is before the first ':'
+    ("ghs_abc123", "get", "username=x-access-token\npassword=ghs_abc123\n"),  # GitHub's convention
+    ("ghs_abc123", "store", ""),  # git stores nothing through this helper
+    ("ghs_abc123", "erase", ""),
+    (None, "get", ""),  # no token handed over: git asks nobody else and gets a 401
+])
+def test_the_credential_helper_prints_the_handed_over_token_on_get_only(tmp_path: Path, token: str | None,
+                                                                        action: str, printed: str) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    if token is not None:
+        (tmp_path / "repo-token").write_text(token)
+        env["DRAPE_REPO_TOKEN_FILE"] = str(tmp_path / "repo-token")
+    done = subprocess.run(["sh", str(HELPER), action], input="protocol=https\nhost=git.example\n\n", env=env,
+                          capture_output=True, text=True, check=True)
+    assert done.stdout == printed

@@ -1,20 +1,58 @@
-"""Real projects, made by their generators, started by the Node 22 template from the lab's git server: the good
-ones reach `ready` with their start page compiled and served on $PORT whatever their own configuration says;
-the bad ones fail fast with a reason a user understands."""
+"""Real projects, made by their generators, started by the Node 22 template from the lab's git server with a
+shared store the trusted job filled (``stored_lab``): the good ones reach `ready` with their start page compiled
+and served on $PORT whatever their own configuration says, installing offline from the store; the bad ones fail
+fast with a reason a user understands. Every project starts at once, as on a host (``outcomes``), and each test
+reads its own. (Each phase's timings, cold and warm, are the benchmark's: `invoke bench.preview`.)"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
-from preview_support import PreviewLab, run_preview
+from preview_support import Outcome, PreviewLab, run_preview, run_previews
 
 pytestmark = [pytest.mark.lab, pytest.mark.templates]
 
+GOOD = ("vite-react", "vite-vue", "next-app", "vite-own-port", "vite-npm")
+BAD: dict[str, tuple[str, float]] = {  # project: (what the reason says, seconds it may take at most)
+    "node16": ("asks for Node 16", 30),
+    "outdated-lockfile": ("pnpm-lock.yaml is out of date with package.json", 60),
+    "not-a-framework": ("neither Next.js nor Vite", 30),
+    "config-crashes": ("the dev server exited (code 1) before answering on port 3000", 90),
+    "never-answers": ("nothing answers on port 3000 after 5 s", 90),  # the listen timeout shortened to 5 s
+}
 
-def start_page(lab: PreviewLab, outcome_container: object) -> str:
-    code, out = outcome_container.exec_run(  # type: ignore[attr-defined]
-        ["node", "-e", "fetch('http://127.0.0.1:3000/').then(r => r.text()).then(t => process.stdout.write(t))"])
-    assert code == 0, out
-    return str(out.decode())
+
+def start(lab: PreviewLab, project: str, **kwargs: Any) -> Outcome:
+    token = lab.token(project)
+    return run_preview(lab.client, lab.image, network=lab.settings.public_network, name=f"wtf-test-{project}",
+                       repo=lab.url(project), token=token.repo_token(), ca=lab.ca, store=lab.store, keep=True,
+                       **kwargs)
+
+
+@pytest.fixture(scope="module")
+def outcomes(stored_lab: PreviewLab) -> Iterator[dict[str, Outcome]]:
+    runs = {name: functools.partial(start, stored_lab, name, timeout_s=300) for name in GOOD}
+    runs |= {name: functools.partial(start, stored_lab, name, timeout_s=within,
+                                     env={"DRAPE_LISTEN_TIMEOUT_S": "5"} if name == "never-answers" else {})
+             for name, (_, within) in BAD.items()}
+    found = run_previews(runs)
+    yield found
+    for outcome in found.values():
+        outcome.container.remove(force=True)
+
+
+def page(lab: PreviewLab, container: Any, address: str = "127.0.0.1") -> str:
+    """The start page as another container on the network gets it (not from inside the preview)."""
+    script = f"fetch('http://{address}:3000/').then(r => r.text()).then(t => process.stdout.write(t))"
+    if address == "127.0.0.1":
+        code, out = container.exec_run(["node", "-e", script])
+        assert code == 0, out
+        return str(out.decode())
+    return str(lab.client.containers.run(lab.image, ["node", "-e", script], entrypoint=[],
+                                         network=lab.settings.public_network, remove=True).decode())
 
 
 @pytest.mark.parametrize(("project", "marker"), [
@@ -22,66 +60,39 @@ def start_page(lab: PreviewLab, outcome_container: object) -> str:
     ("vite-vue", "<title>Drape lab vite-vue</title>"),
     ("next-app", "Drape lab next-app"),  # server-rendered: the page itself was compiled before `ready`
 ])
-def test_generated_project_is_ready_with_its_page_compiled(preview_lab: PreviewLab, project: str,
-                                                          marker: str) -> None:
-    token = preview_lab.token(project)
-    outcome = run_preview(preview_lab.client, preview_lab.image, network=preview_lab.settings.public_network,
-                          name=f"wtf-test-{project}", repo=preview_lab.url(project), credential=token.credential(),
-                          ca=preview_lab.ca, keep=True, timeout_s=300)
-    try:
-        assert outcome.phase == "ready", (outcome.phase, outcome.details, outcome.logs[-3000:])
-        assert outcome.timings["node"].startswith("22."), outcome.timings
-        assert outcome.timings["page_status"] == 200
-        assert marker in start_page(preview_lab, outcome.container)
-    finally:
-        outcome.container.remove(force=True)
+def test_generated_project_is_ready_with_its_page_compiled(stored_lab: PreviewLab, outcomes: dict[str, Outcome],
+                                                          project: str, marker: str) -> None:
+    outcome = outcomes[project]
+    assert outcome.phase == "ready", (outcome.phase, outcome.details, outcome.logs[-3000:])
+    assert outcome.timings["node"].startswith("22."), outcome.timings
+    assert outcome.timings["install_path"] == "shared store"  # every package from the trusted job's store
+    assert outcome.timings["page_status"] == 200
+    assert outcome.details[0].startswith(("Vite project, Node 22.", "Next.js project, Node 22."))  # said throughout
+    assert marker in page(stored_lab, outcome.container)
 
 
-def test_own_port_in_env_and_config_is_overridden(preview_lab: PreviewLab) -> None:
+def test_own_port_in_env_and_config_is_overridden(stored_lab: PreviewLab, outcomes: dict[str, Outcome]) -> None:
     """VITE_PORT=8848 in .env and server.port/host in vite.config: the dev server still listens on $PORT on
     every interface (reached here from another container, not from inside)."""
-    token = preview_lab.token("vite-own-port")
-    outcome = run_preview(preview_lab.client, preview_lab.image, network=preview_lab.settings.public_network,
-                          name="wtf-test-own-port", repo=preview_lab.url("vite-own-port"),
-                          credential=token.credential(), ca=preview_lab.ca, keep=True, timeout_s=300)
-    try:
-        assert outcome.phase == "ready", (outcome.details, outcome.logs[-2000:])
-        address = outcome.container.attrs["NetworkSettings"]["Networks"][preview_lab.settings.public_network][
-            "IPAddress"]
-        page = preview_lab.client.containers.run(
-            preview_lab.image, ["node", "-e", f"fetch('http://{address}:3000/').then(r => r.text())"
-                                              ".then(t => process.stdout.write(t))"],
-            entrypoint=[], network=preview_lab.settings.public_network, remove=True).decode()
-        assert "<title>Drape lab vite-own-port</title>" in page
-    finally:
-        outcome.container.remove(force=True)
+    outcome = outcomes["vite-own-port"]
+    assert outcome.phase == "ready", (outcome.details, outcome.logs[-2000:])
+    address = outcome.container.attrs["NetworkSettings"]["Networks"][stored_lab.settings.public_network]["IPAddress"]
+    assert "<title>Drape lab vite-own-port</title>" in page(stored_lab, outcome.container, address)
 
 
-def test_npm_lockfile_starts_on_the_slower_path_and_says_so(preview_lab: PreviewLab) -> None:
-    token = preview_lab.token("vite-npm")
-    outcome = run_preview(preview_lab.client, preview_lab.image, network=preview_lab.settings.public_network,
-                          name="wtf-test-npm", repo=preview_lab.url("vite-npm"), credential=token.credential(),
-                          ca=preview_lab.ca, timeout_s=300)
+def test_npm_lockfile_starts_on_the_slower_path_and_says_so(outcomes: dict[str, Outcome]) -> None:
+    outcome = outcomes["vite-npm"]
     assert outcome.phase == "ready", (outcome.details, outcome.logs[-2000:])
     assert outcome.timings["install_path"] == "npm"
     assert any("slower path" in line for line in outcome.details), outcome.details
 
 
-@pytest.mark.parametrize(("project", "words", "within_s"), [
-    ("node16", "asks for Node 16", 30),
-    ("outdated-lockfile", "pnpm-lock.yaml is out of date with package.json", 60),
-    ("not-a-framework", "neither Next.js nor Vite", 30),
-    ("config-crashes", "the dev server exited (code 1) before answering on port 3000", 90),
-    ("never-answers", "nothing answers on port 3000 after 15 s", 120),
-])
-def test_bad_project_fails_fast_with_a_reason(preview_lab: PreviewLab, project: str, words: str,
-                                              within_s: float) -> None:
-    token = preview_lab.token(project)
-    outcome = run_preview(preview_lab.client, preview_lab.image, network=preview_lab.settings.public_network,
-                          name=f"wtf-test-{project}", repo=preview_lab.url(project), credential=token.credential(),
-                          ca=preview_lab.ca, env={"DRAPE_LISTEN_TIMEOUT_S": "15"}, timeout_s=within_s)
+@pytest.mark.parametrize("project", list(BAD))
+def test_bad_project_fails_fast_with_a_reason(outcomes: dict[str, Outcome], project: str) -> None:
+    outcome = outcomes[project]
+    words, within = BAD[project]
     assert outcome.phase.startswith("failed: "), (outcome.phase, outcome.seconds, outcome.logs[-2000:])
-    assert words in outcome.why
+    assert words in outcome.why and outcome.seconds < within
     assert outcome.inspect["State"]["Status"] == "exited"  # nothing left running or hanging
     if project == "config-crashes":  # the reason comes with the log's headline, not a stack trace
         assert any("does-not-exist.js" in line for line in outcome.details), outcome.details

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Network
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -24,9 +25,9 @@ def test_host_container_spec_is_the_systemd_recipe() -> None:
     assert "Privileged" not in host_config  # refused on this machine kind
     assert host_config["MaskedPaths"] == [] and host_config["ReadonlyPaths"] == []
     assert host_config["CgroupnsMode"] == "host"
-    assert host_config["Binds"] == [
-        "drape-lab-ax2-docker:/var/lib/docker:rw",
-        "drape-lab-ax2-srv:/srv/drape:rw",
+    assert host_config["Binds"] == [  # one XFS data disk (drape_fleet.lab.disks) for Docker and the store
+        "/var/lib/drape-lab/disks/drape-lab-ax2/docker:/var/lib/docker:rw",
+        "/var/lib/drape-lab/disks/drape-lab-ax2/srv:/srv/drape:rw",
         "/sys/fs/cgroup:/sys/fs/cgroup:rw",
     ]
     assert body["NetworkingConfig"] == {
@@ -85,3 +86,17 @@ def test_bad_subnets_are_refused(field: str, value: str, match: str) -> None:
 def test_bad_prefixes_are_refused(prefix: str) -> None:
     with pytest.raises(ValidationError):
         LabSettings(prefix=prefix)
+
+
+def test_lab_disks_are_found_by_their_own_lab_prefix_only(tmp_path: Path) -> None:
+    from drape_fleet.lab.disks import lab_disks, mkfs_argv
+
+    for name in ("wtf-ax1.img", "wtf-ax12.img", "wtf2-ax1.img", "wtf-x-ax1.img", "wtf-ax1.img.tmp", "wtf-git.img"):
+        (tmp_path / name).touch()
+    found = lab_disks(LabSettings(prefix="wtf"), root=tmp_path)
+    assert [(d.host, d.image.name, d.mountpoint.name) for d in found] == [
+        ("ax1", "wtf-ax1.img", "wtf-ax1"), ("ax12", "wtf-ax12.img", "wtf-ax12")]
+    assert found[0].binds() == {tmp_path / "wtf-ax1" / "docker": "/var/lib/docker",
+                                tmp_path / "wtf-ax1" / "srv": "/srv/drape"}
+    assert mkfs_argv("/dev/loop3", "drape-lab-ax1") == [
+        "mkfs.xfs", "-q", "-m", "reflink=1", "-n", "ftype=1", "-L", "drape-lab-ax", "/dev/loop3"]

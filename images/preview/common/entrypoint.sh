@@ -7,17 +7,19 @@
 #   "failed: <why>"; lines before it are details for people (the install path taken, a log's last lines);
 # - HTTP on $PORT, on all interfaces, whatever the project's own configuration says;
 # - $DRAPE_REPO (https://...) and optional $DRAPE_REF (branch, tag or commit) name the project; without them the
-#   template's own starter runs. The token, if any, is NOT in the environment: the runtime puts it in
-#   $DRAPE_HANDOVER_DIR/git-credentials (git's credential format, mode 0400, uid 1000) through the archive API
-#   before the container starts, with an optional extra CA in $DRAPE_HANDOVER_DIR/git-ca.pem. It is read by a
-#   credential helper (never in argv, env or .git/config) and deleted before any of the project's code runs;
+#   template's own starter runs. The token, if any, is NOT in the environment: the runtime writes it to the file
+#   $DRAPE_REPO_TOKEN_FILE (mode 0400, uid 1000) through the archive API before the container starts, with an
+#   optional extra CA for a private git server in $DRAPE_GIT_CA_FILE (default /drape/git-ca.pem). It is read by
+#   a credential helper (git-credential.sh: never in argv, env or .git/config) and deleted before any of the
+#   project's code runs;
 # - the project lives in $DRAPE_WORKDIR/app; a directory kept from an earlier preview of the workspace is
 #   updated in place (fetch + checkout), so its node_modules and framework caches survive.
 set -eu
 umask 022
 
 PHASE_FILE="${DRAPE_PHASE_FILE:-/drape/phase}"
-HANDOVER="${DRAPE_HANDOVER_DIR:-/drape/handover}"
+TOKEN_FILE="${DRAPE_REPO_TOKEN_FILE:-}"
+GIT_CA_FILE="${DRAPE_GIT_CA_FILE:-/drape/git-ca.pem}"
 WORKDIR="${DRAPE_WORKDIR:-/workspace}"
 APP="$WORKDIR/app"
 STATE="$WORKDIR/.drape"
@@ -38,19 +40,18 @@ fail() {
   echo "drape-preview: $1" >&2
   exit 1
 }
-forget_credentials() { rm -f "$HANDOVER/git-credentials" 2>/dev/null || true; }
+forget_credentials() { if [ -n "$TOKEN_FILE" ]; then rm -f "$TOKEN_FILE" 2>/dev/null || true; fi; }
 
-# git with the handed-over credentials: a helper that prints the file on "get" (the token never appears in
-# argv, in the environment or in the repository's configuration, and is never stored by git).
+# git with the handed-over token: our credential helper only (the token never appears in argv, in the
+# environment or in the repository's configuration, and is never stored by git).
 git_remote() {
-  if [ -f "$HANDOVER/git-ca.pem" ]; then
-    cat /etc/ssl/certs/ca-certificates.crt "$HANDOVER/git-ca.pem" > "$STATE/git-ca.pem"
+  if [ -f "$GIT_CA_FILE" ]; then
+    cat /etc/ssl/certs/ca-certificates.crt "$GIT_CA_FILE" > "$STATE/git-ca.pem"
     set -- -c "http.sslCAInfo=$STATE/git-ca.pem" "$@"
   fi
   GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=/bin/false SSH_ASKPASS=/bin/false GIT_HTTP_LOW_SPEED_LIMIT=1024 \
-    GIT_HTTP_LOW_SPEED_TIME=30 \
-    timeout "$CLONE_TIMEOUT_S" git -c credential.helper= \
-      -c "credential.helper=!f() { test \"\$1\" = get && test -r '$HANDOVER/git-credentials' && cat '$HANDOVER/git-credentials'; }; f" \
+    GIT_HTTP_LOW_SPEED_TIME=30 DRAPE_REPO_TOKEN_FILE="$TOKEN_FILE" \
+    timeout "$CLONE_TIMEOUT_S" git -c credential.helper= -c credential.helper=/usr/local/lib/drape/git-credential \
       -c credential.interactive=false -c advice.detachedHead=false -c init.defaultBranch=main "$@"
 }
 

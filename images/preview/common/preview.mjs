@@ -3,7 +3,13 @@
 // dependencies from the shared store, starts its dev server where the preview expects it ($PORT on all
 // interfaces, whatever the project's own configuration says), compiles the start page, and only then reports
 // `ready`. Anything that goes wrong becomes "failed: <why>" with the log's last lines, never a hang.
-// Phase file contract: see entrypoint.sh. Timings of each step go to $DRAPE_TIMINGS_FILE (JSON).
+// Phase file contract: see entrypoint.sh. Timings of each step go to $DRAPE_TIMINGS_FILE (JSON); each install is
+// also recorded in the workspace ($DRAPE_WORKDIR/.drape/installs.jsonl: when, which path, how long), which
+// `invoke cache.status` reads for the store's hit rate.
+//
+// The shared store is read-only here and shared with the trusted job that fills it (DRAPE_FILL_STORE=1, the same
+// supervisor: `invoke cache.warm`). Installs hold a shared lock on the store directory (flock), fills too; the
+// job's swap of a rebuilt store takes it exclusively, so a store is never pruned under a running install.
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
@@ -25,6 +31,9 @@ const INSTALL_TIMEOUT_S = Number(env.DRAPE_INSTALL_TIMEOUT_S || 900)
 const NODE_DIR = '/opt/drape/node'   // extra Node majors: /opt/drape/node/<major>/bin/node
 const PNPM_DIR = '/opt/drape/pnpm'   // pnpm majors: /opt/drape/pnpm/<major>/bin/pnpm
 const DEFAULT_PNPM = Number(env.DRAPE_DEFAULT_PNPM || 10)
+const FILL_STORE = Boolean(env.DRAPE_FILL_STORE)  // the trusted job: this project's packages into the store
+const STORE_LOCK_WAIT_S = Number(env.DRAPE_STORE_LOCK_WAIT_S || 120)
+const FLOCK = '/usr/bin/flock'
 const APP = process.cwd()
 
 fs.mkdirSync(path.dirname(PHASE_FILE), { recursive: true })
@@ -38,11 +47,16 @@ if (env.DRAPE_FETCHED_AT_MS) timings.fetch_s = (Number(env.DRAPE_FETCHED_AT_MS) 
 // ---------------------------------------------------------------------------------------------------
 const clean = (line) => String(line).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/[\x00-\x1f\x7f]/g, ' ').slice(0, 200)
 
+function writeWhole (file, text) {
+  fs.writeFileSync(file + '.tmp', text)
+  fs.renameSync(file + '.tmp', file)
+}
+
 function phase (name, details = []) {
   const lines = [...details.map(clean).filter((l) => l.trim()).slice(-12), clean(name)]
-  fs.writeFileSync(PHASE_FILE + '.tmp', lines.join('\n') + '\n')
-  fs.renameSync(PHASE_FILE + '.tmp', PHASE_FILE)
-  try { fs.writeFileSync(TIMINGS_FILE, JSON.stringify(timings) + '\n') } catch {}
+  // Timings first, each file replaced whole: whoever sees a phase finds the timings that go with it.
+  try { writeWhole(TIMINGS_FILE, JSON.stringify(timings) + '\n') } catch {}
+  writeWhole(PHASE_FILE, lines.join('\n') + '\n')
   console.error(`drape-preview: ${lines[lines.length - 1]}`)
 }
 
@@ -177,6 +191,18 @@ function choosePackageManager (pkg) {
 // ---------------------------------------------------------------------------------------------------
 const childEnv = { ...env, CI: 'true', FORCE_COLOR: '0', NO_COLOR: '1', BROWSER: 'none', NEXT_TELEMETRY_DISABLED: '1', npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }
 
+// A command run under a shared lock on the store directory: the store is not swapped (pruned) while it runs.
+function underStoreLock (command, args, store = SHARED_STORE) {
+  if (!fs.existsSync(FLOCK)) return [command, args]
+  return [FLOCK, ['--shared', '--wait', String(STORE_LOCK_WAIT_S), store, command, ...args]]
+}
+
+function recordInstall (details) {  // one line per start, kept with the workspace: the store's hit rate
+  const line = { at: new Date().toISOString(), path: timings.install_path, install_s: timings.install_s ?? 0, package_manager: timings.package_manager }
+  try { fs.appendFileSync(path.join(STATE, 'installs.jsonl'), JSON.stringify(line) + '\n') } catch {}
+  return details
+}
+
 function installStamp (node, pm) {
   const hash = createHash('sha256').update(`${node.version} ${pm.manager} ${pm.pnpmMajor}\n`).update(read('package.json'))
   if (pm.lock) hash.update(read(pm.lock))
@@ -191,23 +217,24 @@ function outdatedReason (text, lock) {
   return null
 }
 
-async function install (node, pm) {
+async function install (node, pm, found) {
   const stampFile = path.join(APP, 'node_modules', '.drape-install')
   if (fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8').trim() === installStamp(node, pm)) {
     timings.install_path = 'kept'
-    return ['dependencies unchanged since the last preview of this workspace']
+    return recordInstall([found, 'dependencies unchanged since the last preview of this workspace'])
   }
   const t0 = Date.now()
   let result
-  let details = [...pm.notes]
+  let details = [found, ...pm.notes]
   if (pm.manager === 'pnpm') {
     const pnpm = path.join(PNPM_DIR, String(pm.pnpmMajor), 'bin', 'pnpm')
     const common = ['install', '--reporter=append-only', '--config.confirm-modules-purge=false',
       '--config.side-effects-cache-readonly=true', '--config.manage-package-manager-versions=false',
+      '--config.pm-on-fail=ignore',
       '--config.package-manager-strict=false', '--config.update-notifier=false',
       ...(pm.lock ? ['--frozen-lockfile'] : ['--no-frozen-lockfile'])]
     if (pm.lock && fs.existsSync(SHARED_STORE)) {
-      result = await run(pnpm, [...common, '--offline', '--store-dir', SHARED_STORE, '--package-import-method', IMPORT_METHOD])
+      result = await run(...underStoreLock(pnpm, [...common, '--offline', '--store-dir', SHARED_STORE, '--package-import-method', IMPORT_METHOD]))
       timings.install_path = 'shared store'
       const why = outdatedReason(result.tail.text(), pm.lock)
       if (why) fail(why, result.tail.last())
@@ -246,7 +273,28 @@ async function install (node, pm) {
     fail(outdatedReason(result.tail.text(), pm.lock) || `installing the dependencies failed (${pm.manager} exited with ${result.code})`, result.tail.last())
   }
   fs.writeFileSync(stampFile, installStamp(node, choosePackageManager(pkg)) + '\n')  // the lockfile may be new
-  return details
+  return recordInstall(details)
+}
+
+// The trusted job's install (DRAPE_FILL_STORE=1): the project's packages into the (writable) store, online, no
+// scripts run, nothing kept but the store's new files. Prints what it added.
+async function fillStore (pm) {
+  if (pm.manager !== 'pnpm') {
+    timings.fill = { skipped: `${pm.manager} project: previews install it without the shared store` }
+    return
+  }
+  const pnpm = path.join(PNPM_DIR, String(pm.pnpmMajor), 'bin', 'pnpm')
+  const t0 = Date.now()
+  const result = await run(...underStoreLock(pnpm, ['install', '--reporter=append-only', '--ignore-scripts',
+    '--config.confirm-modules-purge=false', '--config.side-effects-cache=false',
+    '--config.manage-package-manager-versions=false', '--config.pm-on-fail=ignore',
+    '--config.package-manager-strict=false',
+    '--config.update-notifier=false', pm.lock ? '--frozen-lockfile' : '--no-frozen-lockfile',
+    '--prefer-offline', '--store-dir', SHARED_STORE, '--package-import-method', 'copy'], SHARED_STORE))
+  mark('fill_s', t0)
+  const progress = [...result.tail.text().matchAll(/reused (\d+), downloaded (\d+)/g)].pop()
+  timings.fill = { code: result.code, pnpm: pm.pnpmMajor, reused: progress ? Number(progress[1]) : null, downloaded: progress ? Number(progress[2]) : null }
+  if (result.code !== 0) timings.fill.error = (outdatedReason(result.tail.text(), pm.lock) || `pnpm exited with ${result.code}`) + ': ' + result.tail.last(3).join(' | ')
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -374,13 +422,24 @@ async function serve (framework, pkg, node, details) {
 
 // ---------------------------------------------------------------------------------------------------
 const pkg = readPackage()
+if (FILL_STORE) {
+  await fillStore(choosePackageManager(pkg))
+  writeWhole(TIMINGS_FILE, JSON.stringify(timings) + '\n')
+  process.exit(timings.fill.code ? 1 : 0)
+}
 const framework = detectFramework(pkg)
 const node = chooseNode(pkg)
 const pm = choosePackageManager(pkg)
 timings.framework = framework
 timings.node = node.version
 timings.package_manager = pm.manager === 'pnpm' ? `pnpm ${pm.pnpmMajor}` : pm.manager
-phase('installing', [`${framework === 'next' ? 'Next.js' : 'Vite'} project, Node ${node.version} (${node.why}), ${timings.package_manager}`])
-const details = await install(node, pm)
-if (env.DRAPE_INSTALL_ONLY) process.exit(0)
+// What the project was found to be heads every later phase's details: the user sees which Node and package
+// manager ran, and why, whatever happens next.
+const found = `${framework === 'next' ? 'Next.js' : 'Vite'} project, Node ${node.version} (${node.why}), ${timings.package_manager}`
+phase('installing', [found])
+const details = await install(node, pm, found)
+if (env.DRAPE_INSTALL_ONLY) {  // the image's own starter, at build time: installed, nothing served
+  writeWhole(TIMINGS_FILE, JSON.stringify(timings) + '\n')
+  process.exit(0)
+}
 await serve(framework, pkg, node, details)

@@ -17,6 +17,7 @@ from drape_fleet.config.base import FrozenModel, invalid
 from drape_fleet.config.cutover import CutoverSettings
 from drape_fleet.config.external import FlySettings, PreviewDnsSettings
 from drape_fleet.config.monitoring import MonitoringSettings, monitoring_problem
+from drape_fleet.config.previews import PreviewsSettings
 from drape_fleet.config.provisioning import ProvisioningSettings, fence_problem
 from drape_fleet.config.reinstall import ReinstallSettings
 from drape_fleet.config.runtime import RuntimeSettings, production_runtime_problem
@@ -84,6 +85,8 @@ class FleetConfig(FrozenModel):
     reinstall: ReinstallSettings = ReinstallSettings()
     service: ServiceSettings | None = None
     """The runtime service for the Node backend (``drape_fleet.config.service``); None: not deployed."""
+    previews: PreviewsSettings = PreviewsSettings()
+    """The shared store's filling and the preview URL's ingress (``drape_fleet.config.previews``)."""
     monitoring: MonitoringSettings | None = None
     backup: BackupSettings | None = None
     hosts: Annotated[tuple[Host, ...], Field(min_length=1)]

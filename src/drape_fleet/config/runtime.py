@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
@@ -75,6 +76,13 @@ class Framework(FrozenModel):
     resources: PreviewResources | None = None
     """This template's own default size, where its dev server needs other than ``preview`` (a Next.js
     compile needs more memory than a Vite server)."""
+    ready_when: Literal["answers", "page-compiled"] = "answers"
+    """``answers``: ready as soon as the port answers HTTP; ``page-compiled`` (the templates, images/preview): when
+    the phase file also says ``ready``, which the template's supervisor writes once the start page and its assets
+    are compiled (docs/previews.md), so the user's first page is not a compile."""
+    keep_workspace: bool = False
+    """Mount the workspace's own volume at ``/workspace`` (the clone, ``node_modules``, framework caches), kept after
+    the container, so the next start of the workspace installs nothing and compiles less (the templates)."""
 
     @model_validator(mode="after")
     def _image_is_a_reference(self) -> Self:
@@ -86,9 +94,8 @@ class Framework(FrozenModel):
 
 def _default_frameworks() -> dict[str, Framework]:
     return {
-        "nextjs": Framework(image="drape-nextjs:1", port=3000),
-        "react": Framework(image="drape-react:1", port=3000),
-        "vue": Framework(image="drape-vue:1", port=3000),
+        name: Framework(image=f"drape-{name}:1", port=3000, ready_when="page-compiled", keep_workspace=True)
+        for name in ("nextjs", "react", "vue")
     }
 
 
@@ -149,6 +156,10 @@ class RuntimeSettings(FrozenModel):
     private_repo_networks: tuple[IPv4Network | IPv6Network, ...] = ()
     """Private ranges a repository may be in (a self-hosted git server on the private network; the lab's). Every
     other private, loopback, link-local or reserved address is refused as a repository host, written or resolved."""
+    repo_ca_file: Path | None = None
+    """A CA certificate (PEM) that previews trust for repositories besides the public ones: a self-hosted git
+    server with its own CA (the lab's). Handed to the preview as ``/drape/git-ca.pem`` with the token; read at the first
+    start that needs it (the lab writes its fleet file before its CA exists)."""
     pnpm_store: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]+$")] = "/srv/drape/pnpm-store"
     """Host path of the shared pnpm store, mounted read-only at ``/pnpm-store`` in every preview."""
     run_as: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{2,9}:[1-9][0-9]{2,9}$")] = "1000:1000"

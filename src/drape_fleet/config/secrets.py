@@ -36,6 +36,8 @@ class Secrets(FrozenModel):
     robot_password: SecretStr | None = None
     hcloud_token: SecretStr | None = None
     fly_api_token: SecretStr | None = None
+    preview_url_key: SecretStr | None = None
+    """Signs the preview links the backend hands out; each host's ingress checks them (drape_fleet.ingress)."""
     backup_passphrase: SecretStr | None = None
     """From which every backup repository's password is derived (drape_fleet.backup.keys); escrowed."""
     monitoring: dict[str, SecretStr] = Field(default_factory=dict)

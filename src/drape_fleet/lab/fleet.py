@@ -8,6 +8,7 @@ from typing import Any
 from drape_fleet.backup.lab import lab_backup_data
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.loader import validate_fleet
+from drape_fleet.lab.node_images import template_tag
 from drape_fleet.lab.settings import LabSettings
 
 LAB_PROVISIONING: dict[str, Any] = {
@@ -49,8 +50,9 @@ def lab_fleet_data(settings: LabSettings) -> dict[str, Any]:
             }
             for i in range(1, settings.hosts + 1)
         ],
-        "runtime": lab_runtime_data(),
+        "runtime": lab_runtime_data(settings),
         "service": {},
+        "previews": {"ingress": {"domain": LAB_PREVIEW_DOMAIN, "certificates": "lab-ca"}},
         "monitoring": lab_monitoring_data(settings),
         "backup": lab_backup_data(settings),
     }
@@ -84,18 +86,25 @@ def lab_monitoring_data(settings: LabSettings) -> dict[str, Any]:
     }
 
 
+LAB_PREVIEW_DOMAIN = "preview.lab.test"
+"""Previews of lab host ax1 are https://<workspace>.ax1.preview.lab.test (.test never resolves on the internet:
+clients connect to the host's address and send the name, as `curl --resolve` does)."""
+
 LAB_PREVIEW_MIB = 256
 """Lab previews are small so a 4 GiB stand-in host holds 16 of them: capacity and queueing are exercised."""
 
 
-def lab_runtime_data() -> dict[str, Any]:
-    """The runtime section of the lab fleet: small previews, lab-built template images, short timeouts."""
+def lab_runtime_data(settings: LabSettings) -> dict[str, Any]:
+    """The runtime section of the lab fleet: small previews, lab-built template images, short timeouts; users'
+    repositories on the lab's git server (its public network, its CA)."""
+    from drape_fleet.lab.gitserver import ca_file
     frameworks: dict[str, Any] = {
         "tiny": {"image": "drape-lab/preview-tiny:1", "port": 3000, "ready_timeout_s": 60},
     }
     # A Next.js compile is killed by the OOM killer at 256 MiB (seen); Vite servers fit in 512 MiB.
     for name, memory_mib in (("nextjs", 1024), ("react", 512), ("vue", 512)):
-        frameworks[name] = {"image": f"drape-lab/preview-{name}:1", "port": 3000, "ready_timeout_s": 600,
+        frameworks[name] = {"image": template_tag(name), "port": 3000, "ready_timeout_s": 600,
+                            "ready_when": "page-compiled", "keep_workspace": True,
                             "resources": {"cpus": 1, "memory_mib": memory_mib, "pids_limit": 1024, "disk_gib": 2,
                                           "tmp_mib": 64}}
     return {
@@ -110,6 +119,8 @@ def lab_runtime_data() -> dict[str, Any]:
         "snapshot_timeout_s": 3,
         "queue_timeout_s": 120,
         "claim_timeout_s": 60,
+        "private_repo_networks": [str(settings.public_subnet)],
+        "repo_ca_file": str(ca_file(settings)),
     }
 
 

@@ -38,13 +38,13 @@ from docker.errors import NotFound
 from docker.models.containers import Container
 
 from drape_fleet.lab.errors import LabError
-from drape_fleet.lab.settings import LabSettings
+from drape_fleet.lab.settings import LABEL, LabSettings
 from drape_fleet.paths import project_root
 
 Log = Callable[[str], None]
 
 GIT_LABEL = "drape.lab.git"
-"""The git server's own label (value: the lab prefix). Not ``drape.lab``: that one marks lab *hosts*."""
+"""The git server's own label (value: the lab prefix), beside ``drape.lab`` (which ``lab.down`` removes by)."""
 SPEC_LABEL = "drape.lab.git.spec"
 IMAGE = "drape-lab/git-server:bookworm"
 ADDRESS_OFFSET = 5
@@ -121,9 +121,10 @@ class GitToken:
     repo: str
     expires: int
 
-    def credential(self) -> bytes:
-        """The file the runtime hands to a preview: git's credential-helper format (``username=``, ``password=``)."""
-        return f"username={self.username}\npassword={self.secret}\n".encode()
+    def repo_token(self) -> str:
+        """What the backend passes as ``repo_token`` and the runtime hands to the preview as a file: ``user:secret``
+        (a bare token would go as GitHub's ``x-access-token``; this server checks the user too)."""
+        return f"{self.username}:{self.secret}"
 
     def __repr__(self) -> str:  # never print the secret
         return f"GitToken(username={self.username!r}, repo={self.repo!r}, expires={self.expires})"
@@ -173,8 +174,10 @@ PUBLIC_MARKER = "drape-public"
 def publish(settings: LabSettings, name: str, source: Path, *, public: bool = False) -> str:
     """Serve the git repository at ``source`` (a work tree or a bare repository, every branch and tag) as
     ``name``, behind per-preview tokens or, when ``public``, to anyone; returns its URL. Replaces what was
-    served under that name (``ensure`` then reloads the server)."""
+    served under that name (``ensure`` then reloads the server); nothing when it already serves the same refs."""
     target = root_dir(settings) / "repos" / f"{check_name(name)}.git"
+    if target.is_dir() and _refs(target) == _refs(source) and (target / PUBLIC_MARKER).exists() == public:
+        return repo_url(settings, name)
     staging = target.with_suffix(".staging")
     shutil.rmtree(staging, ignore_errors=True)
     subprocess.run(["git", "clone", "--quiet", "--mirror", "--no-local", str(source), str(staging)],
@@ -188,6 +191,12 @@ def publish(settings: LabSettings, name: str, source: Path, *, public: bool = Fa
         (target / PUBLIC_MARKER).write_text("served without a token\n")
     _chmod_readable(target)
     return repo_url(settings, name)
+
+
+def _refs(repository: Path) -> str:
+    """Every branch and tag with its commit: what a clone of the repository can see."""
+    return subprocess.run(["git", "-C", str(repository), "for-each-ref", "--format=%(objectname) %(refname)",
+                           "refs/heads", "refs/tags"], capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 def served(settings: LabSettings) -> tuple[list[str], list[str]]:
@@ -207,11 +216,16 @@ def _chmod_readable(path: Path) -> None:
 # The server
 # ---------------------------------------------------------------------------------------------------
 
+def _pki(settings: LabSettings) -> Path:
+    """The lab's own PKI (its state directory's; the same as ``pki_dir("lab")`` for the lab ``$DRAPE_LAB_PREFIX``
+    names, and the right one for a throwaway lab beside it)."""
+    return settings.state_dir / "pki"
+
+
 def _issue_certificate(settings: LabSettings) -> None:
     from drape_fleet.pki.authority import init_ca, issue_host
-    from drape_fleet.pki.paths import pki_dir
 
-    pki = pki_dir("lab")
+    pki = _pki(settings)
     init_ca(pki, allow_in_repo=True)  # the lab's CA lives in the git-ignored lab state dir
     issued = issue_host(pki, "git-server", [str(address(settings))])
     tls = root_dir(settings) / "etc" / "tls"
@@ -223,9 +237,9 @@ def _issue_certificate(settings: LabSettings) -> None:
 
 def ca_file(settings: LabSettings) -> Path:
     """The CA a client must trust to reach the server (the lab's own)."""
-    from drape_fleet.pki.paths import ca_files, pki_dir
+    from drape_fleet.pki.paths import ca_files
 
-    return ca_files(pki_dir("lab"))[0]
+    return ca_files(_pki(settings))[0]
 
 
 def container_spec(settings: LabSettings, image_id: str) -> dict[str, Any]:
@@ -244,7 +258,7 @@ def container_spec(settings: LabSettings, image_id: str) -> dict[str, Any]:
             "IPAMConfig": {"IPv4Address": str(address(settings))}}}},
     }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    body["Labels"] = {GIT_LABEL: settings.prefix, SPEC_LABEL: digest}
+    body["Labels"] = {LABEL: settings.prefix, GIT_LABEL: settings.prefix, SPEC_LABEL: digest}
     return body
 
 
@@ -293,22 +307,58 @@ def ensure(settings: LabSettings, log: Log) -> str:
     return base
 
 
-def _wait_answers(base: str, ca: Path, name: str, timeout_s: float = 30) -> None:
+def _answers(base: str, ca: Path) -> str:
+    """"" when the server answers over TLS (verified with the lab's CA) and refuses unknown paths; else why not."""
     context = ssl.create_default_context(cafile=str(ca))
+    try:
+        urllib.request.urlopen(f"{base}/git/", timeout=2, context=context)  # noqa: S310 - the lab's address
+    except urllib.error.HTTPError as exc:
+        return "" if exc.code == 404 else f"HTTP {exc.code}"
+    except OSError as exc:
+        return str(getattr(exc, "reason", exc))
+    return "HTTP 200 for an unknown repository"
+
+
+def _wait_answers(base: str, ca: Path, name: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{base}/git/", timeout=2, context=context)  # noqa: S310 - the lab's address
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:  # Apache is up, TLS verified, and unknown paths are refused
-                return
-            last = f"HTTP {exc.code}"
-        except OSError as exc:
-            last = str(exc)
+        last = _answers(base, ca)
+        if not last:
+            return
         time.sleep(0.3)
     raise LabError(f"the lab git server {name} did not answer at {base} within {timeout_s:.0f} s ({last}); "
                    f"see `docker logs {name}`")
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    name: str
+    url: str
+    container: str
+    https: str
+    repositories: int
+
+    @property
+    def healthy(self) -> bool:
+        return self.container == "running" and self.https.startswith("ok")
+
+
+def server_status(settings: LabSettings) -> ServerStatus:
+    """The git server as `lab.status` shows it: its container, whether HTTPS answers with a certificate the lab's
+    CA vouches for, how many repositories it serves."""
+    from drape_fleet.lab.engine import engine_client
+
+    name, base = container_name(settings), f"https://{address(settings)}"
+    try:
+        state = engine_client(timeout=10).containers.get(name).status
+    except NotFound:
+        state = "missing"
+    https = "-"
+    if state == "running":
+        why = _answers(base, ca_file(settings)) if ca_file(settings).exists() else "no lab CA"
+        https = "ok (TLS verified by the lab CA)" if not why else f"no: {why[:60]}"
+    return ServerStatus(name, f"{base}/git/", state, https, len(served(settings)[0]))
 
 
 def remove(settings: LabSettings) -> bool:

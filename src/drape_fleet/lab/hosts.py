@@ -1,5 +1,5 @@
-"""The stand-in hosts: one container each (systemd as PID 1, sshd, a Docker engine on a volume), made from
-the pure spec in ``drape_fleet.lab.spec``, then given the keys a fresh installimage server has."""
+"""The stand-in hosts: one container each (systemd as PID 1, sshd, a Docker engine on its XFS data disk), made
+from the pure spec in ``drape_fleet.lab.spec``, then given the keys a fresh installimage server has."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from docker.models.containers import Container
 
 from drape_fleet import hostkeys
 from drape_fleet.console import Log
+from drape_fleet.lab.disks import ensure_disk
 from drape_fleet.lab.errors import LabError
-from drape_fleet.lab.settings import LABEL, SSH_USER, LabSettings
-from drape_fleet.lab.spec import HOST_LABEL, SPEC_LABEL, host_container_spec, volume_specs
+from drape_fleet.lab.settings import SSH_USER, LabSettings
+from drape_fleet.lab.spec import HOST_LABEL, SPEC_LABEL, host_container_spec
 
 BOOT_TIMEOUT_S = 90.0
 
@@ -27,14 +28,11 @@ def lab_containers(client: docker.DockerClient, settings: LabSettings) -> dict[s
 
 
 def ensure_host(client: docker.DockerClient, settings: LabSettings, index: int, image: str, log: Log) -> Container:
-    """Lab host ``index`` exists, is on both lab networks and runs (made or mended, never remade)."""
+    """Lab host ``index`` exists, is on both lab networks and runs (made or mended, never remade). Its data disk
+    is mounted first: a container started before it would get the empty directory underneath."""
     host = settings.host_name(index)
     spec = host_container_spec(settings, index, image)
-    for volume in volume_specs(settings, host):
-        try:
-            client.volumes.get(volume)
-        except NotFound:
-            client.volumes.create(volume, labels={LABEL: settings.prefix, HOST_LABEL: host})
+    ensure_disk(settings, host, log)
     name = settings.container_name(host)
     try:
         container = client.containers.get(name)

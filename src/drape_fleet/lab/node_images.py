@@ -6,8 +6,8 @@ debootstrap rootfs. The templates are ``images/preview/common`` plus a framework
 production builds them, with ``BASE`` set to this base. Everything is built on this machine's engine and
 labelled with the hash of its recipe, so a second call builds nothing.
 
-Image names carry the Node major, so they never collide with the images other labs on this machine use
-(``drape-lab/node:bookworm``, ``drape-lab/preview-<framework>:1``) until the integration replaces those.
+The one naming scheme of the lab's preview images: ``drape-lab/node:22-bookworm`` and
+``drape-lab/preview-<framework>:node22`` (``template_tag``), which the lab's fleet file names.
 """
 
 from __future__ import annotations

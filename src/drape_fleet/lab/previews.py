@@ -2,8 +2,8 @@
 
 The lab hosts are provisioned by the real deploys (``invoke provision --env lab``): their engines listen with
 mutual TLS on the private address, the firewall fences preview bridges, and the shared pnpm store exists. What
-the lab still lacks is a registry, so the preview images (the tiny test preview and the framework templates on
-a locally made Node base) are built on this machine's engine from the lab's debootstrap rootfs and loaded
+the lab still lacks is a registry, so the preview images (the tiny test preview, and the framework templates on
+the lab's Node 22 base from ``drape_fleet.lab.node_images``) are built on this machine's engine and loaded
 into every host engine through the runtime's own TLS connection. Nothing here is imported by
 ``drape_fleet.runtime``; production never runs it (``invoke fleet.images`` builds on the hosts there).
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, cast
 
 from docker.errors import NotFound
@@ -21,14 +20,12 @@ from docker.errors import NotFound
 from drape_fleet import preview_images
 from drape_fleet.config import FleetConfig
 from drape_fleet.console import Log
-from drape_fleet.lab.images import IMAGE_LABEL
+from drape_fleet.lab import node_images
 from drape_fleet.lab.settings import LabSettings
 from drape_fleet.lab.state import lab_state_settings
 from drape_fleet.runtime.engines import Engine
 
 TINY_IMAGE = "drape-lab/preview-tiny:1"
-NODE_BASE = "drape-lab/node:bookworm"
-MACHINE_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def lab_settings() -> LabSettings:
@@ -49,44 +46,17 @@ def ensure_tiny_image(log: Log) -> str:
     return ensure_image(client, log, context=preview_images.images_dir() / "tiny", tag=TINY_IMAGE, base=base)
 
 
-def ensure_node_base(log: Log) -> str:
-    """The lab's Node base: built from a context with this machine's CA bundle next to the Dockerfile, rebuilt
-    when the rootfs under it changes."""
-    from drape_fleet.lab.engine import ensure_engine
-    from drape_fleet.lab.images import ensure_rootfs_image
-
-    client = ensure_engine(log)
-    rootfs = ensure_rootfs_image(client, log)
-    files = {"Dockerfile": (preview_images.images_dir() / "lab-node-base" / "Dockerfile").read_bytes(),
-             "machine-ca.crt": MACHINE_CA.read_bytes() if MACHINE_CA.exists() else b""}
-    rootfs_id = client.images.get(rootfs).id or rootfs
-    wanted = preview_images.recipe(files, rootfs_id)
-    try:
-        if (client.images.get(NODE_BASE).labels or {}).get(preview_images.RECIPE_LABEL) == wanted:
-            return NODE_BASE
-    except NotFound:
-        pass
-    log(f"building {NODE_BASE} (Debian's nodejs on the lab rootfs; about 2 minutes)")
-    return preview_images.build_image(client.api, files, NODE_BASE, base=rootfs, recipe_base=rootfs_id,
-                                      network_mode="host", labels={IMAGE_LABEL: "true"})
-
-
 def ensure_lab_template(framework: str, fleet: FleetConfig, log: Log) -> str:
-    """Build a framework template on this machine's engine from the lab's Node base (tagged as the lab fleet
-    names it), with the host network for npm."""
-    from drape_fleet.lab.engine import engine_client
-
+    """The image the lab fleet names for ``framework``, built on this machine's engine: the tiny test preview, or
+    a real template on the lab's Node 22 base (``drape_fleet.lab.node_images``, the one naming scheme)."""
     tag = fleet.runtime.frameworks[framework].image
     if tag == TINY_IMAGE:
         return ensure_tiny_image(log)
-    base = ensure_node_base(log)
-    log(f"building {tag} (template {framework}) on {base}")
-    client = engine_client(timeout=1800)
-    try:
-        return preview_images.build_template(client.api, framework, tag, base=base, network_mode="host",
-                                             labels={IMAGE_LABEL: "true"})  # shared by every lab: lab.down keeps it
-    finally:
-        client.close()
+    built = node_images.ensure_template(framework, log)
+    if built != tag:
+        raise RuntimeError(f"the lab fleet names {tag} for {framework}, but the lab builds {built}: "
+                           "run `invoke lab.up` again to rewrite the lab's fleet file")
+    return built
 
 
 def image_id(tag: str) -> str:

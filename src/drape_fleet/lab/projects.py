@@ -33,7 +33,6 @@ RECIPE = "3"
 """Bump when what is generated changes (variants, history): the cache key includes it."""
 PNPM_VERSION = "10.34.9"
 GENERATORS = ("create-vite", "create-next-app")
-NODE_IMAGE = "drape-lab/node:22-bookworm"
 AUTHOR = ("Drape Lab", "lab@drape.invalid")
 
 
@@ -97,7 +96,9 @@ def ensure_projects(log: Log, versions: dict[str, str] | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".generating-") as tmp:
         work = Path(tmp)
-        _generate(work / "out", versions)
+        from drape_fleet.lab.node_images import ensure_node_base
+
+        _generate(work / "out", versions, ensure_node_base(log))
         built = work / "repos"
         from drape_fleet.lab import project_variants
 
@@ -131,12 +132,12 @@ def generate_script(versions: dict[str, str]) -> str:
     ])
 
 
-def _generate(out: Path, versions: dict[str, str]) -> None:
+def _generate(out: Path, versions: dict[str, str], node_image: str) -> None:
     out.mkdir(parents=True)
     out.chmod(0o777)  # the generators run as the image's node user (uid 1000)
     result = subprocess.run(
         ["docker", "run", "--rm", "--network", "host", "--user", "1000:1000", "-e", "HOME=/tmp",
-         "-v", f"{out}:/out", NODE_IMAGE, "sh", "-c", generate_script(versions)],
+         "-v", f"{out}:/out", node_image, "sh", "-c", generate_script(versions)],
         capture_output=True, text=True, timeout=1800, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])

@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Any
 
+from drape_fleet.lab.disks import disk
 from drape_fleet.lab.settings import LABEL, LabSettings
 
 HOST_LABEL = f"{LABEL}.host"
@@ -28,13 +29,10 @@ def network_spec(settings: LabSettings, which: str) -> dict[str, Any]:
     }
 
 
-def volume_specs(settings: LabSettings, host: str) -> dict[str, str]:
-    """Volume name -> mount point. /var/lib/docker must not be overlayfs for a nested overlay2 engine;
-    /srv/drape stands in for the LVM volume that holds the shared cache on a real server."""
-    return {
-        settings.volume_name(host, "docker"): "/var/lib/docker",
-        settings.volume_name(host, "srv"): "/srv/drape",
-    }
+def data_binds(settings: LabSettings, host: str) -> list[str]:
+    """The host's /var/lib/docker and /srv/drape: two directories of its XFS data disk (``drape_fleet.lab.disks``),
+    one filesystem as on a production host. /var/lib/docker must not be overlayfs for a nested overlay2 engine."""
+    return [f"{source}:{target}:rw" for source, target in disk(settings, host).binds().items()]
 
 
 def host_container_spec(settings: LabSettings, index: int, image: str) -> dict[str, Any]:
@@ -44,8 +42,7 @@ def host_container_spec(settings: LabSettings, index: int, image: str) -> dict[s
     ``MaskedPaths`` and ``ReadonlyPaths``, which docker-py's HostConfig cannot express.
     """
     host = settings.host_name(index)
-    binds = [f"{name}:{path}:rw" for name, path in volume_specs(settings, host).items()]
-    binds.append("/sys/fs/cgroup:/sys/fs/cgroup:rw")
+    binds = [*data_binds(settings, host), "/sys/fs/cgroup:/sys/fs/cgroup:rw"]
     body: dict[str, Any] = {
         "Image": image,
         "Cmd": ["/sbin/init"],

@@ -1,4 +1,5 @@
-"""`invoke lab.up`: bring the lab to its settings, idempotently, completing a half-made lab."""
+"""`invoke lab.up`: bring the lab to its settings, idempotently, completing a half-made lab: the hosts (each on its
+XFS data disk), their networks and keys, and the lab's git server (``drape_fleet.lab.gitserver``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from drape_fleet import shell
 from drape_fleet.backup.lab_target import ensure_target
 from drape_fleet.config import FleetConfig
 from drape_fleet.console import Log
+from drape_fleet.lab import gitserver
 from drape_fleet.lab.engine import ensure_engine, require_root
 from drape_fleet.lab.errors import LabError
 from drape_fleet.lab.fleet import lab_fleet
@@ -46,7 +48,8 @@ def up(settings: LabSettings, log: Log) -> FleetConfig:
     problems = [p for p in _ssh_problems(settings) if p]
     if problems:
         raise LabError("lab hosts are up but SSH does not answer:\n  " + "\n  ".join(problems))
-    log(f"lab is up: {', '.join(fleet.host_names)} (fleet file {settings.fleet_file})")
+    git = gitserver.ensure(settings, log)
+    log(f"lab is up: {', '.join(fleet.host_names)} (fleet file {settings.fleet_file}), git server {git}")
     return fleet
 
 

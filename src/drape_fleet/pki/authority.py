@@ -246,6 +246,23 @@ def issue_host(directory: Path, host: str, addresses: Sequence[str], *, renew: b
     return Issued(cert_path, key_path, True, reason)
 
 
+def issue_names(directory: Path, name: str, dns_names: Sequence[str], *, renew: bool = False,
+                now: dt.datetime | None = None) -> Issued:
+    """A server certificate for DNS names only (wildcards allowed: a preview ingress's ``*.<host>.<domain>``),
+    kept as ``hosts/<name>/``; reissued on the same conditions as ``issue_host``."""
+    ca_cert, ca_key = load_ca(directory)
+    cert_path, key_path = host_tls_files(directory, name)
+    sans: list[x509.GeneralName] = [x509.DNSName(dns) for dns in dns_names]
+    now = utc(now)
+    reason = "renewal asked" if renew else _needs_new(cert_path, key_path, ca_cert, sans, now)
+    if not reason:
+        return Issued(cert_path, key_path, False, "up to date")
+    cert, key = _leaf(ca_cert, ca_key, dns_names[0], sans, ExtendedKeyUsageOID.SERVER_AUTH, now)
+    _write_private(key_path, key)
+    _write_public(cert_path, cert)
+    return Issued(cert_path, key_path, True, reason)
+
+
 def issue_client(directory: Path, client: str = BACKEND_CLIENT, *, renew: bool = False,
                  now: dt.datetime | None = None) -> Issued:
     """The client certificate the backend presents to every host's Docker API."""

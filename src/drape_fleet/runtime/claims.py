@@ -112,9 +112,10 @@ class Claimer:
             self._observer.trust(container_id)
             rivals = self._helpers.submit(self._rivals, request.workspace, host, replacing)
             token: Future[None] | None = None
-            if request.repo_token is not None:
+            ca = lifecycle.repo_ca(self._settings.repo_ca_file) if request.repo else None
+            if request.repo_token is not None or ca is not None:
                 token = self._helpers.submit(lifecycle.write_token, engine, container_id, request.repo_token,
-                                             self._settings.run_as)
+                                             self._settings.run_as, ca)
             try:
                 result = lifecycle.check_claim(self._observer.host_view(host), container_id, network, self._settings)
             except BaseException:

@@ -24,7 +24,7 @@ from drape_fleet.runtime import lifecycle
 from drape_fleet.runtime.clock import Clock
 from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.runtime.fleet import Fleet
-from drape_fleet.runtime.readiness import Phase, http_answers, read_phase
+from drape_fleet.runtime.readiness import Phase, is_ready, read_phase
 from drape_fleet.runtime.tracking import Tracker, Trackers
 from drape_fleet.runtime.untrusted import log_tail
 
@@ -63,7 +63,7 @@ class Follower:
         # within tens of milliseconds, and an inspect and a phase-file read between them would only delay that.
         looked_at: float | None = time.monotonic() if port is not None else None
         while not self._closed.is_set() and self._trackers.current(tracker, generation):
-            if port is not None and http_answers(address, port, framework.ready_path, budget=budget):
+            if port is not None and is_ready(engine, container_id, address, port, framework, budget=budget):
                 self._trackers.set_phase(tracker, generation, Phase.READY)
                 return
             now = time.monotonic()  # pacing of real I/O (the deadline below reads the runtime's clock)
@@ -92,7 +92,7 @@ class Follower:
                 if phase is Phase.FAILED:
                     self._trackers.fail(tracker, generation, why or "the dev server failed")
                     return
-                if phase is not None:
+                if phase is not None and phase is not Phase.READY:  # ready: is_ready, with the port answering
                     self._trackers.set_phase(tracker, generation, phase)
             if self._clock.monotonic() > deadline:
                 self._trackers.fail(tracker, generation, f"not ready within {framework.ready_timeout_s:.0f} s")

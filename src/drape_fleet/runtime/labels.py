@@ -8,6 +8,7 @@ a container: who it is for, what it runs, how much it reserves and when it was m
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 
@@ -48,6 +49,11 @@ KIND_HOLDER = "netns"
 """A network holder: a parked container that owns a preview network's namespace and published port (see
 ``lifecycle``); a preview joins it (``container:<id>``) instead of setting its network up while the user waits."""
 
+KIND_WORKSPACE = "workspace"
+"""A workspace's kept directory: a volume ``drape-ws-<workspace>-<digest>`` mounted at ``/workspace`` by each of its
+previews (the clone, ``node_modules``, framework caches), left when the container goes so the next start installs
+nothing. Labelled with its workspace, user and project; another user or project of the workspace gets another."""
+
 PREVIEW_LABELS = (OWNER, KIND, WORKSPACE, USER, PROJECT, FRAMEWORK, CREATED, MEMORY, CPUS, PORT, CLAIM)
 
 # Identifiers that become container/network names and label values. Conservative on purpose: letters,
@@ -73,6 +79,15 @@ CORDON_VOLUME = "drape-cordon"
 STOP_MARKER_PREFIX = "drape-stop-"
 """Volumes ``drape-stop-<workspace>-<nonce>``: a stop that could not reach every host, kept on the hosts that
 answered until the others have been cleaned (see ``stops``)."""
+
+
+WORKSPACE_VOLUME_PREFIX = "drape-ws-"
+
+
+def workspace_volume_name(workspace: str, user: str, project: str) -> str:
+    """The kept directory of ``workspace`` for this user and project (a digest keeps names short and safe)."""
+    digest = hashlib.sha256(f"{user}\0{project}".encode()).hexdigest()[:12]
+    return f"{WORKSPACE_VOLUME_PREFIX}{workspace}-{digest}"
 
 
 def container_name(workspace: str) -> str:

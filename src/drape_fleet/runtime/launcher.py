@@ -32,7 +32,7 @@ from drape_fleet.runtime.follower import Follower
 from drape_fleet.runtime.lifecycle import Outcome
 from drape_fleet.runtime.placement import candidates
 from drape_fleet.runtime.projects import ProjectSource, Rebuilt, completed, request_of
-from drape_fleet.runtime.readiness import Phase, http_answers
+from drape_fleet.runtime.readiness import Phase, is_ready
 from drape_fleet.runtime.spec import PreviewRequest
 from drape_fleet.runtime.state import PreviewRecord
 from drape_fleet.runtime.status import PreviewStatus
@@ -122,8 +122,8 @@ class Launcher:
         if record.public_port is None:
             return False
         address = str(self._config.host(record.host).private_address)
-        return http_answers(address, record.public_port, self._settings.frameworks[record.framework].ready_path,
-                            budget=self._settings.preview_read_timeout_s)
+        return is_ready(self._fleet[record.host], record.id, address, record.public_port,
+                        self._settings.frameworks[record.framework], budget=self._settings.preview_read_timeout_s)
 
     def _adopt(self, record: PreviewRecord, inspected: dict[str, object] | None, *, ready: bool,
                request: PreviewRequest | None) -> PreviewStatus:

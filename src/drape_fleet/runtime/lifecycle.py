@@ -29,11 +29,13 @@ process has not stamped that container recently (``service``). A claim abandoned
 from __future__ import annotations
 
 import enum
+import functools
 import io
 import secrets
 import tarfile
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from docker.errors import APIError, NotFound
@@ -44,6 +46,7 @@ from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.errors import EngineError, RuntimeFailure
 from drape_fleet.runtime.spec import (
+    REPO_CA_FILE,
     REPO_TOKEN_FILE,
     PreviewRequest,
     Secret,
@@ -188,23 +191,33 @@ def _existing(engine: Engine, name: str) -> dict[str, Any] | None:
     return result
 
 
-def write_token(engine: Engine, container_id: str, token: Secret, run_as: str) -> None:
+def write_token(engine: Engine, container_id: str, token: Secret | None, run_as: str, ca: bytes | None = None) -> None:
     """Put the repository token where the template reads it (``REPO_TOKEN_FILE``, mode 0400, the preview user's),
-    before the container starts. The token travels in the archive body only: never in the container's
-    configuration, labels, logs or any error (a failure says which container, not what)."""
+    and the CA a private git server needs (``REPO_CA_FILE``, ``RuntimeSettings.repo_ca_file``), before the container
+    starts. The token travels in the archive body only: never in the container's configuration, labels, logs or any
+    error (a failure says which container, not what)."""
     uid, gid = (int(x) for x in run_as.split(":"))
-    content = token.reveal().encode()
-    info = tarfile.TarInfo(REPO_TOKEN_FILE.lstrip("/"))
-    info.size, info.mode, info.uid, info.gid = len(content), 0o400, uid, gid
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.addfile(info, io.BytesIO(content))
+        for path, content, mode in ((REPO_TOKEN_FILE, token.reveal().encode() if token is not None else None, 0o400),
+                                    (REPO_CA_FILE, ca, 0o444)):
+            if content is None:
+                continue
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.uid, info.gid = len(content), mode, uid, gid
+            tar.addfile(info, io.BytesIO(content))
     data = buffer.getvalue()
     try:
         engine.call(lambda api: api.put_archive(container_id, "/", data), "write the repository token")
     except APIError as exc:
         raise EngineError(engine.name, exc.status_code, f"writing the repository token into {container_id[:12]} "
                           "failed") from None
+
+
+@functools.cache
+def repo_ca(path: Path | None) -> bytes | None:
+    """``RuntimeSettings.repo_ca_file``'s certificate, read once per process."""
+    return path.read_bytes() if path is not None else None
 
 
 def check_claim(view: HostView, record_id: str, network: str, settings: RuntimeSettings) -> ClaimResult:

@@ -2,21 +2,24 @@
 
 ``starting`` until the template's entrypoint reports progress in its phase file (``installing``,
 ``compiling``, or ``failed: why``); ``ready`` only when the dev server answers HTTP on the host's published
-port: the probe goes where the backend's own requests will go (host address and published port, from the
-host side), so "ready" means "reachable", not "the container started". Both reads come from the preview, so both
-are bounded (``untrusted``): the phase file in bytes and time, the probe in total time, and the reason a template
-gives for failing is made safe before it becomes an error.
+port and, for templates, the phase file says ``ready`` (its start page is compiled: ``is_ready``). The probe goes
+where the backend's own requests will go (host address and published port, from the host side), so "ready"
+means "reachable", not "the container started". Both reads come from the preview, so both are bounded
+(``untrusted``): the phase file in bytes and time, the probe in total time, and the reason a template gives for
+failing is made safe before it becomes an error.
 """
 
 from __future__ import annotations
 
 import enum
 
+from drape_fleet.config.runtime import Framework
 from drape_fleet.runtime.engines import Engine
+from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.runtime.spec import PHASE_FILE
 from drape_fleet.runtime.untrusted import PHASE_MAX_BYTES, http_answers, last_line, read_small_file, safe_text
 
-__all__ = ["Phase", "http_answers", "parse_phase", "read_phase"]
+__all__ = ["Phase", "http_answers", "is_ready", "parse_phase", "read_phase"]
 
 
 class Phase(enum.StrEnum):
@@ -48,6 +51,8 @@ def parse_phase(text: str) -> tuple[Phase | None, str | None]:
         return Phase.INSTALLING, None
     if line == "compiling":
         return Phase.COMPILING, None
+    if line == "ready":  # the template's own word: its start page is compiled (``is_ready`` also asks the port)
+        return Phase.READY, None
     if line.startswith("failed"):
         return Phase.FAILED, safe_text(line.partition(":")[2]) or "the dev server failed to start"
     return None, None
@@ -58,3 +63,18 @@ def read_phase(engine: Engine, container_id: str, *, budget: float) -> tuple[Pha
     within ``budget`` seconds."""
     content = read_small_file(engine, container_id, PHASE_FILE, max_bytes=PHASE_MAX_BYTES, budget=budget)
     return parse_phase(last_line(content))
+
+
+def is_ready(engine: Engine, container_id: str, address: str, port: int, framework: Framework, *,
+             budget: float) -> bool:
+    """Ready for the user: the dev server answers HTTP on the host's published port and, for a template
+    (``ready_when = "page-compiled"``), its phase file says ``ready`` (start page and assets compiled). The cheap
+    probe first; the phase file is read only once the port answers."""
+    if not http_answers(address, port, framework.ready_path, budget=budget):
+        return False
+    if framework.ready_when == "answers":
+        return True
+    try:
+        return read_phase(engine, container_id, budget=budget)[0] is Phase.READY
+    except RuntimeFailure:  # a slow engine is not a failed preview: not ready yet, asked again on the next probe
+        return False

@@ -35,7 +35,7 @@ from drape_fleet.runtime.clock import Clock
 from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.runtime.fleet import Fleet
 from drape_fleet.runtime.lifecycle import Reaped
-from drape_fleet.runtime.readiness import http_answers
+from drape_fleet.runtime.readiness import is_ready
 from drape_fleet.runtime.state import HostView, PreviewRecord
 from drape_fleet.runtime.status import ReapReport
 from drape_fleet.runtime.stops import StopIntents
@@ -161,8 +161,8 @@ class Reaper:
         if record.public_port is None:
             return False
         address = str(self._config.host(record.host).private_address)
-        return http_answers(address, record.public_port, self._settings.frameworks[record.framework].ready_path,
-                            budget=self._settings.preview_read_timeout_s)
+        return is_ready(self._fleet[record.host], record.id, address, record.public_port,
+                        self._settings.frameworks[record.framework], budget=self._settings.preview_read_timeout_s)
 
     def _reap_record(self, record: PreviewRecord, report: ReapReport, *, now: datetime, force: bool,
                      why: str) -> None:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.runtime.engines import Engine
-from drape_fleet.runtime.readiness import Phase, http_answers
+from drape_fleet.runtime.readiness import Phase, is_ready
 from drape_fleet.runtime.state import HostView, PreviewRecord
 from drape_fleet.runtime.status import HostStatus, PreviewStatus
 from drape_fleet.runtime.tracking import Trackers, preview_url
@@ -41,8 +41,8 @@ def previews(config: FleetConfig, observer: Observer, trackers: Trackers, *, pro
             return Phase.PLACING
         if probe and record.state == "running" and record.public_port is not None:
             address = str(config.host(record.host).private_address)
-            if http_answers(address, record.public_port, config.runtime.frameworks[record.framework].ready_path,
-                            budget=config.runtime.preview_read_timeout_s):
+            if is_ready(observer.engine(record.host), record.id, address, record.public_port,
+                        config.runtime.frameworks[record.framework], budget=config.runtime.preview_read_timeout_s):
                 return Phase.READY
         return Phase.STARTING
 

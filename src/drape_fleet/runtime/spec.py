@@ -13,7 +13,7 @@ from datetime import datetime
 from ipaddress import IPv4Network
 from typing import Any
 
-from docker.types import HostConfig, IPAMConfig, IPAMPool
+from docker.types import HostConfig, IPAMConfig, IPAMPool, Mount
 
 from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime import labels as L
@@ -39,6 +39,10 @@ PHASE_FILE = "/drape/phase"
 """Written by the template's entrypoint (``installing``, ``compiling``, ``failed: why``) as it goes."""
 ACTIVITY_FILE = "/.drape-activity"
 """Written by the runtime (as root, through the archive endpoint): its modification time is the last activity."""
+WORKSPACE_MOUNT = "/workspace"
+"""Where a template keeps the project (``app/``) and its state (``.drape/``): the workspace's kept volume."""
+REPO_CA_FILE = "/drape/git-ca.pem"
+"""``RuntimeSettings.repo_ca_file``, handed over with the token: the template trusts it for the repository."""
 REPO_TOKEN_FILE = "/drape/repo-token"  # noqa: S105 - a path, not a secret
 """Where a preview finds its repository token (mode 0400, its user's): written through the archive endpoint
 before the container starts, named to the template by ``DRAPE_REPO_TOKEN_FILE``. Never in the container's
@@ -171,6 +175,16 @@ def holder_spec(settings: RuntimeSettings, *, claim: str, network: str, publish_
     return ContainerSpec(name=L.holder_name(claim), body=body)
 
 
+def workspace_mount(request: PreviewRequest, settings: RuntimeSettings) -> Mount:
+    """The workspace's kept volume at ``/workspace``. The engine makes it on first use with these labels (and fills
+    it from the image's ``/workspace``: empty, the preview user's), on its data root: the store's filesystem in the
+    storage plan, so pnpm's imports from the store are reflink clones (docs/previews.md)."""
+    labels = {L.OWNER: settings.owner, L.KIND: L.KIND_WORKSPACE, L.WORKSPACE: request.workspace,
+              L.USER: request.user, L.PROJECT: request.project}
+    return Mount(WORKSPACE_MOUNT, L.workspace_volume_name(request.workspace, request.user, request.project),
+                 type="volume", labels=labels)
+
+
 def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim: str, created: datetime,
                    network: str, publish_address: str, disk_limit: bool, api_version: str | None = None,
                    holder: tuple[str, int] | None = None) -> ContainerSpec:
@@ -190,6 +204,7 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
     framework = settings.frameworks[request.framework]
     resources = request.resources
     port = f"{framework.port}/tcp"
+    mounts = [workspace_mount(request, settings)] if framework.keep_workspace else None
     host_config = HostConfig(
         version=api_version or settings.api_version,
         privileged=False,
@@ -199,6 +214,8 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
         network_mode=f"container:{holder[0]}" if holder else network,
         port_bindings=None if holder else {port: (publish_address, None)},
         binds=[f"{settings.pnpm_store}:{PNPM_STORE_MOUNT}:ro"],
+        mounts=mounts,
+        init=True if framework.keep_workspace else None,  # docker-init reaps what a dev server orphans
         mem_limit=resources.memory_bytes,
         memswap_limit=resources.memory_bytes,
         cpu_shares=max(2, int(resources.cpus * 1024)),

@@ -17,7 +17,7 @@ from typing import Any
 
 from drape_fleet.config.runtime import ALLOWED_CAPABILITIES, RuntimeSettings
 from drape_fleet.runtime import labels as L
-from drape_fleet.runtime.spec import PNPM_STORE_MOUNT
+from drape_fleet.runtime.spec import PNPM_STORE_MOUNT, WORKSPACE_MOUNT
 
 _ENV_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _CONTAINER_ID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -235,9 +235,13 @@ def parse_container(host: str, entry: Mapping[str, Any],
     env_keys = tuple(k for k in labels.get(L.ENV_KEYS, "").split(",") if k)
     if not all(_ENV_KEY_RE.fullmatch(k) for k in env_keys):
         return foreign("env-keys label is malformed")
+    kept = L.workspace_volume_name(workspace, labels[L.USER], labels[L.PROJECT])
     for mount in entry.get("Mounts") or []:
-        if mount.get("Destination") != PNPM_STORE_MOUNT or mount.get("RW"):
-            return foreign(f"mounts {mount.get('Source')!r} at {mount.get('Destination')!r}")
+        store = mount.get("Destination") == PNPM_STORE_MOUNT and not mount.get("RW")
+        own_workspace = (mount.get("Destination") == WORKSPACE_MOUNT and mount.get("Type") == "volume"
+                         and mount.get("Name") == kept and mount.get("Driver", "local") == "local")
+        if not (store or own_workspace):
+            return foreign(f"mounts {mount.get('Name') or mount.get('Source')!r} at {mount.get('Destination')!r}")
     public_port = _int(labels.get(L.PUBLIC_PORT)) if joined else None
     for binding in entry.get("Ports") or []:
         if binding.get("PrivatePort") == port and binding.get("Type", "tcp") == "tcp" and binding.get("PublicPort"):
@@ -297,6 +301,10 @@ def inspect_problems(inspected: Mapping[str, Any], record: PreviewRecord, settin
     for bind in host_config.get("Binds") or []:
         if not str(bind).endswith(f":{PNPM_STORE_MOUNT}:ro"):
             problems.append(f"bind {bind!r}")
+    kept = L.workspace_volume_name(record.workspace, record.user, record.project)
+    for mount in host_config.get("Mounts") or []:
+        if (mount.get("Type"), mount.get("Source"), mount.get("Target")) != ("volume", kept, WORKSPACE_MOUNT):
+            problems.append(f"mount {mount.get('Source')!r} at {mount.get('Target')!r}")
     if host_config.get("PidMode") or host_config.get("IpcMode") == "host" or host_config.get("UsernsMode"):
         problems.append("shares a host namespace")
     return problems

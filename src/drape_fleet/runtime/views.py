@@ -185,6 +185,9 @@ class Observer:
                 foreign.append(parsed)
         return previews, holders, foreign
 
+    def engine(self, name: str) -> Engine:
+        return self._fleet[name]
+
     def host_view(self, name: str) -> HostView:
         """The host listed now (containers and volumes), absorbed into its watch too."""
         host = self._config.host(name)

@@ -8,6 +8,8 @@ from drape_fleet.config.models import Host
 from drape_fleet.console import fail
 from drape_fleet.environments import Environment, FleetTarget, UnknownEnvironment, environment
 from drape_fleet.provision.preflight import ProvisionRefused, resolve_hosts
+from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
+from drape_fleet.runtime.fleet import Fleet
 
 ENV_HELP = "production (default, or $DRAPE_ENV), lab, or a config/<name>.toml such as staging"
 
@@ -35,3 +37,12 @@ def hosts_of(env: str, names: list[str], every: bool) -> tuple[FleetTarget, list
         return target, resolve_hosts(target.fleet, names, every)
     except ProvisionRefused as exc:
         fail(str(exc))
+
+
+def engines_of(target: FleetTarget) -> Fleet:
+    """The fleet's Docker engines, reached as the runtime reaches them (mutual TLS with the environment's PKI)."""
+    tls = TlsFiles.from_pki_dir(target.env.pki_dir)
+    if missing := tls.missing():
+        fail(f"missing {', '.join(str(p) for p in missing)}: issue the client certificate first (`invoke pki.issue`, "
+             "`invoke provision`), or point $DRAPE_PKI_DIR at the PKI directory")
+    return Fleet.from_endpoints(tls_endpoints(target.fleet, tls), target.fleet.runtime)

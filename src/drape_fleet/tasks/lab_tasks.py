@@ -15,7 +15,7 @@ from rich.table import Table
 
 from drape_fleet.config import ConfigError
 from drape_fleet.console import console, fail, say
-from drape_fleet.lab import LabError, LabSettings
+from drape_fleet.lab import LabError, LabSettings, gitserver
 from drape_fleet.lab.down import down as lab_down
 from drape_fleet.lab.down import planned_removal
 from drape_fleet.lab.state import lab_state_settings
@@ -65,17 +65,20 @@ def up(c: Context, hosts: int | None = None, public_subnet: str | None = None,
                   f"(inventory: inventories/lab.py, ssh config: {settings.ssh_config})")
 
 
-@task(help={"json": "print JSON (one object per host) instead of a table"})
+@task(help={"json": "print JSON ({hosts: [one object per host], git_server: {...}}) instead of tables"})
 def status(c: Context, json_: bool = False) -> None:
-    """Show each lab host, its addresses, and whether SSH and its Docker engine (over SSH and over TLS) answer."""
+    """Show each lab host (addresses, SSH, its Docker engine over SSH and over TLS) and the lab's git server."""
     settings = lab_settings()
     try:
         rows = lab_status(settings)
     except LabError as exc:
         fail(str(exc))
+    git = gitserver.server_status(settings)
+    healthy = all(row.healthy for row in rows) and git.healthy
     if json_:
-        console.print_json(json.dumps([{**dataclasses.asdict(row), "healthy": row.healthy} for row in rows]))
-        if not all(row.healthy for row in rows):
+        console.print_json(json.dumps({"hosts": [{**dataclasses.asdict(row), "healthy": row.healthy} for row in rows],
+                                       "git_server": {**dataclasses.asdict(git), "healthy": git.healthy}}))
+        if not healthy:
             raise Exit(code=1)
         return
     if not rows:
@@ -88,13 +91,14 @@ def status(c: Context, json_: bool = False) -> None:
         table.add_row(row.name, row.public_address, row.private_address, row.container, row.ssh, row.docker,
                       row.docker_api)
     console.print(table)
-    if not all(row.healthy for row in rows):
-        fail("some lab hosts are not healthy (see above); `invoke lab.up` repairs a half-made lab")
+    console.print(f"git server {git.name}: {git.container}, {git.url} {git.https}, {git.repositories} repositories")
+    if not healthy:
+        fail("some of the lab is not healthy (see above); `invoke lab.up` repairs a half-made lab")
 
 
 @task(help={"yes": "do not ask for confirmation", "dry": "only show what would be removed"})
 def down(c: Context, yes: bool = False, dry: bool = False) -> None:
-    """Remove everything the lab made: host containers, networks, volumes, keys and fleet file."""
+    """Remove everything the lab made: host and git server containers, networks, volumes, data disks, keys, files."""
     settings = lab_settings()
     plan = planned_removal(settings)
     if plan.nothing:
@@ -102,7 +106,7 @@ def down(c: Context, yes: bool = False, dry: bool = False) -> None:
         return
     console.print("[bold]lab.down will destroy:[/bold]")
     for kind, names in (("containers", plan.containers), ("volumes", plan.volumes),
-                        ("networks", plan.networks), ("files", plan.files)):
+                        ("networks", plan.networks), ("data disks", plan.disks), ("files", plan.files)):
         if names:
             console.print(f"  {kind}: {', '.join(names)}")
     if dry:
@@ -118,3 +122,19 @@ def down(c: Context, yes: bool = False, dry: bool = False) -> None:
         fail(str(exc))
     console.print("[green]lab down[/green]: everything it made is removed (the images stay: every lab on this "
                   "machine shares them)")
+
+
+@task
+def projects(c: Context) -> None:
+    """Serve real projects on the lab's git server: made by their generators (create-vite, create-next-app) at
+    their current versions, with history and the bad cases (minutes the first time, then cached)."""
+    from drape_fleet.lab import projects as lab_projects
+
+    settings = lab_settings()
+    started = time.monotonic()
+    try:
+        urls = lab_projects.publish_all(settings, lab_projects.ensure_projects(say), say)
+    except LabError as exc:
+        fail(str(exc))
+    console.print(f"[green]projects served[/green] in {time.monotonic() - started:.0f} s: "
+                  + ", ".join(sorted(urls)))

@@ -26,7 +26,7 @@ from drape_fleet.lab.baremetal.power import RESCUE_IMAGE, RESCUE_KEYS, Power
 from drape_fleet.lab.engine import ensure_engine, require_root
 from drape_fleet.lab.errors import LabError
 from drape_fleet.lab.images import IMAGE_LABEL, ensure_host_image
-from drape_fleet.lab.previews import MACHINE_CA
+from drape_fleet.lab.node_images import MACHINE_CA
 from drape_fleet.lab.ranges import own_network
 from drape_fleet.lab.settings import LabSettings
 from drape_fleet.paths import project_root
