@@ -42,8 +42,8 @@ FAILURES = (CutoverRefused, StepFailed, StoreError, RecordError, ConfigError, Fl
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Messages name fleet file sections (``[cutover]``, ``[fly]``): printed as they are, not as Rich markup."""
-    out.fail(escape(message), code)
+    """Messages name fleet file sections (``[cutover]``, ``[fly]``): console.fail prints them as text."""
+    out.fail(message, code)
 
 
 def say(message: str) -> None:

@@ -97,8 +97,6 @@ RENDERED_ELSEWHERE = {"installimage/installimage.conf.j2", "installimage/post-in
 # The cutover's WireGuard link (deploys/link.py), with goldens of their own: tests/unit/cutover/test_link.py.
 RENDERED_ELSEWHERE |= {"link/wg-drape.conf.j2", "link/drape-link.nft.j2", "link/drape-link-firewall.service.j2",
                        "link/wg-quick-userspace.conf.j2", "link/backend-wg.conf.j2"}
-# The previews' ingress: tests/unit/test_ingress.py.
-RENDERED_ELSEWHERE |= {"ingress/Caddyfile.j2", "ingress/previews.caddy.j2", "ingress/drape-preview-gate.service.j2"}
 
 # Plain files (nothing varies), put as they are.
 PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_FILE, cache.TIMER_FILE,
@@ -106,7 +104,8 @@ PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_
 
 
 # Deploys whose files have golden tests of their own, under the same rules (tests/monitoring/test_files.py).
-OWN_GOLDENS = ("monitoring/", "service/", "ingress/")  # service, ingress: tests/service/test_service_files.py
+OWN_GOLDENS = ("monitoring/", "service/", "ingress/")
+# service and the Caddyfile: tests/service/test_service_files.py; the previews' site and gate: tests/unit/test_ingress.py
 
 
 def _on_disk() -> set[str]:

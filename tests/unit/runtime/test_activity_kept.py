@@ -48,8 +48,10 @@ def test_a_fleet_that_requires_disk_limits_places_only_where_they_hold(world: Wo
     hosts = {h.name: h for h in runtime.hosts()}
     assert not hosts["ax1"].placeable and "cannot limit a preview's disk" in (hosts["ax1"].unplaceable or "")
     runtime.start("nodisk", "u1", "tiny")
-    waiting = eventually(lambda: (s := runtime.status("nodisk")) and s.phase is Phase.QUEUED and s)
-    assert "cannot limit a preview's disk" in (waiting.error or "")
+    # Queued first, then queued with the reason once a placement round has run: wait for the reason.
+    waiting = eventually(lambda: (s := runtime.status("nodisk")) and s.phase is Phase.QUEUED
+                         and "cannot limit a preview's disk" in (s.error or "") and s)
+    assert waiting.host is None
     assert world.everywhere() == {"ax1": [], "ax2": [], "ax3": []}  # placed nowhere, not placed without a limit
     runtime.stop("nodisk")
     world.hosts["ax3"].backing_filesystem = "xfs"  # overlay2 on XFS with project quotas
