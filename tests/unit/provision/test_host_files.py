@@ -105,7 +105,7 @@ PLAIN = {base.AUTO_UPGRADES_FILE, base.UPGRADE_TIMER_FILE, storage.ALERT_SCRIPT_
 
 # Deploys whose files have golden tests of their own, under the same rules (tests/monitoring/test_files.py).
 OWN_GOLDENS = ("monitoring/", "service/", "ingress/")
-# service and the Caddyfile: tests/service/test_service_files.py; the previews' site and gate: tests/unit/test_ingress.py
+# service and the Caddyfile: tests/service/test_service_files.py; previews' site and gate: tests/unit/test_ingress.py
 
 
 def _on_disk() -> set[str]:
