@@ -15,8 +15,8 @@ from backup_lab import BackupLab
 from docker.tls import TLSConfig
 
 from drape_fleet.backup import service
+from drape_fleet.lab.disks import disk, remove_disk
 from drape_fleet.lab.hosts import lab_containers
-from drape_fleet.lab.spec import volume_specs
 from drape_fleet.lab.state import lab_state_settings
 from drape_fleet.lab.up import up
 from drape_fleet.pki.paths import ca_files, client_tls_files
@@ -43,8 +43,7 @@ def _rebuild_lab_host(name: str) -> None:
     settings = lab_state_settings()
     client = docker.from_env()
     lab_containers(client, settings)[name].remove(force=True, v=True)
-    for volume in volume_specs(settings, name):
-        client.volumes.get(volume).remove(force=True)
+    remove_disk(disk(settings, name), lambda message: print(f"[lab] {message}"))  # its data disk: docker, srv
     up(settings, lambda message: print(f"[lab] {message}"))
 
 
