@@ -76,16 +76,18 @@ def _interrupt_phase4(ops: Ops) -> str:
 
 def test_the_whole_cutover_as_ops_run_it(clean_lab: Path, tmp_path: Path) -> None:
     apis = FakeApis.start(tmp_path, preview_machines(["started"] * 4 + ["stopped"]))
-    fleet = cutover_fleet(clean_lab, tmp_path, apis)
-    ops = Ops(fleet, clean_lab)
-    backend = Backend(fleet, clean_lab / "pki")
-    try:
-        fly_user = _phases_1_to_3(ops, backend)
-        _failed_gate_then_phase4(ops, backend)
-        _rollback_4_to_3(ops, backend, apis, fly_user)
-        _phases_4_and_5_again(ops, backend, apis, tmp_path)
+    try:  # the fakes' process is stopped however the test ends, even when the backend cannot start
+        fleet = cutover_fleet(clean_lab, tmp_path, apis)
+        ops = Ops(fleet, clean_lab)
+        backend = Backend(fleet, clean_lab / "pki")
+        try:
+            fly_user = _phases_1_to_3(ops, backend)
+            _failed_gate_then_phase4(ops, backend)
+            _rollback_4_to_3(ops, backend, apis, fly_user)
+            _phases_4_and_5_again(ops, backend, apis, tmp_path)
+        finally:
+            backend.close()
     finally:
-        backend.close()
         apis.stop()
     print("\ninvoke timings (s): " + "; ".join(f"{k}: {v:.1f}" for k, v in ops.timings.items()))
 
