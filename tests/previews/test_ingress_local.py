@@ -34,6 +34,7 @@ from drape_fleet.ingress.gate import Gate, GateConfig, serve
 from drape_fleet.ingress.links import preview_link, sign
 from drape_fleet.ingress.local_engine import LocalEngine
 from drape_fleet.pki.authority import init_ca, issue_names
+from drape_fleet.pki.paths import ca_files
 
 pytestmark = pytest.mark.lab
 OWNER = f"ingress-test-{os.getpid()}"
@@ -150,8 +151,9 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingress]:
     try:
         if not until(lambda: socket.socket().connect_ex(("127.0.0.1", https_port)) == 0):
             pytest.fail(f"caddy did not listen: {(work / 'caddy.log').read_text()[-2000:]}", pytrace=False)
-        context = ssl.create_default_context(cafile=str(work / "ca" / "ca.pem"))
-        yield Ingress(client, ensure_node_base(print), https_port, work / "ca" / "ca.pem", context)
+        ca_cert, _ = ca_files(work / "ca")
+        context = ssl.create_default_context(cafile=str(ca_cert))
+        yield Ingress(client, ensure_node_base(print), https_port, ca_cert, context)
     finally:
         process.terminate()
         process.wait(timeout=20)

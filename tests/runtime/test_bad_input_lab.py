@@ -131,6 +131,7 @@ def test_an_engine_that_answers_errors_does_not_stop_placement(lab: RuntimeLab, 
     # inside the private network as the fleet file requires; the runtime reaches ax9 at 127.0.0.1 (below)
     data["hosts"].append({"name": "ax9", "public_address": "127.0.0.9", "private_address": spare_address,
                           "roles": ["preview"], "capacity": {"cpus": 64, "memory_gib": 64, "disk_gib": 100}})
+    data.pop("service", None)  # the runtime alone: ax9 runs no service (which would need a backend address)
     fleet = validate_fleet(data, source="(test)")
     files = TlsFiles.from_pki_dir(lab.pki)
     endpoints = [e for e in tls_endpoints(fleet, files) if e.host != "ax9"]
