@@ -69,6 +69,19 @@ def _reach_from(name: str, address: str, port: int) -> bool:
     return "__no__" not in out and "__failed__" not in out
 
 
+def _reach_from_stranger(address: str, port: int) -> bool:
+    """Whether a machine on the private network that is no backend (every lab host runs the runtime service, so
+    each is one) opens a TCP connection to address:port: a container of the lab host image on that network."""
+    from drape_fleet.lab.state import lab_state_settings
+
+    settings = lab_state_settings()
+    client = docker.from_env()
+    image = client.containers.get(settings.container_name(settings.host_name(1))).attrs["Config"]["Image"]
+    probe = f"timeout 2 bash -c 'exec 3<>/dev/tcp/{address}/{port} && head -c 5 <&3' 2>&1 || echo __no__"
+    out = client.containers.run(image, ["bash", "-c", probe], network=settings.private_network, remove=True)
+    return "__no__" not in out.decode()
+
+
 def _reach_from_here(address: str, port: int, source: str | None = None) -> bool:
     try:
         with socket.create_connection((address, port), timeout=3,
@@ -105,13 +118,24 @@ def test_verify_suite_passes_on_every_host(provisioned_lab: FleetTarget) -> None
     assert " failed" not in result.output
 
 
+@contextmanager
+def _stopped(name: str, unit: str) -> Iterator[None]:
+    _ssh(name, f"sudo systemctl stop {unit}")
+    try:
+        yield
+    finally:
+        _ssh(name, f"sudo systemctl start {unit}", check=False)
+
+
 def test_published_port_unreachable_from_another_host_unless_allowed(provisioned_lab: FleetTarget) -> None:
     ax1 = provisioned_lab.fleet.host("ax1")
     private, public = str(ax1.private_address), str(ax1.public_address)
-    with _published("ax1", "18080:8080"), _published("ax1", "0.0.0.0:18081:8080"), \
+    # Port 80 is the ingress' (Caddy) on a provisioned host: it steps aside while a probe takes the open port.
+    with _stopped("ax1", "caddy"), _published("ax1", "18080:8080"), _published("ax1", "0.0.0.0:18081:8080"), \
             _published("ax1", "0.0.0.0:80:8080"):
-        # Not allowed: another host, on the private network and on the public one.
-        assert not _reach_from("ax2", private, 18080)
+        # Not allowed: a stranger on the private network (the hosts are backends: they run the service), and
+        # another host on the public one.
+        assert not _reach_from_stranger(private, 18080)
         assert not _reach_from("ax2", public, 18081)
         # Allowed: the backend (this machine's private address), and the preview port open to everyone.
         assert _reach_from_here(private, 18080)
