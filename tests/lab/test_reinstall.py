@@ -91,6 +91,7 @@ def fleet_data(settings: LabSettings, machine: BareMetal, **drive: Any) -> dict[
     # without the backup deploy, which would otherwise ask for the target's pinned key (backup.trust) first.
     data.pop("backup", None)
     data.pop("service", None)  # the runtime service has its own lab tests (tests/service); this host runs none
+    data.pop("previews", None)  # the lab's preview ingress uses the lab CA, which production refuses (tests/previews)
     data["runtime"].pop("disk_limit")  # production's own: every preview limited (this test places none)
     data["reinstall"] = {"rescue_keys": [md5(ops_key)],
                          "drives": [{"device": f"/dev/nvme{n}n1", "size_gb": drive.get("size_gb", 1920)}
