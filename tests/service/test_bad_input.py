@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
 from pathlib import Path
 
@@ -152,3 +153,24 @@ def test_a_host_that_does_not_answer_is_503_with_retry_after_and_readyz_tells(sv
         svc.world.hosts[host].down = True
     time.sleep(2.1)
     assert svc.client(None).call("GET", "/readyz").status_code == 503
+
+
+def test_a_refused_body_is_read_to_its_end_before_the_answer(svc: ServedWorld) -> None:
+    """Answering mid-body and closing resets the connection, and a reset can overtake the answer (Caddy in front
+    then cuts the 413 off half-sent): the answer waits until the body is in, and the connection stays usable."""
+    host, port = svc.service.url.removeprefix("http://").split(":")
+    body = b'{"user": "u1", "framework": "tiny", "env": {"A": "' + b"x" * 300_000 + b'"}}'
+    head = (f"PUT /v1/previews/ws-1 HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Authorization: {svc.backend.session.headers['Authorization']}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head + body[:100_000])
+        conn.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            conn.recv(65536)  # nothing yet: the rest of the body is still to come
+        conn.settimeout(10)
+        conn.sendall(body[100_000:])
+        answer = conn.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 413") and b'"too_large"' in answer
+        conn.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200"), "the connection was closed after the refusal"

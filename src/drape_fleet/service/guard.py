@@ -3,12 +3,15 @@
 In order: ``/healthz`` and ``/readyz`` go straight through (the ingress and monitoring probe them); anything
 else needs a valid bearer token (401), a token with the route's scope (403), room in its caller's rate bucket
 (429 with Retry-After), and a body within the size limit (413; the body is read here, bounded, and handed on).
+A refused request's unread body is read and dropped (bounded) before the answer: closing a connection with
+unread bytes resets it, and the reset can overtake the answer (Caddy then cuts it off half-sent).
 Then the request runs, and its caller, route, status and time go to the metrics and to one log line. Tokens
 are never logged: a refused request is logged with the client's address, an accepted one with its caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -29,6 +32,10 @@ Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 UNAUTHENTICATED = "-"
 """The caller label of requests without a valid token (one label value, however many strangers knock)."""
+
+DISCARD_LIMIT_BYTES = 8 << 20
+DISCARD_LIMIT_S = 10.0
+"""How much of a refused body is read and dropped, and for how long, before the answer goes anyway."""
 
 log = logging.getLogger("drape_fleet.service.access")
 
@@ -60,9 +67,11 @@ class Guard:
             return
         started = time.perf_counter()
         caller = self._tokens.authenticate(_header(scope, b"authorization"))
+        body = _Body(receive)
         try:
-            receive = await self._admit(scope, caller, receive)
+            receive = await self._admit(scope, caller, body)
         except ApiError as refused:
+            await body.discard()
             await _send_error(send, refused)
             self._done(scope, caller, refused.status, started)
             return
@@ -145,6 +154,30 @@ def _header(scope: Scope, name: bytes) -> str | None:
 def _too_large(limit: int) -> ApiError:
     return error(413, "too_large", f"the request body is over {limit} bytes", field="body",
                  fix=f"send at most {limit} bytes")
+
+
+class _Body:
+    """The request's receive, remembering whether the body has been read to its end."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.finished = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.finished = True
+        return message
+
+    async def discard(self) -> None:
+        """Read what is left of the body and drop it, within DISCARD_LIMIT_BYTES and DISCARD_LIMIT_S."""
+        dropped = 0
+        try:
+            async with asyncio.timeout(DISCARD_LIMIT_S):
+                while not self.finished and dropped <= DISCARD_LIMIT_BYTES:
+                    dropped += len((await self()).get("body", b""))
+        except TimeoutError:
+            pass  # a client that trickles its body gets the answer anyway, and the connection closes
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
