@@ -13,19 +13,30 @@ import pytest
 from drape_fleet.config import FleetConfig
 
 
-def _wipe(fleet: FleetConfig) -> None:
-    """Every preview, network, cordon and cutover volume of ours on every lab host, removed."""
+def _on_every_host(fleet: FleetConfig, script: str) -> None:
     from drape_fleet.lab.previews import lab_settings
 
     settings = lab_settings()
     for host in fleet.host_names:
-        subprocess.run(["docker", "exec", settings.container_name(host), "sh", "-c",
-                        "docker ps -aq --filter label=drape.owner | xargs -r docker rm -f >/dev/null; "
-                        "docker network ls -q --filter label=drape.owner | xargs -r docker network rm >/dev/null; "
-                        "docker volume ls -q --filter label=drape.kind=cutover-state | xargs -r docker volume rm "
-                        ">/dev/null; docker volume ls -q --filter label=drape.kind=cutover-metrics | xargs -r docker "
-                        "volume rm >/dev/null; docker volume rm -f drape-cordon >/dev/null; true"],
-                       check=True, timeout=120)
+        subprocess.run(["docker", "exec", settings.container_name(host), "sh", "-c", script], check=True, timeout=120)
+
+
+def _wipe(fleet: FleetConfig) -> None:
+    """Every preview, network, cordon and cutover volume of ours on every lab host, removed. The hosts' runtime
+    services are held still meanwhile: their routers bring a host that lost the cutover state back up to the
+    newest generation they read elsewhere, so a wipe racing them would come back (seen as "moved from generation
+    0 to 3" in the test after)."""
+    _on_every_host(fleet, "systemctl stop drape-runtime.service 2>/dev/null; true")
+    try:
+        _on_every_host(fleet, "docker ps -aq --filter label=drape.owner | xargs -r docker rm -f >/dev/null; "
+                              "docker network ls -q --filter label=drape.owner | xargs -r docker network rm "
+                              ">/dev/null; docker volume ls -q --filter label=drape.kind=cutover-state | xargs -r "
+                              "docker volume rm >/dev/null; docker volume ls -q --filter label=drape.kind=cutover-"
+                              "metrics | xargs -r docker volume rm >/dev/null; docker volume rm -f drape-cordon "
+                              ">/dev/null; true")
+    finally:
+        _on_every_host(fleet, "if systemctl cat drape-runtime.service >/dev/null 2>&1; then "
+                              "systemctl start drape-runtime.service; fi")
 
 
 @pytest.fixture(scope="session")

@@ -149,6 +149,29 @@ def test_login_sets_a_session_for_this_preview_once_and_check_routes_it_when_rea
     assert gate.check(host, session)[0] == 404  # the route went with the container
 
 
+def test_a_preview_that_started_before_its_event_was_followed_is_found_on_its_first_request() -> None:
+    now = [NOW]
+    engine = RecordedEngine()
+    engine.running = False
+    gate = make_gate(engine, now)
+    gate.resync()  # the table before the preview started; its start event not followed yet
+    host = "ws-1.ax1.preview.lab.test"
+    session = gate.login(host, f"t={token()}")[1]["Set-Cookie"].split(";")[0]
+    engine.running = True
+    status, headers, _ = gate.check(host, session)
+    assert status == 200 and headers["X-Drape-Upstream"] == "10.240.3.2:3000"
+
+    engine.running = False
+    gate.resync()
+    reads = []
+    engine.containers = lambda labels: reads.append(labels) or []  # type: ignore[method-assign]
+    now[0] += 1.5
+    assert [gate.check(host, session)[0] for _ in range(5)] == [404] * 5
+    assert len(reads) == 1, "misses reread the engine at most once a second"
+    now[0] += 1.5
+    assert gate.check(host, session)[0] == 404 and len(reads) == 2
+
+
 def test_a_link_for_another_host_or_an_expired_one_sets_nothing() -> None:
     gate = make_gate(RecordedEngine(), [NOW])
     for link, words in ((token(host="ax2"), b"another preview"), (token(ttl=-1), b"expired")):

@@ -53,6 +53,8 @@ log = logging.getLogger("drape-preview-gate")
 CHECK_PATH = "/__drape/check"
 HEALTH_PATH = "/__drape/health"
 UPSTREAM_HEADER = "X-Drape-Upstream"
+MISS_RESYNC_S = 1.0
+"""How often a request for a preview the table does not have may make the gate reread the engine."""
 Response = tuple[int, dict[str, str], bytes]
 
 
@@ -94,6 +96,7 @@ class Gate:
     routes: dict[str, Route] = field(default_factory=dict)
     _used: dict[str, int] = field(default_factory=dict)
     _checked: dict[str, float] = field(default_factory=dict)
+    _missed_at: float = -MISS_RESYNC_S
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _resyncing: threading.Lock = field(default_factory=threading.Lock)
 
@@ -151,6 +154,21 @@ class Gate:
             log.info("route gone: %s", label)
         for label in sorted(added):
             log.info("route ready: %s -> %s", label, found[label].upstream)
+
+    def _resync_for(self, label: str) -> Route | None:
+        """A signed-in user asks for a preview the table does not have: it may have started a moment ago, its event
+        not followed yet (the runtime answers ready as soon as the preview is), so reread now, at most every
+        ``MISS_RESYNC_S`` (a stranger's misses must not make the gate hammer the engine)."""
+        now = self.clock()
+        if now - self._missed_at < MISS_RESYNC_S:
+            return self.routes.get(label)
+        self._missed_at = now
+        try:
+            self.resync()
+        except EngineUnavailable as exc:
+            log.warning("%s", exc)
+        route = self.routes.get(label)
+        return self._recheck(label) if route is not None and not route.ready else route
 
     def recheck_pending(self) -> None:
         for label, route in list(self.routes.items()):
@@ -222,7 +240,9 @@ class Gate:
         except BadToken as exc:
             return _page(401, "Open this preview from Drape", str(exc))
         route = self.routes.get(label)
-        if route is not None and not route.ready:
+        if route is None:
+            route = self._resync_for(label)
+        elif not route.ready:
             route = self._recheck(label)
         if route is None:
             return _page(404, "No preview here", "This workspace has no preview on this server (it may have stopped "
