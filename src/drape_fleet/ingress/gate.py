@@ -267,6 +267,9 @@ class Gate:
                 except EngineUnavailable as exc:
                     log.warning("%s", exc)
                     stop.wait(2)
+                except Exception:  # the gate's lifeline: logged, then followed again
+                    log.exception("following the engine's events failed; following again in 2 s")
+                    stop.wait(2)
 
         threading.Thread(target=events, name="gate-events", daemon=True).start()
         last = 0.0
@@ -278,6 +281,8 @@ class Gate:
                 self.recheck_pending()
             except EngineUnavailable as exc:
                 log.warning("%s", exc)
+            except Exception:  # as above: a surprise must not leave the routes frozen
+                log.exception("rereading the engine failed; trying again")
             stop.wait(0.5)
 
 
