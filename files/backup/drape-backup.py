@@ -69,8 +69,24 @@ def restic(plan: dict[str, Any], args: list[str], *, stdin: bytes | None = None,
     except FileNotFoundError:
         raise Failure("no-restic", "restic is not installed: run `invoke provision --only backup`") from None
     if check and done.returncode != 0:
-        raise classify(plan, done.stderr.decode(errors="replace"), args[0])
+        failure = classify(plan, done.stderr.decode(errors="replace"), args[0])
+        raise (ssh_diagnosis(plan) or failure) if failure.kind == "unreachable" else failure
     return done
+
+
+def ssh_diagnosis(plan: dict[str, Any]) -> Failure | None:
+    """Why the SFTP session did not start, asked of ssh itself: restic relays ssh's own words from a goroutine
+    that may lose the race with its exit, leaving only "unable to start the sftp session, error: EOF" for a
+    changed host key as for a target that is down. A refused key or host key is said; anything else: None."""
+    if not plan["repository"].startswith("sftp:"):
+        return None
+    try:
+        probe = subprocess.run(shlex.split(plan["sftp_command"]), stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    failure = classify(plan, probe.stderr.decode(errors="replace"), "connect")
+    return failure if failure.kind in ("host-key", "not-authorized") else None
 
 
 def classify(plan: dict[str, Any], stderr: str, doing: str) -> Failure:

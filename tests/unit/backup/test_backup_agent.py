@@ -188,3 +188,23 @@ def test_no_textfile_directory_no_metrics_and_none_made(world: dict[str, Any]) -
     code, answer = agent(world["plan"], "run")
     assert code == 0, answer
     assert not textfile.exists()
+
+
+@pytest.mark.parametrize(("ssh_says", "kind"), [("Host key verification failed.", "host-key"),
+                                                ("u@target: Permission denied (publickey).", "not-authorized"),
+                                                ("", "unreachable")])
+def test_a_failed_sftp_session_is_named_by_ssh_itself(world: dict[str, Any], ssh_says: str, kind: str) -> None:
+    """restic relays ssh's words from a goroutine that can lose the race with its exit ("unable to start the sftp
+    session, error: EOF" alone): the agent asks ssh once more and names the cause it gives."""
+    tmp = world["tmp"]
+    first = tmp / "restic-asked"
+    ssh = tmp / "ssh"
+    ssh.write_text(f"#!/bin/sh\n# restic's own call: silent, as when its relay of ssh's words was lost\n"
+                   f"if [ ! -e {first} ]; then touch {first}; exit 255; fi\n"
+                   f"[ -n '{ssh_says}' ] && echo '{ssh_says}' >&2\nexit 255\n")
+    ssh.chmod(0o755)
+    plan = {**world["data"], "repository": "sftp:u@target:repo", "sftp_command": f"{ssh} u@target -s sftp"}
+    world["plan"].write_text(json.dumps(plan))
+    code, answer = agent(world["plan"], "run", "--item", "pnpm-store")
+    assert code != 0 and answer["error"]["kind"] == kind, answer
+    assert first.exists()
