@@ -2,8 +2,8 @@
 each ratio printed next to its target.
 
 * **Start until ready** (target <= 1.2x): ``start()`` until the preview answers HTTP, against ``docker run -d -p``
-  on the same engine and connection until HTTP answers. The two alternate, start after start, so the machine's load
-  weighs on both alike.
+  with the same CPU weight and memory limit, on the same engine and connection, until HTTP answers. The two
+  alternate, start after start, so the machine's load weighs on both alike.
 * **Where a start's time goes**: the same steps the claim makes, one by one (make a network or take a spare, create,
   the count listing, the look-up on the other hosts, start, the first HTTP answer), next to raw Docker's.
 * **Hot start** (target <= 1.5x one inspect round trip): ``start()`` of a running preview, against one
@@ -50,6 +50,11 @@ RAW_LABEL = "bench=raw"
 SMALL = PreviewResources(cpus=0.1, memory_mib=64, pids_limit=256, disk_gib=1, tmp_mib=16)
 """Every benchmark preview on one lab host at once (20 of the lab's default size do not fit in its 4 GiB); the
 start path is the same whatever the size."""
+RAW_LIMITS: dict[str, Any] = {"cpu_shares": max(2, int(SMALL.cpus * 1024)), "mem_limit": SMALL.memory_bytes,
+                               "memswap_limit": SMALL.memory_bytes, "pids_limit": SMALL.pids_limit}
+"""The raw run gets the previews' own CPU weight and memory: like for like. With Docker's default weight (1024
+against the previews' 102) the raw container won every contention for the CPU on a loaded machine, and the gap
+measured that, not the runtime."""
 TARGETS = {"start until ready / raw docker run until HTTP": 1.2, "hot start / one inspect round trip": 1.5}
 DECISION_TARGET_MS = 5.0
 
@@ -77,9 +82,10 @@ def _until_http(address: str, port: int, deadline: float) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 def raw_run(engine: Engine, address: str, name: str, parts: dict[str, list[float]]) -> float:
-    """`docker run -d -p` through the same connection: create + start, then until HTTP answers. Returns seconds."""
+    """`docker run -d -p` with the previews' limits, through the same connection: create + start, then until HTTP
+    answers. Returns seconds."""
     t0 = time.monotonic()
-    config = engine.api.create_host_config(port_bindings={"3000/tcp": (address, None)})
+    config = engine.api.create_host_config(port_bindings={"3000/tcp": (address, None)}, **RAW_LIMITS)
     created = engine.call(lambda api: api.create_container(IMAGE, name=name, host_config=config, ports=[3000],
                                                            labels={"bench": "raw"}, use_config_proxy=False), "create")
     t1 = time.monotonic()
@@ -306,7 +312,7 @@ def render(results: dict[str, Any]) -> str:
     def row(name: str, values: list[float]) -> None:
         lines.append(f"{name:<66} {p50(values) * 1000:>9.1f} {percentile(values, 95) * 1000:>9.1f} {len(values):>4}")
 
-    row("raw docker run (create, start, port) until HTTP answers", results["raw"])
+    row("raw docker run (create, start, port; same limits) until HTTP", results["raw"])
     row("runtime start() until ready", results["ours"])
     for name, values in results["parts"].items():
         row(f"  {name}", values)
