@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import io
 import json
 import socket
 import ssl
-import tarfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -37,9 +35,10 @@ from typing import Any
 
 from drape_fleet.config import FleetConfig
 from drape_fleet.environments import FleetTarget
-from drape_fleet.runtime.errors import HostUnavailable
+from drape_fleet.runtime.errors import HostUnavailable, RuntimeFailure
 from drape_fleet.runtime.readiness import Phase
 from drape_fleet.runtime.service import PreviewRuntime
+from drape_fleet.runtime.untrusted import read_small_file
 from drape_fleet.store import service as store
 from drape_fleet.store.sources import Source
 
@@ -75,18 +74,12 @@ def marker(name: str) -> str:
 
 
 def read_file(bench: Bench, container_id: str, path: str) -> str | None:
-    def fetch(api: Any) -> bytes:
-        stream, _ = api.get_archive(container_id, path)
-        return b"".join(stream)
-
+    """A small file the preview wrote (its timings), read as the runtime reads what comes out of a preview."""
     try:
-        data = bench.engine.call(fetch, "read file")
-    except Exception:
+        data = read_small_file(bench.engine, container_id, path, max_bytes=65536, budget=10)
+    except RuntimeFailure:
         return None
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        member = tar.next()
-        handle = tar.extractfile(member) if member is not None else None
-        return handle.read(65536).decode(errors="replace") if handle is not None else None
+    return data.decode(errors="replace") if data is not None else None
 
 
 def first_200(url: str, text: str, deadline: float) -> float | None:

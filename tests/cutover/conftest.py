@@ -44,18 +44,9 @@ def cutover_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> Path:
     """The lab's state directory, with the tiny preview template on every host."""
     from drape_fleet.lab import previews
     from drape_fleet.paths import lab_state_dir
-    from drape_fleet.pki.paths import pki_dir
-    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
-    from drape_fleet.runtime.fleet import Fleet
 
     try:
-        previews.ensure_tiny_image(lambda m: print(f"[cutover-lab] {m}"))
-        engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, TlsFiles.from_pki_dir(pki_dir("lab"))),
-                                       lab_fleet.runtime)
-        try:
-            previews.ship_image(engines.engines(), previews.TINY_IMAGE, lambda m: print(f"[cutover-lab] {m}"))
-        finally:
-            engines.close()
+        previews.ship_tiny_image(lab_fleet, lambda m: print(f"[cutover-lab] {m}"))
     except Exception as exc:  # the lab must work for these tests: fail, never skip
         pytest.fail(f"the cutover lab could not be prepared: {exc}", pytrace=False)
     return lab_state_dir()

@@ -21,18 +21,11 @@ def runtime_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> RuntimeLab:
     image on every host."""
     from drape_fleet.lab import previews as rl
     from drape_fleet.pki.paths import pki_dir
-    from drape_fleet.runtime.engines import TlsFiles, tls_endpoints
-    from drape_fleet.runtime.fleet import Fleet
 
     settings = rl.lab_settings()
     try:
         pki = pki_dir("lab")
-        rl.ensure_tiny_image(lambda m: print(f"[runtime-lab] {m}"))
-        engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, TlsFiles.from_pki_dir(pki)), lab_fleet.runtime)
-        try:
-            rl.ship_image(engines.engines(), rl.TINY_IMAGE, lambda m: print(f"[runtime-lab] {m}"))
-        finally:
-            engines.close()
+        rl.ship_tiny_image(lab_fleet, lambda m: print(f"[runtime-lab] {m}"))
     except Exception as exc:  # the lab must work for these tests: fail, never skip
         pytest.fail(f"the runtime lab could not be prepared: {exc}", pytrace=False)
     return RuntimeLab(fleet=lab_fleet, settings=settings, pki=pki)

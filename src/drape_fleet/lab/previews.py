@@ -65,6 +65,20 @@ def image_id(tag: str) -> str:
     return result.stdout.strip()
 
 
+def ship_tiny_image(fleet: FleetConfig, log: Log) -> None:
+    """The tiny preview built here and loaded into every host of ``fleet`` (over the lab PKI's TLS)."""
+    from drape_fleet.pki.paths import pki_dir
+    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
+    from drape_fleet.runtime.fleet import Fleet
+
+    ensure_tiny_image(log)
+    engines = Fleet.from_endpoints(tls_endpoints(fleet, TlsFiles.from_pki_dir(pki_dir("lab"))), fleet.runtime)
+    try:
+        ship_image(engines.engines(), TINY_IMAGE, log)
+    finally:
+        engines.close()
+
+
 def ship_image(engines: Iterable[Engine], tag: str, log: Log) -> list[str]:
     """Load ``tag`` from this machine's engine into every host engine that lacks it, through the runtime's own
     TLS seam (``POST /images/load``). Returns the hosts it was loaded on."""

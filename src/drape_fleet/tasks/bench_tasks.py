@@ -32,17 +32,9 @@ def _lab_with_tiny_image() -> tuple[FleetConfig, Path]:
     """The lab's fleet (and its file), with the tiny template built and shipped to every host."""
     from drape_fleet.lab import previews
     from drape_fleet.lab.state import load_lab_fleet
-    from drape_fleet.pki.paths import pki_dir
-    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
-    from drape_fleet.runtime.fleet import Fleet
 
     fleet, fleet_file = load_lab_fleet()
-    previews.ensure_tiny_image(say)
-    engines = Fleet.from_endpoints(tls_endpoints(fleet, TlsFiles.from_pki_dir(pki_dir("lab"))), fleet.runtime)
-    try:
-        previews.ship_image(engines.engines(), previews.TINY_IMAGE, say)
-    finally:
-        engines.close()
+    previews.ship_tiny_image(fleet, say)
     return fleet, fleet_file
 
 

@@ -37,21 +37,12 @@ class ServiceLab:
 @pytest.fixture(scope="session")
 def service_lab(lab_fleet: FleetConfig, provisioned_lab: object) -> ServiceLab:
     from drape_fleet.lab import previews as rl
-    from drape_fleet.pki.paths import pki_dir
-    from drape_fleet.runtime.clients import TlsFiles, tls_endpoints
-    from drape_fleet.runtime.fleet import Fleet
     from drape_fleet.service_deploy import host as layout
     from drape_fleet.service_deploy.certificates import ingress_ca
     from drape_fleet.service_deploy.tokens import LAB_CALLERS, load_store, store_path
 
     try:
-        rl.ensure_tiny_image(lambda m: print(f"[service-lab] {m}"))
-        engines = Fleet.from_endpoints(tls_endpoints(lab_fleet, TlsFiles.from_pki_dir(pki_dir("lab"))),
-                                       lab_fleet.runtime)
-        try:
-            rl.ship_image(engines.engines(), rl.TINY_IMAGE, lambda m: print(f"[service-lab] {m}"))
-        finally:
-            engines.close()
+        rl.ship_tiny_image(lab_fleet, lambda m: print(f"[service-lab] {m}"))
         store = load_store(store_path("lab"), allow_in_repo=True)
         tokens = {name: store.newest(name).token for name in LAB_CALLERS}  # type: ignore[union-attr]
     except Exception as exc:  # the lab must work for these tests: fail, never skip
