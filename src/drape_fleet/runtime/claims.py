@@ -12,6 +12,7 @@ being claimed counts against the host in the ranking until it shows in the listi
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Mapping
@@ -35,6 +36,8 @@ from drape_fleet.runtime.stops import StopIntents
 from drape_fleet.runtime.tombstones import TombstoneSightings
 from drape_fleet.runtime.views import Observer
 
+log = logging.getLogger(__name__)
+
 
 class Claimer:
     def __init__(self, config: FleetConfig, fleet: Fleet, observer: Observer, tombstones: TombstoneSightings,
@@ -52,6 +55,7 @@ class Claimer:
         self._host_locks = {name: threading.Lock() for name in fleet.names}
         self._pending: dict[str, tuple[int, float]] = {}
         self._topping_up: set[str] = set()
+        self._spares_warned: set[tuple[str, str]] = set()
         self._withdrawn: set[str] = set()
         """Bounded by this process's failed claims whose removal failed too: each placement round retries them."""
         self._helpers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="drape-claim")
@@ -242,8 +246,12 @@ class Claimer:
                     for _ in range(max(0, wanted - len(spares))):
                         if self._closed.is_set() or not engine.available() or self._busy(host):
                             return  # a burst of claims comes first; the next claim or reaper pass tops up
-                        holders.make_spare(engine, self._settings, address=address, port=port, image=image,
-                                             rng=self._rng, created=self._clock.now())
+                        try:
+                            holders.make_spare(engine, self._settings, address=address, port=port, image=image,
+                                                 rng=self._rng, created=self._clock.now())
+                        except (RuntimeFailure, APIError) as exc:
+                            self._spare_failed(host, image, exc)
+                            return
             except (RuntimeFailure, APIError):
                 return
             finally:
@@ -256,6 +264,17 @@ class Claimer:
             with self._lock:
                 self._topping_up.discard(host)
 
+
+    def _spare_failed(self, host: str, image: str, error: Exception) -> None:
+        """Said once per host and image: without spares every start there makes its network first (slower, not
+        wrong), and the usual cause is the holder image missing on the host."""
+        with self._lock:
+            if (host, image) in self._spares_warned:
+                return
+            self._spares_warned.add((host, image))
+        log.warning("%s: no spare network holder could be made from %s (%s); starts there make their network "
+                    "first. Is the image on the host? `invoke fleet.images` puts every template there", host, image,
+                    str(error)[:300])
 
 def holder_images(settings: RuntimeSettings) -> dict[int, str]:
     """Per dev-server port, the image its holders run ``sleep`` from: a template's, present on every host."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -185,3 +186,17 @@ def test_a_preview_stopped_by_another_process_is_no_longer_ready(world: World) -
     assert ours.status("w-st") is None
     again = ours.start("w-st", "u1", "tiny", wait=5)
     assert again.phase is Phase.READY and again.container_id != started.container_id
+
+
+def test_a_host_that_cannot_make_spare_holders_says_why_and_still_places(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="drape_fleet.runtime.claims")
+    world.hosts["ax2"].faults["create_container"] = api_error(404, "No such image: drape/preview-nextjs:node22")
+    runtime = world.runtime(background=True)  # tops up every host's spares as it starts
+    spares_made(world, runtime, "ax1")
+    warned = eventually(lambda: [r.getMessage() for r in caplog.records if r.getMessage().startswith("ax2:")])
+    assert len(warned) == 1 and "No such image" in warned[0] and "invoke fleet.images" in warned[0]
+    for other in ("ax1", "ax3"):
+        runtime.cordon(other, "test")
+    status = runtime.start("w-nospare", "u1", "tiny", wait=5)
+    assert status.host == "ax2" and status.phase is Phase.READY  # its own network, made first
