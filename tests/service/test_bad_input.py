@@ -174,3 +174,14 @@ def test_a_refused_body_is_read_to_its_end_before_the_answer(svc: ServedWorld) -
         assert answer.startswith(b"HTTP/1.1 413") and b'"too_large"' in answer
         conn.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
         assert conn.recv(65536).startswith(b"HTTP/1.1 200"), "the connection was closed after the refusal"
+
+
+def test_a_strangers_body_is_not_waited_for_past_the_size_limit(svc: ServedWorld) -> None:
+    """No token: the 401 goes once the size limit has been read, without waiting for the rest of a big body."""
+    host, port = svc.service.url.removeprefix("http://").split(":")
+    head = (f"PUT /v1/previews/ws-1 HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {2_000_000}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head + b"x" * 200_000)
+        conn.settimeout(5)
+        assert conn.recv(65536).startswith(b"HTTP/1.1 401")

@@ -35,7 +35,7 @@ UNAUTHENTICATED = "-"
 
 DISCARD_LIMIT_BYTES = 8 << 20
 DISCARD_LIMIT_S = 10.0
-"""How much of a refused body is read and dropped, and for how long, before the answer goes anyway."""
+"""How much of a caller's refused body is read and dropped, and for how long, before the answer goes anyway."""
 
 log = logging.getLogger("drape_fleet.service.access")
 
@@ -71,7 +71,8 @@ class Guard:
         try:
             receive = await self._admit(scope, caller, body)
         except ApiError as refused:
-            await body.discard()
+            # A caller's own oversized body is drained so that it reads its 413; a stranger's only up to the limit.
+            await body.discard(DISCARD_LIMIT_BYTES if caller is not None else self._max_body)
             await _send_error(send, refused)
             self._done(scope, caller, refused.status, started)
             return
@@ -169,12 +170,12 @@ class _Body:
             self.finished = True
         return message
 
-    async def discard(self) -> None:
-        """Read what is left of the body and drop it, within DISCARD_LIMIT_BYTES and DISCARD_LIMIT_S."""
+    async def discard(self, limit: int) -> None:
+        """Read what is left of the body and drop it, up to ``limit`` bytes and ``DISCARD_LIMIT_S`` seconds."""
         dropped = 0
         try:
             async with asyncio.timeout(DISCARD_LIMIT_S):
-                while not self.finished and dropped <= DISCARD_LIMIT_BYTES:
+                while not self.finished and dropped <= limit:
                     dropped += len((await self()).get("body", b""))
         except TimeoutError:
             pass  # a client that trickles its body gets the answer anyway, and the connection closes
