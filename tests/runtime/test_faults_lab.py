@@ -150,9 +150,12 @@ def test_a_host_fails_during_fifty_starts_from_two_processes(
             healer.append(lambda: fault.heal(lab, TARGET))
             first = [f.result() for f in futures]
         theirs = collect(other)["results"]
-        assert all(s.phase is Phase.READY for s in first), [(s.workspace, s.phase, s.error) for s in first
-                                                            if s.phase is not Phase.READY]
-        assert all(r["phase"] == "ready" for r in theirs), [r for r in theirs if r["phase"] != "ready"]
+        # Ready, or lost with the struck host: a preview that turned ready there a moment before it went down is
+        # reported lost (the backend starts it again, below). Nothing fails, and nothing is lost elsewhere.
+        assert all(s.phase is Phase.READY or (s.phase is Phase.LOST and s.host == TARGET) for s in first), [
+            (s.workspace, s.phase, s.host, s.error) for s in first if s.phase is not Phase.READY]
+        assert all(r["phase"] == "ready" or (r["phase"] == "lost" and r["host"] == TARGET) for r in theirs), [
+            r for r in theirs if r["phase"] != "ready"]
         struck = sorted({s.workspace for s in first if s.host == TARGET} |
                         {r["workspace"] for r in theirs if r["host"] == TARGET})
         assert len(struck) >= 3, "the fault came too late to strike any preview"

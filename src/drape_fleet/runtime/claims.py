@@ -56,6 +56,7 @@ class Claimer:
         self._pending: dict[str, tuple[int, float]] = {}
         self._topping_up: set[str] = set()
         self._spares_warned: set[tuple[str, str]] = set()
+        self._top_up_again: set[str] = set()
         self._withdrawn: set[str] = set()
         """Bounded by this process's failed claims whose removal failed too: each placement round retries them."""
         self._helpers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="drape-claim")
@@ -231,6 +232,7 @@ class Claimer:
             return
         with self._lock:
             if host in self._topping_up:
+                self._top_up_again.add(host)  # it counted before this call's reason (a spare taken): count again
                 return
             self._topping_up.add(host)
 
@@ -257,13 +259,16 @@ class Claimer:
             finally:
                 with self._lock:
                     self._topping_up.discard(host)
+                    again = host in self._top_up_again
+                    self._top_up_again.discard(host)
+                if again:
+                    self.keep_spares(host)
 
         try:
             self._helpers.submit(top_up)
         except RuntimeError:  # shut down
             with self._lock:
                 self._topping_up.discard(host)
-
 
     def _spare_failed(self, host: str, image: str, error: Exception) -> None:
         """Said once per host and image: without spares every start there makes its network first (slower, not

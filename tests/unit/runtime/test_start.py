@@ -200,3 +200,15 @@ def test_a_host_that_cannot_make_spare_holders_says_why_and_still_places(
         runtime.cordon(other, "test")
     status = runtime.start("w-nospare", "u1", "tiny", wait=5)
     assert status.host == "ax2" and status.phase is Phase.READY  # its own network, made first
+
+
+def test_a_spare_taken_while_the_spares_are_being_made_is_made_again(world: World) -> None:
+    """The top-up counts once, when it begins: a claim that takes a spare meanwhile asks for another count."""
+    world.hosts["ax1"].delays["create_network"] = 0.5  # each spare takes a while; a start taking one does not
+    runtime = world.runtime(background=True)  # tops up every host as it starts
+    for other in ("ax2", "ax3"):
+        runtime.cordon(other, "test")
+    eventually(lambda: len(runtime.observer.watch("ax1").spares(3000)) >= 1)
+    status = runtime.start("w-race", "u1", "tiny", wait=5)  # takes the first spare while the second is made
+    assert status.host == "ax1" and world.preview("w-race").network.startswith("container:")
+    spares_made(world, runtime, "ax1")
