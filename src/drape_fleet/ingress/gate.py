@@ -158,7 +158,7 @@ class Gate:
     def _resync_for(self, label: str) -> Route | None:
         """A signed-in user asks for a preview the table does not have: it may have started a moment ago, its event
         not followed yet (the runtime answers ready as soon as the preview is), so reread now, at most every
-        ``MISS_RESYNC_S`` (a stranger's misses must not make the gate hammer the engine)."""
+        ``MISS_RESYNC_S`` (many users asking for stopped previews must not make the gate hammer the engine)."""
         now = self.clock()
         if now - self._missed_at < MISS_RESYNC_S:
             return self.routes.get(label)

@@ -281,6 +281,7 @@ class Claimer:
                     "first. Is the image on the host? `invoke fleet.images` puts every template there", host, image,
                     str(error)[:300])
 
+
 def holder_images(settings: RuntimeSettings) -> dict[int, str]:
     """Per dev-server port, the image its holders run ``sleep`` from: a template's, present on every host."""
     images: dict[int, str] = {}

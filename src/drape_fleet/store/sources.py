@@ -180,6 +180,26 @@ def read_volume(engine: Engine, volume: str, image: str, paths: Sequence[str], m
     return {path: data for path, data in found.items() if data is not None}
 
 
+def read_only_job(engine: Engine, image: str, script: str, *, kind: str, user: str, binds: Sequence[str],
+                  wait_s: float, what: str, **limits: Any) -> str:
+    """Run ``script`` (sh) once in a container of ``image`` with no network, no capability and only ``binds``
+    (read-only mounts), and return what it printed on stdout. The container goes however it ends."""
+
+    def run(api: Any) -> str:
+        created = api.create_container(
+            image, entrypoint=["sh", "-c", script], user=user, labels={JOB_LABEL: kind}, network_disabled=True,
+            host_config=api.create_host_config(binds=list(binds), network_mode="none", cap_drop=["ALL"],
+                                               security_opt=["no-new-privileges:true"], **limits))
+        try:
+            api.start(created["Id"])
+            api.wait(created["Id"], timeout=wait_s)
+            return str(api.logs(created["Id"], stderr=False).decode(errors="replace"))
+        finally:
+            api.remove_container(created["Id"], force=True)
+
+    return str(engine.call(run, what, timeout=wait_s + 60))
+
+
 def last_start(installs: bytes) -> str:
     """When a workspace was last started: the ``at`` of the last line its supervisor recorded (pure)."""
     for line in reversed(installs.decode(errors="replace").splitlines()):

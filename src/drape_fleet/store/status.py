@@ -22,7 +22,14 @@ from drape_fleet.config.provisioning import CacheSettings
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.engines import Engine
 from drape_fleet.store.job import STORE_MOUNT, SUMMARY_FILE
-from drape_fleet.store.sources import INSTALLS, JOB_LABEL, PREVIEW_APP, WORKSPACE_KIND, read_small, read_volume
+from drape_fleet.store.sources import (
+    INSTALLS,
+    PREVIEW_APP,
+    WORKSPACE_KIND,
+    read_only_job,
+    read_small,
+    read_volume,
+)
 
 HIT, MISS = "shared store", "registry"
 
@@ -99,24 +106,12 @@ def store_status(engine: Engine, image: str, cache: CacheSettings, owner: str, *
                  max_bytes: int, now: datetime | None = None) -> StoreStatus:
     """Measure the store in a short read-only container and count the installs recorded on the host."""
     now = now or datetime.now(UTC)
-    output = engine.call(lambda api: _run(api, image, cache), "measure the store", timeout=300)
+    output = read_only_job(engine, image, status_script(), kind="status", user=f"{cache.uid}:{cache.uid}",
+                           binds=[f"{cache.store_path}:{STORE_MOUNT}:ro"], wait_s=240, what="measure the store")
     measured = json.loads(output.strip().splitlines()[-1])
     records = _install_records(engine, owner, image, max_bytes)
     return StoreStatus(engine.name, int(measured["bytes"]), int(measured["files"]), measured["layouts"].strip(),
                        measured.get("last_fill"), hit_rate(records, now - window))
-
-
-def _run(api: Any, image: str, cache: CacheSettings) -> str:
-    created = api.create_container(image, entrypoint=["sh", "-c", status_script()], user=f"{cache.uid}:{cache.uid}",
-                                   labels={JOB_LABEL: "status"}, host_config=api.create_host_config(
-                                       binds=[f"{cache.store_path}:{STORE_MOUNT}:ro"], network_mode="none",
-                                       cap_drop=["ALL"], security_opt=["no-new-privileges:true"]))
-    try:
-        api.start(created["Id"])
-        api.wait(created["Id"], timeout=240)
-        return str(api.logs(created["Id"], stderr=False).decode(errors="replace"))
-    finally:
-        api.remove_container(created["Id"], force=True)
 
 
 def _install_records(engine: Engine, owner: str, image: str, max_bytes: int) -> list[dict[str, Any]]:

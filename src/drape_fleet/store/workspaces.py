@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from docker.errors import APIError
 
 from drape_fleet.runtime import labels as L
 from drape_fleet.runtime.engines import Engine
-from drape_fleet.store.sources import JOB_LABEL, WORKSPACE_KIND
+from drape_fleet.store.sources import WORKSPACE_KIND, read_only_job
 
 BATCH = 64
 """Workspaces measured by one container (mount points per container stay modest)."""
@@ -103,20 +102,9 @@ def kept_workspaces(engine: Engine, owner: str, image: str) -> list[KeptWorkspac
 
 
 def _measure(engine: Engine, image: str, volumes: Sequence[str]) -> str:
-    def run(api: Any) -> str:
-        created = api.create_container(
-            image, entrypoint=["sh", "-c", MEASURE], user="1000:1000", labels={JOB_LABEL: "measure"},
-            network_disabled=True, host_config=api.create_host_config(
-                binds=[f"{v}:/kept/{v}:ro" for v in volumes], cap_drop=["ALL"], network_mode="none",
-                security_opt=["no-new-privileges:true"], mem_limit="256m", pids_limit=64))
-        try:
-            api.start(created["Id"])
-            api.wait(created["Id"], timeout=600)
-            return str(api.logs(created["Id"], stderr=False).decode(errors="replace"))
-        finally:
-            api.remove_container(created["Id"], force=True)
-
-    return str(engine.call(run, "measure kept workspaces", timeout=660))
+    return read_only_job(engine, image, MEASURE, kind="measure", user="1000:1000",
+                         binds=[f"{v}:/kept/{v}:ro" for v in volumes], wait_s=600, what="measure kept workspaces",
+                         mem_limit="256m", pids_limit=64)
 
 
 def prune(engine: Engine, chosen: Sequence[KeptWorkspace]) -> tuple[list[str], list[str]]:
