@@ -100,3 +100,30 @@ def test_lab_disks_are_found_by_their_own_lab_prefix_only(tmp_path: Path) -> Non
                                 tmp_path / "wtf-ax1" / "srv": "/srv/drape"}
     assert mkfs_argv("/dev/loop3", "drape-lab-ax1") == [
         "mkfs.xfs", "-q", "-m", "reflink=1", "-n", "ftype=1", "-L", "drape-lab-ax", "/dev/loop3"]
+
+
+def test_lab_up_waits_for_booting_hosts_but_not_for_refused_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted machine boots the lab's existing hosts again: their sshd refuses for a few seconds. lab.up
+    waits that out; a host that refuses the key is reported at once (waiting would not mend it)."""
+    from drape_fleet import shell
+    from drape_fleet.lab import up
+
+    answers = {"172.29.10.11": ["Connection refused", "Connection refused", ""],
+               "172.29.10.12": ["Permission denied (publickey).", ""]}
+    calls: dict[str, int] = {}
+
+    def fake_ssh_run(target, command, **_kw):  # type: ignore[no-untyped-def]
+        calls[target.hostname] = calls.get(target.hostname, 0) + 1
+        stderr = answers[target.hostname].pop(0)
+        return shell.Result(255 if stderr else 0, "", stderr)
+
+    monkeypatch.setattr(up, "ssh_run", fake_ssh_run)
+    monkeypatch.setattr(up.time, "sleep", lambda _s: None)
+    problems = up._ssh_problems(LabSettings(hosts=2), wait_s=30)
+    assert problems == ["", "172.29.10.12: Permission denied (publickey)."]
+    assert calls == {"172.29.10.11": 3, "172.29.10.12": 1}
+
+    answers["172.29.10.11"] = ["Connection refused"] * 5
+    answers["172.29.10.12"] = [""]
+    problems = up._ssh_problems(LabSettings(hosts=2), wait_s=0)  # the deadline passed: reported, not waited
+    assert problems == ["172.29.10.11: Connection refused", ""]

@@ -3,6 +3,7 @@ XFS data disk), their networks and keys, and the lab's git server (``drape_fleet
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
@@ -73,11 +74,23 @@ def _ensure_ssh_key(settings: LabSettings, log: Log) -> None:
     settings.ssh_key.chmod(0o600)
 
 
-def _ssh_problems(settings: LabSettings) -> list[str]:
+SSH_BOOT_WAIT_S = 60.0  # a host that already existed (the machine restarted) boots its whole system first
+
+
+def _ssh_problems(settings: LabSettings, wait_s: float = SSH_BOOT_WAIT_S) -> list[str]:
     def probe(index: int) -> str:
         target = settings.ssh_target(index)
-        result = ssh_run(target, "true", timeout=15, check=False)
-        return "" if result.ok else f"{target.hostname}: {result.stderr.strip() or result.returncode}"
+        deadline = time.monotonic() + wait_s
+        while True:
+            result = ssh_run(target, "true", timeout=15, check=False)
+            if result.ok:
+                return ""
+            # Only a refused or reset connection is a host still booting; a refused key or a changed host key
+            # will not mend by waiting.
+            booting = any(w in result.stderr for w in ("Connection refused", "Connection reset", "closed by remote"))
+            if not booting or time.monotonic() > deadline:
+                return f"{target.hostname}: {result.stderr.strip() or result.returncode}"
+            time.sleep(1)
 
     with ThreadPoolExecutor(max_workers=settings.hosts) as pool:
         return list(pool.map(probe, range(1, settings.hosts + 1)))
