@@ -33,6 +33,7 @@ const PNPM_DIR = '/opt/drape/pnpm'   // pnpm majors: /opt/drape/pnpm/<major>/bin
 const DEFAULT_PNPM = Number(env.DRAPE_DEFAULT_PNPM || 10)
 const FILL_STORE = Boolean(env.DRAPE_FILL_STORE)  // the trusted job: this project's packages into the store
 const STORE_LOCK_WAIT_S = Number(env.DRAPE_STORE_LOCK_WAIT_S || 120)
+const STOP_GRACE_S = Number(env.DRAPE_STOP_GRACE_S || 8)  // below the runtime's stop timeout (10 s)
 const FLOCK = '/usr/bin/flock'
 const APP = process.cwd()
 
@@ -60,19 +61,19 @@ function phase (name, details = []) {
   console.error(`drape-preview: ${lines[lines.length - 1]}`)
 }
 
-let server = null
 let current = null  // the child running now (an install, then the dev server)
 function fail (why, log = []) {
   phase(`failed: ${why}`, log)
   if (current) killGroup(current, 'SIGKILL')
   process.exit(1)
 }
-// As PID 1 (without an init) a signal has no default action: stop what runs, then leave.
+// As PID 1 (without an init) a signal has no default action: stop what runs, then leave. The dev server gets
+// STOP_GRACE_S to finish: Next.js writes its compile cache (Turbopack's) into the kept workspace as it exits.
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => {
     if (!current) process.exit(0)
     killGroup(current, 'SIGTERM')
-    setTimeout(() => { killGroup(current, 'SIGKILL'); process.exit(0) }, 4000).unref()
+    setTimeout(() => { killGroup(current, 'SIGKILL'); process.exit(0) }, STOP_GRACE_S * 1000).unref()
     current.once('exit', () => process.exit(0))
   })
 }
@@ -189,7 +190,9 @@ function choosePackageManager (pkg) {
 // ---------------------------------------------------------------------------------------------------
 // Install
 // ---------------------------------------------------------------------------------------------------
-const childEnv = { ...env, CI: 'true', FORCE_COLOR: '0', NO_COLOR: '1', BROWSER: 'none', NEXT_TELEMETRY_DISABLED: '1', npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }
+// NODE_COMPILE_CACHE: Node keeps the compiled code of the modules it loads (the dev server's, pnpm's) in the
+// workspace, so a kept workspace's next start loads them faster.
+const childEnv = { ...env, NODE_COMPILE_CACHE: path.join(STATE, 'node-compile-cache'), CI: 'true', FORCE_COLOR: '0', NO_COLOR: '1', BROWSER: 'none', NEXT_TELEMETRY_DISABLED: '1', npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }
 
 // A command run under a shared lock on the store directory: the store is not swapped (pruned) while it runs.
 function underStoreLock (command, args, store = SHARED_STORE) {
@@ -373,33 +376,51 @@ async function compileStartPage (deadline) {
   return { status: page.status, path: new URL(url).pathname, assets: assets.size + Math.min(imports.size, 40) }
 }
 
+// Next.js's own lock on the project (.next/dev/lock): the workspace's previous container may still be writing its
+// compile cache as it stops, and a second `next dev` gives up after a second. Such a start waits for it.
+const PREVIOUS_STILL_STOPPING = /Another .*next dev.* server is already running/
+const LOCK_WAIT_S = STOP_GRACE_S + 4
+
+function startServer (command, args, node, framework) {
+  const tail = new Tail(60)
+  const extraEnv = framework === 'next' ? { __NEXT_DEV_WAIT_FOR_TURBOPACK_SHUTDOWN: '1' } : {}  // see STOP_GRACE_S
+  const child = spawn(command, args, {
+    env: { ...childEnv, ...extraEnv, PORT: String(PORT), HOST: '0.0.0.0', PATH: `${node.bin}:${env.PATH}` },
+    detached: true, stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const onData = (d) => { tail.push(d); process.stdout.write(d) }
+  child.stdout.on('data', onData)
+  child.stderr.on('data', onData)
+  const state = { child, tail, exited: null }
+  state.exit = new Promise((resolve) => child.on('exit', (code, signal) => { state.exited = { code, signal }; resolve(state.exited) }))
+  return state
+}
+
 async function serve (framework, pkg, node, details) {
   const [command, args] = devCommand(framework, pkg)
   const t0 = Date.now()
   phase('compiling', details)
-  const tail = new Tail(60)
-  server = spawn(command, args, {
-    env: { ...childEnv, PORT: String(PORT), HOST: '0.0.0.0', PATH: `${node.bin}:${env.PATH}` },
-    detached: true, stdio: ['ignore', 'pipe', 'pipe']
-  })
-  current = server
-  const onData = (d) => { tail.push(d); process.stdout.write(d) }
-  server.stdout.on('data', onData)
-  server.stderr.on('data', onData)
-  let exited = null
-  const exit = new Promise((resolve) => server.on('exit', (code, signal) => { exited = { code, signal }; resolve(exited) }))
-  const exitReason = () => `the dev server exited (${exited.signal || 'code ' + exited.code})`
+  let dev = startServer(command, args, node, framework)
+  current = dev.child
+  const exitReason = () => `the dev server exited (${dev.exited.signal || 'code ' + dev.exited.code})`
 
   const listenDeadline = Date.now() + LISTEN_TIMEOUT_S * 1000
+  const lockDeadline = Date.now() + LOCK_WAIT_S * 1000
   while (!(await answers(PORT))) {
-    if (exited) fail(`${exitReason()} before answering on port ${PORT}`, tail.last())
+    if (dev.exited && PREVIOUS_STILL_STOPPING.test(dev.tail.text()) && Date.now() < lockDeadline) {
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      dev = startServer(command, args, node, framework)
+      current = dev.child
+      continue
+    }
+    if (dev.exited) fail(`${exitReason()} before answering on port ${PORT}`, dev.tail.last())
     if (Date.now() > listenDeadline) {
       // Ports a project configures are below the ephemeral range; tools' own listeners (workers, inspectors)
       // get ephemeral ones and say nothing about where the dev server went.
       const elsewhere = listeningPorts().filter((p) => p !== PORT && p < 32768)
       const where = elsewhere.length ? `; it listens on port ${elsewhere.join(', ')} instead (the project's own configuration)` : ''
       fail(`nothing answers on port ${PORT} after ${LISTEN_TIMEOUT_S} s${where}`,
-        tail.last().length ? tail.last() : ['(the dev server printed nothing)'])
+        dev.tail.last().length ? dev.tail.last() : ['(the dev server printed nothing)'])
     }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
@@ -407,17 +428,17 @@ async function serve (framework, pkg, node, details) {
   const t1 = Date.now()
   const page = await Promise.race([
     compileStartPage(Date.now() + PAGE_TIMEOUT_S * 1000).catch((err) => ({ error: err })),
-    exit.then(() => null)
+    dev.exit.then(() => null)
   ])
-  if (!page) fail(`${exitReason()} while compiling the start page`, tail.last())
-  if (page.error) fail(`the start page did not answer within ${PAGE_TIMEOUT_S} s (${page.error.name === 'TimeoutError' ? 'still compiling' : page.error.message})`, tail.last())
+  if (!page) fail(`${exitReason()} while compiling the start page`, dev.tail.last())
+  if (page.error) fail(`the start page did not answer within ${PAGE_TIMEOUT_S} s (${page.error.name === 'TimeoutError' ? 'still compiling' : page.error.message})`, dev.tail.last())
   mark('page_s', t1)
   timings.page_status = page.status
   const note = page.status >= 500 ? [`the start page answers ${page.status}: the app has an error (shown in the preview)`]
     : page.status >= 400 ? [`the start page (${page.path}) answers ${page.status}`] : []
   phase('ready', [...details, ...note, `start page compiled in ${timings.page_s} s (${page.assets} assets)`])
-  await exit
-  fail(`${exitReason()}`, tail.last())
+  await dev.exit
+  fail(`${exitReason()}`, dev.tail.last())
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -72,6 +72,9 @@ class Framework(FrozenModel):
     image: str
     port: Annotated[int, Field(ge=1024, le=65535)] = 3000
     ready_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~/-]*$")] = "/"
+    """What the runtime GETs to see the dev server answer (any status below 500). For a template the start page is
+    already compiled (``ready_when``): a path the dev server answers without rendering anything serves better
+    (``NEXT_PROBE_PATH``), as the runtime asks on every probe and every confirmation."""
     ready_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 600.0
     resources: PreviewResources | None = None
     """This template's own default size, where its dev server needs other than ``preview`` (a Next.js
@@ -92,9 +95,15 @@ class Framework(FrozenModel):
         return self
 
 
+NEXT_PROBE_PATH = "/_next/static/drape-probe"
+"""Next.js answers a missing static file with a 404 in milliseconds; a GET of the start page renders it (tens to
+hundreds of milliseconds of the dev server's CPU). Vite answers ``/`` with its index page, as fast."""
+
+
 def _default_frameworks() -> dict[str, Framework]:
     return {
-        name: Framework(image=f"drape-{name}:1", port=3000, ready_when="page-compiled", keep_workspace=True)
+        name: Framework(image=f"drape-{name}:1", port=3000, ready_when="page-compiled", keep_workspace=True,
+                        ready_path=NEXT_PROBE_PATH if name == "nextjs" else "/")
         for name in ("nextjs", "react", "vue")
     }
 

@@ -8,6 +8,7 @@ from typing import Any
 from drape_fleet.backup.lab import lab_backup_data
 from drape_fleet.config import FleetConfig
 from drape_fleet.config.loader import validate_fleet
+from drape_fleet.config.runtime import NEXT_PROBE_PATH
 from drape_fleet.lab.node_images import template_tag
 from drape_fleet.lab.settings import LabSettings
 
@@ -105,6 +106,7 @@ def lab_runtime_data(settings: LabSettings) -> dict[str, Any]:
     for name, memory_mib in (("nextjs", 1024), ("react", 512), ("vue", 512)):
         frameworks[name] = {"image": template_tag(name), "port": 3000, "ready_timeout_s": 600,
                             "ready_when": "page-compiled", "keep_workspace": True,
+                            "ready_path": NEXT_PROBE_PATH if name == "nextjs" else "/",
                             "resources": {"cpus": 1, "memory_mib": memory_mib, "pids_limit": 1024, "disk_gib": 2,
                                           "tmp_mib": 64}}
     return {

@@ -29,7 +29,9 @@ from drape_fleet.runtime.tracking import Tracker, Trackers
 from drape_fleet.runtime.untrusted import log_tail
 
 PROBE_FIRST_S = 0.02
-PROBE_MAX_S = 0.5
+PROBE_MAX_S = 0.2
+"""The longest wait between probes: on average half of it passes between a template saying ready and the runtime
+seeing it. A probe is a small read through the engine (``is_ready``)."""
 LOOK_S = 0.5
 """How often the engine is asked about a starting preview (state, phase file)."""
 
@@ -62,8 +64,11 @@ class Follower:
         # The first look at the engine waits its turn too: right after the start, the probes find the dev server
         # within tens of milliseconds, and an inspect and a phase-file read between them would only delay that.
         looked_at: float | None = time.monotonic() if port is not None else None
+        phase: Phase | None = None
         while not self._closed.is_set() and self._trackers.current(tracker, generation):
-            if port is not None and is_ready(engine, container_id, address, port, framework, budget=budget):
+            # While the template installs, its dev server is not up yet: the looks below follow it alone.
+            if (port is not None and phase is not Phase.INSTALLING
+                    and is_ready(engine, container_id, address, port, framework, budget=budget)):
                 self._trackers.set_phase(tracker, generation, Phase.READY)
                 return
             now = time.monotonic()  # pacing of real I/O (the deadline below reads the runtime's clock)

@@ -48,6 +48,7 @@ from drape_fleet.runtime.errors import EngineError, RuntimeFailure
 from drape_fleet.runtime.spec import (
     REPO_CA_FILE,
     REPO_TOKEN_FILE,
+    STOP_TIMEOUT_S,
     PreviewRequest,
     Secret,
     container_spec,
@@ -347,7 +348,7 @@ def reap_one(engine: Engine, record: PreviewRecord, *, now: datetime, persist_s:
             pass  # a new preview has the name now: this one is surplus
     if record.state in ("running", "restarting", "paused"):
         try:
-            engine.call(lambda api: api.stop(record.id, timeout=3), "stop container", slow=True)
+            engine.call(lambda api: api.stop(record.id, timeout=STOP_TIMEOUT_S), "stop container", slow=True)
         except NotFound:
             return Reaped.GONE
         except APIError:

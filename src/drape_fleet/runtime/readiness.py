@@ -68,13 +68,16 @@ def read_phase(engine: Engine, container_id: str, *, budget: float) -> tuple[Pha
 def is_ready(engine: Engine, container_id: str, address: str, port: int, framework: Framework, *,
              budget: float) -> bool:
     """Ready for the user: the dev server answers HTTP on the host's published port and, for a template
-    (``ready_when = "page-compiled"``), its phase file says ``ready`` (start page and assets compiled). The cheap
-    probe first; the phase file is read only once the port answers."""
-    if not http_answers(address, port, framework.ready_path, budget=budget):
-        return False
+    (``ready_when = "page-compiled"``), its phase file says ``ready`` (start page and assets compiled).
+
+    A template's phase file is read first: a small read through the engine, where a GET of the start page would
+    make the dev server render it (tens to hundreds of milliseconds of its CPU on every probe while it compiles).
+    That keeps the followers' probes cheap enough to come often, so a ready preview is seen soon after it is."""
     if framework.ready_when == "answers":
-        return True
+        return http_answers(address, port, framework.ready_path, budget=budget)
     try:
-        return read_phase(engine, container_id, budget=budget)[0] is Phase.READY
+        if read_phase(engine, container_id, budget=budget)[0] is not Phase.READY:
+            return False
     except RuntimeFailure:  # a slow engine is not a failed preview: not ready yet, asked again on the next probe
         return False
+    return http_answers(address, port, framework.ready_path, budget=budget)

@@ -44,6 +44,9 @@ WORKSPACE_MOUNT = "/workspace"
 REPO_CA_FILE = "/drape/git-ca.pem"
 """``RuntimeSettings.repo_ca_file``, handed over with the token: the template trusts it for the repository."""
 REPO_TOKEN_FILE = "/drape/repo-token"  # noqa: S105 - a path, not a secret
+# How long a stopping preview has before the engine kills it: Next.js writes its compile cache into the kept
+# workspace as it exits (about a second; the template's supervisor gives it 8 s).
+STOP_TIMEOUT_S = 10
 """Where a preview finds its repository token (mode 0400, its user's): written through the archive endpoint
 before the container starts, named to the template by ``DRAPE_REPO_TOKEN_FILE``. Never in the container's
 environment, labels or logs."""
@@ -246,7 +249,7 @@ def container_spec(request: PreviewRequest, settings: RuntimeSettings, *, claim:
         "User": settings.run_as,
         "Env": [f"{k}={v}" for k, v in env.items()],
         "Labels": labels,
-        "StopTimeout": 5,
+        "StopTimeout": STOP_TIMEOUT_S,
         # Explicit even where it is the engine's default: what a reviewer greps for, and what ``state``
         # checks on anything that claims to be ours.
         "HostConfig": {**host_config, "Privileged": False, "ReadonlyRootfs": False},
