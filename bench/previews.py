@@ -130,10 +130,11 @@ def via_ingress(bench: Bench, workspace: str, text: str, deadline: float) -> flo
 
 
 def wait_final(bench: Bench, workspace: str, status: Any, deadline: float) -> Any:
-    while not status.phase.final and time.monotonic() < deadline:
-        time.sleep(0.05)
-        status = bench.runtime.status(workspace) or status
-    return status
+    """As the backend waits: woken by the runtime when the preview is ready (the service's phase stream does the
+    same), not by polling."""
+    if status.phase.final:
+        return status
+    return bench.runtime.wait_ready(workspace, max(0.0, deadline - time.monotonic()))
 
 
 def stop(bench: Bench, workspace: str) -> None:

@@ -349,7 +349,9 @@ const answers = (port) => new Promise((resolve) => {
 
 // GET the start page as a browser would (redirects followed on this server), then what it loads (scripts,
 // styles, and their first-level imports): frameworks that compile on request compile now, not for the user.
-async function compileStartPage (deadline) {
+// Next.js (Turbopack) compiles the page's client chunks with the page itself: fetching them again only re-serves
+// about 4 MB of JavaScript (0.2-0.6 s measured, the same with or without its compile cache), so it is skipped.
+async function compileStartPage (deadline, framework) {
   const base = `http://127.0.0.1:${PORT}`
   const get = async (url) => {
     const response = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())), headers: { accept: 'text/html,*/*', 'user-agent': 'drape-preview-warmup' } })
@@ -365,6 +367,7 @@ async function compileStartPage (deadline) {
     url = next.href
   }
   const assets = new Set()
+  if (framework === 'next') return { status: page.status, path: new URL(url).pathname, assets: 0 }
   for (const m of page.body.matchAll(/<(?:script|link)\b[^>]*?(?:src|href)="(\/[^"/][^"]*)"/g)) assets.add(m[1].replace(/&amp;/g, '&'))
   const loaded = await Promise.allSettled([...assets].slice(0, 40).map((a) => get(base + a)))
   const imports = new Set()
@@ -427,7 +430,7 @@ async function serve (framework, pkg, node, details) {
   mark('listen_s', t0)
   const t1 = Date.now()
   const page = await Promise.race([
-    compileStartPage(Date.now() + PAGE_TIMEOUT_S * 1000).catch((err) => ({ error: err })),
+    compileStartPage(Date.now() + PAGE_TIMEOUT_S * 1000, framework).catch((err) => ({ error: err })),
     dev.exit.then(() => null)
   ])
   if (!page) fail(`${exitReason()} while compiling the start page`, dev.tail.last())
@@ -436,7 +439,7 @@ async function serve (framework, pkg, node, details) {
   timings.page_status = page.status
   const note = page.status >= 500 ? [`the start page answers ${page.status}: the app has an error (shown in the preview)`]
     : page.status >= 400 ? [`the start page (${page.path}) answers ${page.status}`] : []
-  phase('ready', [...details, ...note, `start page compiled in ${timings.page_s} s (${page.assets} assets)`])
+  phase('ready', [...details, ...note, `start page compiled in ${timings.page_s} s` + (page.assets ? ` (${page.assets} assets)` : '')])
   await dev.exit
   fail(`${exitReason()}`, dev.tail.last())
 }

@@ -5,8 +5,10 @@ elsewhere.
 
 Where the time to ready goes: the dev server starts listening some tens of milliseconds after the container
 starts. The HTTP probe is cheap (a refused connection costs nothing), so it runs every ``PROBE_FIRST_S`` at first
-and backs off; the engine's view (inspect, phase file) is slower and is read every ``LOOK_S`` on its own cadence,
-never between two probes. Every read is bounded (``untrusted``).
+and backs off to ``PROBE_MAX_S``; the engine's view (inspect, phase file) is slower and is read every ``LOOK_S`` on
+its own cadence, never between two probes. A template's supervisor also logs its phases: the probes follow that
+instead (``phase_hint``), and the phase file, which costs the engine most, is read once the template says ready.
+Every read is bounded (``untrusted``).
 
 A follower writes to its tracker only while its generation is current (see ``tracking``).
 """
@@ -22,9 +24,10 @@ from docker.errors import APIError, NotFound
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.runtime import lifecycle
 from drape_fleet.runtime.clock import Clock
+from drape_fleet.runtime.engines import Engine
 from drape_fleet.runtime.errors import RuntimeFailure
 from drape_fleet.runtime.fleet import Fleet
-from drape_fleet.runtime.readiness import Phase, is_ready, read_phase
+from drape_fleet.runtime.readiness import Phase, is_ready, phase_hint, read_phase
 from drape_fleet.runtime.tracking import Tracker, Trackers
 from drape_fleet.runtime.untrusted import log_tail
 
@@ -61,13 +64,23 @@ class Follower:
         budget = self._settings.preview_read_timeout_s
         deadline = self._clock.monotonic() + framework.ready_timeout_s
         delay = PROBE_FIRST_S
+        hinted = framework.ready_when == "page-compiled"
         # The first look at the engine waits its turn too: right after the start, the probes find the dev server
         # within tens of milliseconds, and an inspect and a phase-file read between them would only delay that.
         looked_at: float | None = time.monotonic() if port is not None else None
         phase: Phase | None = None
         while not self._closed.is_set() and self._trackers.current(tracker, generation):
-            # While the template installs, its dev server is not up yet: the looks below follow it alone.
-            if (port is not None and phase is not Phase.INSTALLING
+            # A template's supervisor logs each phase: the probes watch that (cheap) and read the phase file (not
+            # cheap: ``phase_hint``) once it says ready. Without a hint yet (the clone, or a template that does
+            # not log) the phase file is read at each look, as for any preview.
+            hint = self._hint(engine, container_id, budget) if hinted and port is not None else None
+            if hint is Phase.FAILED:
+                hint = None  # the phase file has the whole reason: read at this turn's look
+                looked_at = None
+            elif hint is not None and hint is not Phase.READY:
+                phase = hint
+                self._trackers.set_phase(tracker, generation, hint)
+            if (port is not None and (hint is Phase.READY or (hint is None and phase is not Phase.INSTALLING))
                     and is_ready(engine, container_id, address, port, framework, budget=budget)):
                 self._trackers.set_phase(tracker, generation, Phase.READY)
                 return
@@ -88,7 +101,8 @@ class Follower:
                         self._trackers.fail(tracker, generation, why or f"the dev server exited (code "
                                             f"{state.get('ExitCode')}): {self._log_tail(host, container_id)}")
                         return
-                    phase, why = read_phase(engine, container_id, budget=budget)
+                    if hint is None:
+                        phase, why = read_phase(engine, container_id, budget=budget)
                 except NotFound:
                     self._trackers.fail(tracker, generation, "the container was removed while starting")
                     return
@@ -104,6 +118,12 @@ class Follower:
                 return
             self._closed.wait(delay)
             delay = min(delay * 1.3, PROBE_MAX_S)
+
+    def _hint(self, engine: Engine, container_id: str, budget: float) -> Phase | None:
+        try:
+            return phase_hint(engine, container_id, budget=budget)
+        except (RuntimeFailure, APIError):  # unknown: the phase file decides, as without a hint
+            return None
 
     def _log_tail(self, host: str, container_id: str) -> str:
         try:

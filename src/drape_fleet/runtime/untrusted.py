@@ -126,20 +126,25 @@ def read_small_file(engine: Engine, container_id: str, path: str, *, max_bytes: 
         return None
 
 
-def log_tail(engine: Engine, container_id: str, *, lines: int = 5, budget: float) -> str:
-    """The last ``lines`` lines of the container's output (stdout and stderr), each made safe, joined by `` | ``;
-    at most ``LOG_READ_MAX_BYTES`` read in ``budget`` seconds."""
+def log_lines(engine: Engine, container_id: str, *, lines: int, budget: float, stdout: bool = True) -> list[str]:
+    """The last ``lines`` lines of the container's output (stderr, and stdout unless ``stdout=False``), each made
+    safe; at most ``LOG_READ_MAX_BYTES`` read in ``budget`` seconds."""
 
     def fetch(api: ApiClient) -> bytes:
         deadline = time.monotonic() + budget
-        params = {"stdout": 1, "stderr": 1, "tail": lines, "follow": 0, "timestamps": 0}
+        params = {"stdout": int(stdout), "stderr": 1, "tail": lines, "follow": 0, "timestamps": 0}
         with api.open_stream("/containers/{0}/logs", container_id, params=params, timeout=budget) as response:
             return read_limited(response, LOG_READ_MAX_BYTES, deadline)
 
     data = engine.call(fetch, "read logs")
     text = _demultiplex(data).decode("utf-8", "replace")
-    kept = [line for line in (safe_text(raw, TEXT_MAX_CHARS // 2) for raw in text.splitlines()[-lines:]) if line]
-    joined = " | ".join(kept)
+    return [line for line in (safe_text(raw, TEXT_MAX_CHARS // 2) for raw in text.splitlines()[-lines:]) if line]
+
+
+def log_tail(engine: Engine, container_id: str, *, lines: int = 5, budget: float) -> str:
+    """The last ``lines`` lines of the container's output (stdout and stderr), each made safe, joined by `` | ``;
+    at most ``LOG_READ_MAX_BYTES`` read in ``budget`` seconds."""
+    joined = " | ".join(log_lines(engine, container_id, lines=lines, budget=budget))
     if not joined:
         return "(no output)"
     # The end is what explains an exit: when it is too long, the start goes.

@@ -123,6 +123,61 @@ def test_a_template_is_ready_once_its_page_is_compiled_not_when_its_port_first_a
     assert runtime.start("tiny-1", "u1", "tiny", wait=5).phase is Phase.READY  # no supervisor: answers is ready
 
 
+def test_a_template_that_logs_its_phases_is_followed_by_its_log_and_its_phase_file_read_once_ready(
+        template_world: tuple[World, Path]) -> None:
+    """A phase-file read costs the engine ~45 ms of CPU (an archive); the supervisor's log line costs next to
+    nothing. While the template compiles, the follower reads only the log; the file once the log says ready."""
+    world, _ = template_world
+    runtime = world.runtime()
+    runtime.start("hint-1", "u1", "tmpl")
+    container = eventually(lambda: next((c for h in world.hosts.values() for c in h.named("drape-pv-hint-1")
+                                         if c.status == "running"), None))
+    host = world.hosts[container.host.name]
+    container.set_phase("installing\ncompiling")
+    container.logs = b"drape-preview: installing\nnext dev output\ndrape-preview: compiling\n"
+    assert eventually(lambda: (s := runtime.status("hint-1")) and s.phase is Phase.COMPILING)
+    reads_before = host.count("stream:archive")
+    time.sleep(2)  # four looks, about ten probes
+    status = runtime.status("hint-1")
+    assert status is not None and status.phase is Phase.COMPILING
+    assert host.count("stream:archive") == reads_before, "the phase file was read while the log said compiling"
+    assert host.count("stream:logs") >= 5
+    container.set_phase("Next.js project\nstart page compiled in 1.0 s\nready")  # the file first, then the log
+    container.logs += b"drape-preview: ready\n GET / 200 in 80ms\n"
+    assert eventually(lambda: (s := runtime.status("hint-1")) and s.phase is Phase.READY, within=5)
+    assert host.count("stream:archive") - reads_before <= 2
+
+
+def test_a_template_whose_log_says_ready_before_its_file_does_is_not_ready_yet(
+        template_world: tuple[World, Path]) -> None:
+    """The log is a hint from the tenant's side: ready is still the phase file and the port."""
+    world, _ = template_world
+    runtime = world.runtime()
+    runtime.start("hint-2", "u1", "tmpl")
+    container = eventually(lambda: next((c for h in world.hosts.values() for c in h.named("drape-pv-hint-2")
+                                         if c.status == "running"), None))
+    container.set_phase("installing\ncompiling")
+    container.logs = b"drape-preview: ready\n"
+    time.sleep(1.5)
+    status = runtime.status("hint-2")
+    assert status is not None and status.phase is not Phase.READY
+    container.set_phase("Vite project\nready")
+    assert eventually(lambda: (s := runtime.status("hint-2")) and s.phase is Phase.READY, within=5)
+
+
+def test_a_failure_the_log_tells_of_is_reported_with_the_phase_files_reason(
+        template_world: tuple[World, Path]) -> None:
+    world, _ = template_world
+    runtime = world.runtime()
+    runtime.start("hint-3", "u1", "tmpl")
+    container = eventually(lambda: next((c for h in world.hosts.values() for c in h.named("drape-pv-hint-3")
+                                         if c.status == "running"), None))
+    container.set_phase("installing\nERR_PNPM_OUTDATED_LOCKFILE\nfailed: pnpm-lock.yaml is out of date")
+    container.logs = b"drape-preview: installing\ndrape-preview: failed: pnpm-lock.yaml is out of date\n"
+    status = eventually(lambda: (s := runtime.status("hint-3")) and s.phase is Phase.FAILED and s, within=5)
+    assert status.error == "pnpm-lock.yaml is out of date"
+
+
 def test_the_token_and_the_git_servers_ca_are_files_before_start(template_world: tuple[World, Path]) -> None:
     world, ca = template_world
     world.runtime().start("tok-1", "u1", "tmpl", repo=REPO, repo_token="preview-7:s3cr3t")
