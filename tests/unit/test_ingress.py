@@ -86,9 +86,12 @@ def test_the_backends_link_and_where_a_login_may_send_the_browser() -> None:
 class RecordedEngine:
     """The engine's answers for one preview container, as the local socket would give them."""
 
-    def __init__(self, phase: str = "ready") -> None:
+    def __init__(self, phase: str = "ready", logged: list[str] | None = None) -> None:
         self.phase = phase
+        self.logged = logged or []
+        """What the supervisor logged on stderr (``drape-preview: <phase>`` lines and anything else)."""
         self.running = True
+        self.reads: list[str] = []
 
     def containers(self, labels: list[str]) -> list[dict[str, Any]]:
         return [{"Id": "c1"}] if self.running else []
@@ -101,8 +104,14 @@ class RecordedEngine:
 
     def get_bytes(self, path: str, params: Any, max_bytes: int) -> bytes:
         import io
+        import struct
         import tarfile
 
+        self.reads.append(path.rsplit("/", 1)[-1])
+        if path.endswith("/logs"):  # the engine's multiplexed frames, stream 2 (stderr)
+            assert params == {"stdout": "0", "stderr": "1", "tail": "5"}
+            return b"".join(b"\x02\0\0\0" + struct.pack(">I", len(line) + 1) + line.encode() + b"\n"
+                            for line in self.logged[-5:])
         data = f"installing\ncompiling\n{self.phase}\n".encode()
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -147,6 +156,33 @@ def test_login_sets_a_session_for_this_preview_once_and_check_routes_it_when_rea
     engine.running = False
     gate.resync()
     assert gate.check(host, session)[0] == 404  # the route went with the container
+
+
+def test_the_gate_reads_the_phase_file_only_once_the_supervisors_log_says_ready() -> None:
+    """The archive read costs the engine ~45 ms of CPU and pending previews are rechecked twice a second: while the
+    supervisor's logged phase says compiling, the log's tail (next to free) is all the gate reads."""
+    now = [NOW]
+    engine = RecordedEngine(phase="ready", logged=["drape-preview: installing", "drape-preview: compiling"])
+    gate = make_gate(engine, now)
+    gate.resync()
+    for _ in range(4):
+        now[0] += 0.5
+        gate.recheck_pending()
+    assert engine.reads.count("archive") == 0 and engine.reads.count("logs") == 5
+    assert not gate.routes["ws-1"].ready  # the file says ready, the supervisor does not yet: not routed
+    engine.logged.append("drape-preview: ready")
+    now[0] += 0.5
+    gate.recheck_pending()
+    assert gate.routes["ws-1"].ready and engine.reads.count("archive") == 1
+
+    engine = RecordedEngine(phase="compiling", logged=["drape-preview: ready"])  # the log is a hint, the file decides
+    gate = make_gate(engine, now)
+    gate.resync()
+    assert not gate.routes["ws-1"].ready and engine.reads == ["logs", "archive"]
+    engine = RecordedEngine(phase="ready", logged=["not the supervisor"])  # no hint: the file, as before
+    gate = make_gate(engine, now)
+    gate.resync()
+    assert gate.routes["ws-1"].ready and engine.reads == ["logs", "archive"]
 
 
 def test_a_preview_that_started_before_its_event_was_followed_is_found_on_its_first_request() -> None:

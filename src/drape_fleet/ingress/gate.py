@@ -46,6 +46,7 @@ from drape_fleet.ingress.routes import (
     Route,
     is_ready,
     joined_container,
+    logged_phase,
     route_of,
 )
 
@@ -106,6 +107,10 @@ class Gate:
         return [f"{OWNER}={self.config.owner}", f"{KIND}={KIND_PREVIEW}"]
 
     def read_phase(self, container: str) -> str | None:
+        logged = logged_phase(self.engine.get_bytes(f"/containers/{container}/logs",
+                                                    {"stdout": "0", "stderr": "1", "tail": "5"}, 128 * 1024))
+        if logged is not None and logged != "ready":
+            return logged  # still on its way (routes.logged_phase): the file's read can wait
         data = self.engine.get_bytes(f"/containers/{container}/archive", {"path": PHASE_FILE}, 256 * 1024)
         if not data:
             return None

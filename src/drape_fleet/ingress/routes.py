@@ -4,12 +4,15 @@ whether it is ready. Standard library only (shipped to the host with the gate).
 
 Ready: for the templates (which write the phase file's ``ready`` once the start page is compiled), when the last
 line of ``/drape/phase`` says so; for other images (the lab's tiny preview), when the dev server's port accepts a
-connection, the runtime's own rule for them today.
+connection, the runtime's own rule for them today. A template's supervisor also logs each phase on its stderr
+(``drape-preview: <phase>``): while that says anything but ``ready`` the phase file is not read (a read through
+the engine's archive endpoint costs it ~45 ms of CPU, and pending previews are rechecked twice a second).
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +66,25 @@ def route_of(inspected: Mapping[str, Any], owner: str, holder: Mapping[str, Any]
         return None
     return Route(host_label(workspace), workspace, str(labels.get(USER, "")), str(inspected.get("Id", "")),
                  addresses[0], port, str(labels.get(FRAMEWORK, "")), False)
+
+
+SUPERVISOR_MARK = "drape-preview: "
+
+
+def logged_phase(log: bytes | None) -> str | None:
+    """The phase a template's supervisor last logged, from the engine's log stream (multiplexed: 8-byte frame
+    headers, stream kind then size); None when it logged none (or the stream is not what it should be)."""
+    if not log:
+        return None
+    payload, offset = [], 0
+    while offset + 8 <= len(log) and log[offset] in (1, 2) and log[offset + 1: offset + 4] == b"\0\0\0":
+        size = struct.unpack(">I", log[offset + 4: offset + 8])[0]
+        payload.append(log[offset + 8: offset + 8 + size])
+        offset += 8 + size
+    for line in reversed(b"".join(payload).decode(errors="replace").splitlines()):
+        if line.startswith(SUPERVISOR_MARK):
+            return line.removeprefix(SUPERVISOR_MARK).strip()
+    return None
 
 
 def phase_says_ready(text: str) -> bool:
