@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runtime_testkit import TINY, World, eventually
@@ -96,6 +97,22 @@ def test_the_phase_file_says_ready_last() -> None:
         (Phase.READY, None)
 
 
+def running(world: World, workspace: str) -> Any:
+    """The workspace's preview container once the fake engine runs it."""
+    return eventually(lambda: next((c for h in world.hosts.values() for c in h.named(f"drape-pv-{workspace}")
+                                    if c.status == "running"), None))
+
+
+def started_template(world: World, workspace: str, *, phase: str, logs: bytes) -> tuple[Any, Any]:
+    """A template preview started, its phase file and its supervisor's log (stderr) as given."""
+    runtime = world.runtime()
+    runtime.start(workspace, "u1", "tmpl")
+    container = running(world, workspace)
+    container.set_phase(phase)
+    container.logs = logs
+    return runtime, container
+
+
 @pytest.fixture
 def template_world(tmp_path: Path) -> Iterator[tuple[World, Path]]:
     ca = tmp_path / "git-ca.pem"
@@ -113,8 +130,7 @@ def test_a_template_is_ready_once_its_page_is_compiled_not_when_its_port_first_a
     world, _ = template_world
     runtime = world.runtime()
     runtime.start("tmpl-1", "u1", "tmpl")
-    container = eventually(lambda: next((c for h in world.hosts.values() for c in h.named("drape-pv-tmpl-1")
-                                         if c.status == "running"), None))
+    container = running(world, "tmpl-1")
     container.set_phase("installing\ncompiling")  # the dev server answers HTTP: Vite does before compiling
     compiling = eventually(lambda: (s := runtime.status("tmpl-1")) and s.phase is Phase.COMPILING and s)
     assert compiling.phase is Phase.COMPILING
@@ -128,13 +144,10 @@ def test_a_template_that_logs_its_phases_is_followed_by_its_log_and_its_phase_fi
     """A phase-file read costs the engine ~45 ms of CPU (an archive); the supervisor's log line costs next to
     nothing. While the template compiles, the follower reads only the log; the file once the log says ready."""
     world, _ = template_world
-    runtime = world.runtime()
-    runtime.start("hint-1", "u1", "tmpl")
-    container = eventually(lambda: next((c for h in world.hosts.values() for c in h.named("drape-pv-hint-1")
-                                         if c.status == "running"), None))
+    runtime, container = started_template(
+        world, "hint-1", phase="installing\ncompiling",
+        logs=b"drape-preview: installing\nnext dev output\ndrape-preview: compiling\n")
     host = world.hosts[container.host.name]
-    container.set_phase("installing\ncompiling")
-    container.logs = b"drape-preview: installing\nnext dev output\ndrape-preview: compiling\n"
     assert eventually(lambda: (s := runtime.status("hint-1")) and s.phase is Phase.COMPILING)
     reads_before = host.count("stream:archive")
     time.sleep(2)  # four looks, about ten probes
@@ -151,13 +164,8 @@ def test_a_template_that_logs_its_phases_is_followed_by_its_log_and_its_phase_fi
 def test_a_template_whose_log_says_ready_before_its_file_does_is_not_ready_yet(
         template_world: tuple[World, Path]) -> None:
     """The log is a hint from the tenant's side: ready is still the phase file and the port."""
-    world, _ = template_world
-    runtime = world.runtime()
-    runtime.start("hint-2", "u1", "tmpl")
-    container = eventually(lambda: next((c for h in world.hosts.values() for c in h.named("drape-pv-hint-2")
-                                         if c.status == "running"), None))
-    container.set_phase("installing\ncompiling")
-    container.logs = b"drape-preview: ready\n"
+    runtime, container = started_template(template_world[0], "hint-2", phase="installing\ncompiling",
+                                          logs=b"drape-preview: ready\n")
     time.sleep(1.5)
     status = runtime.status("hint-2")
     assert status is not None and status.phase is not Phase.READY
@@ -167,13 +175,10 @@ def test_a_template_whose_log_says_ready_before_its_file_does_is_not_ready_yet(
 
 def test_a_failure_the_log_tells_of_is_reported_with_the_phase_files_reason(
         template_world: tuple[World, Path]) -> None:
-    world, _ = template_world
-    runtime = world.runtime()
-    runtime.start("hint-3", "u1", "tmpl")
-    container = eventually(lambda: next((c for h in world.hosts.values() for c in h.named("drape-pv-hint-3")
-                                         if c.status == "running"), None))
-    container.set_phase("installing\nERR_PNPM_OUTDATED_LOCKFILE\nfailed: pnpm-lock.yaml is out of date")
-    container.logs = b"drape-preview: installing\ndrape-preview: failed: pnpm-lock.yaml is out of date\n"
+    why = "pnpm-lock.yaml is out of date"
+    runtime, _ = started_template(
+        template_world[0], "hint-3", phase=f"installing\nERR_PNPM_OUTDATED_LOCKFILE\nfailed: {why}",
+        logs=b"drape-preview: installing\ndrape-preview: failed: pnpm-lock.yaml is out of date\n")
     status = eventually(lambda: (s := runtime.status("hint-3")) and s.phase is Phase.FAILED and s, within=5)
     assert status.error == "pnpm-lock.yaml is out of date"
 
@@ -194,8 +199,7 @@ def test_an_engine_that_cannot_read_the_phase_file_just_now_does_not_fail_the_st
     world, _ = template_world
     runtime = world.runtime()
     runtime.start("slow-1", "u1", "tmpl")
-    container = eventually(lambda: next((c for h in world.hosts.values() for c in h.named("drape-pv-slow-1")
-                                         if c.status == "running"), None))
+    container = running(world, "slow-1")
     host = world.hosts[container.host.name]
     host.delays["stream:archive"] = 30.0  # reads of the preview's files time out for now (budget: 2 s)
     container.set_phase("Vite project\nready")
