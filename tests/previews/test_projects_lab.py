@@ -97,3 +97,40 @@ def test_bad_project_fails_fast_with_a_reason(outcomes: dict[str, Outcome], proj
     if project == "config-crashes":  # the reason comes with the log's headline, not a stack trace
         assert any("does-not-exist.js" in line for line in outcome.details), outcome.details
         assert not any(line.lstrip().startswith("at ") for line in outcome.details)
+
+
+def test_next_keeps_its_compile_cache_in_the_workspace_across_a_stop(stored_lab: PreviewLab) -> None:
+    """Next.js writes Turbopack's compile cache only as it stops, and only when given the time (its CLI kills its
+    server 100 ms after a signal unless told to wait). Stopped as the runtime stops a preview (SIGTERM through
+    docker-init, 10 s), the workspace keeps the cache; its next start finds it, installs nothing, and its own
+    `next dev` starts although the previous one held the project's lock until it had written it."""
+    from docker.types import Mount
+
+    volume = stored_lab.client.volumes.create(labels={"drape.test": "previews"})
+    mounts = [Mount("/workspace", volume.name, type="volume")]
+
+    def kept_start() -> Outcome:
+        token = stored_lab.token("next-app")
+        return run_preview(stored_lab.client, stored_lab.image, network=stored_lab.settings.public_network,
+                           name="wtf-test-next-kept", repo=stored_lab.url("next-app"), token=token.repo_token(),
+                           ca=stored_lab.ca, store=stored_lab.store, keep=True, tmpfs={}, init=True, mounts=mounts)
+
+    try:
+        first = kept_start()
+        assert first.phase == "ready", (first.details, first.logs[-2000:])
+        first.container.stop(timeout=10)
+        first.container.remove()
+        listing = stored_lab.client.containers.run(
+            stored_lab.image, ["sh", "-c", "find /w/app/.next/dev/cache/turbopack -name '*.sst' | wc -l; "
+                               "du -sk /w/app/.next/dev/cache/turbopack"],
+            entrypoint=[], user="1000:1000", network_mode="none", remove=True,
+            volumes={volume.name: {"bind": "/w", "mode": "ro"}}).decode()
+        tables, size = listing.split()[0], listing.split()[1]
+        assert int(tables) > 0 and int(size) > 1024, listing  # Turbopack's tables, megabytes of them
+
+        again = kept_start()
+        assert again.phase == "ready", (again.details, again.logs[-2000:])
+        assert again.timings["install_path"] == "kept", again.timings
+        again.container.remove(force=True)
+    finally:
+        volume.remove(force=True)

@@ -50,29 +50,3 @@ def test_a_private_repository_through_the_runtime_and_its_kept_workspace(fleet_l
     fleet_lab.gone(workspace)
     fleet_lab.engine.call(lambda api: api.remove_volume(volume), "remove the kept volume")  # what the test made
 
-
-def test_next_keeps_its_compile_cache_in_the_workspace_across_a_stop(fleet_lab: FleetLab) -> None:
-    """Next.js writes Turbopack's compile cache only as it stops, and only when given the time (its CLI kills its
-    server 100 ms after a signal unless told to wait): the workspace's next start finds the cache, and its own
-    `next dev` starts although the previous one held the project's lock until it had written it."""
-    from drape_fleet.store.sources import read_only_job
-
-    workspace = WORKSPACE_PREFIX + "next-kept"
-    first = fleet_lab.start("next-kept", "nextjs", "next-app")
-    assert first.phase.value == "ready", first
-    fleet_lab.runtime.stop(workspace)
-    fleet_lab.gone(workspace)
-    volume = L.workspace_volume_name(workspace, "u-7", "next-app")
-    listing = read_only_job(
-        fleet_lab.engine, fleet_lab.fleet.runtime.frameworks["nextjs"].image,
-        "find /w/app/.next/dev/cache/turbopack -name '*.sst' | wc -l; du -sk /w/app/.next/dev/cache/turbopack",
-        kind="test", user="1000:1000", binds=[f"{volume}:/w:ro"], wait_s=60, what="list the kept compile cache")
-    tables, size = listing.split()[0], listing.split()[1]
-    assert int(tables) > 0 and int(size) > 1024, listing  # Turbopack's tables, megabytes of them
-
-    again = fleet_lab.start("next-kept", "nextjs", "next-app")
-    assert again.phase.value == "ready", again
-    assert timings(fleet_lab, again)["install_path"] == "kept"
-    fleet_lab.runtime.stop(workspace)
-    fleet_lab.gone(workspace)
-    fleet_lab.engine.call(lambda api: api.remove_volume(volume), "remove the kept volume")  # what the test made

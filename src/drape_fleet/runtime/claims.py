@@ -112,6 +112,9 @@ class Claimer:
                                                 address=address, holder=holder)
             except lifecycle.NetworkGone:
                 return ClaimResult(Outcome.DUPLICATE, reason=f"{network} on {host} was removed meanwhile")
+            except lifecycle.ImageMissing as missing:
+                return ClaimResult(Outcome.FAILED, reason=f"{host} does not have the image {missing.args[0]}: "
+                                   "`invoke fleet.images` puts every template on every host")
             except lifecycle.NameTaken as taken:
                 return self._name_taken(engine, request, str(taken.args[0]))
             self._observer.trust(container_id)

@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
 from drape_fleet.config.runtime import RuntimeSettings
 from drape_fleet.runtime import activity
@@ -144,6 +144,10 @@ class NetworkGone(Exception):
     """The spare network was removed between choosing it and using it."""
 
 
+class ImageMissing(Exception):
+    """The engine does not have the preview's image (a host the templates were not shipped to)."""
+
+
 def create(engine: Engine, request: PreviewRequest, settings: RuntimeSettings, *, network: str, created: datetime,
            address: str, holder: tuple[str, int] | None = None) -> str:
     """Step 1: create the preview's container on ``network``, in ``holder``'s namespace when given (its id and
@@ -160,6 +164,8 @@ def create(engine: Engine, request: PreviewRequest, settings: RuntimeSettings, *
             result = engine.call(lambda api, s=spec: api.create_container_from_config(s.body, s.name),  # type: ignore[misc]
                                  "create container")
             return str(result["Id"])
+        except ImageNotFound as exc:  # a 404 too, but no other claim's doing: trying again will not mend it
+            raise ImageMissing(settings.frameworks[request.framework].image) from exc
         except NotFound as exc:
             raise NetworkGone(network) from exc
         except APIError as exc:

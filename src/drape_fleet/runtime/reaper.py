@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
-from docker.errors import APIError
+from docker.errors import APIError, NotFound
 
 from drape_fleet.config.models import FleetConfig
 from drape_fleet.runtime import activity, holders, lifecycle, stops
@@ -40,7 +40,7 @@ from drape_fleet.runtime.state import HostView, PreviewRecord
 from drape_fleet.runtime.status import ReapReport
 from drape_fleet.runtime.stops import StopIntents
 from drape_fleet.runtime.tombstones import TombstoneSightings
-from drape_fleet.runtime.tracking import Trackers
+from drape_fleet.runtime.tracking import FAILED_KEPT_S, Trackers
 from drape_fleet.runtime.views import Observer
 
 MARKERS_KEPT_WINDOWS = 2
@@ -88,7 +88,7 @@ class Reaper:
                         if (now - record.created).total_seconds() > self._settings.claim_timeout_s:
                             self._discard(record, report, "abandoned claim")
                     elif not record.live:
-                        if not self._trackers.kept_failure(record):
+                        if not self._trackers.kept_failure(record) and not self._exited_lately(record, now):
                             self._discard(record, report, record.state)
                     elif record.serving:
                         serving[record.workspace].append(record)
@@ -150,6 +150,18 @@ class Reaper:
             except (APIError, RuntimeFailure):
                 pass  # the workspace has a newer preview under its name: this copy is surplus
         self._discard(record, report, "left over by a stopped reaper")
+
+    def _exited_lately(self, record: PreviewRecord, now: datetime) -> bool:
+        """Exited less than ``FAILED_KEPT_S`` ago: the process that started it (maybe not this one) may not have
+        read why yet (its follower looks every ``LOOK_S``), and a removed container tells nobody anything. Seen on
+        the lab: a host's service reaped a preview that failed on start before the starting process's follower
+        looked, which then reported "the container was removed while starting" instead of the reason."""
+        try:
+            inspected = self._fleet[record.host].call(lambda api: api.inspect_container(record.id), "inspect")
+        except NotFound:
+            return False
+        finished = activity.parse_rfc3339(str((inspected.get("State") or {}).get("FinishedAt", "")))
+        return finished is not None and 0 <= (now - finished).total_seconds() < FAILED_KEPT_S
 
     def _discard(self, record: PreviewRecord, report: ReapReport, why: str) -> None:
         lifecycle.discard(self._fleet[record.host], record)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import requests
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 from fake_objects import Archives, NetworksAndVolumes
 from fake_streams import (
     DevServer,
@@ -42,6 +42,8 @@ def api_error(status: int, message: str) -> APIError:
     """What docker-py raises for an error answer: ``NotFound`` for 404, ``APIError`` otherwise."""
     response = requests.Response()
     response.status_code = status
+    if status == 404 and "No such image" in message:  # as docker-py tells them apart
+        return ImageNotFound(message, response=response, explanation=message)
     return (NotFound if status == 404 else APIError)(message, response=response, explanation=message)
 
 
@@ -57,6 +59,8 @@ class FakeContainer:
     host: FakeHost
     status: str = "created"
     exit_code: int = 0
+    finished_at: str = "0001-01-01T00:00:00Z"
+    """When it exited, as the engine writes it (its zero time until then)."""
     ready: bool = True
     """Whether the dev server answers HTTP (200) once the container runs; 503 otherwise."""
     trickle: bool = False
@@ -88,6 +92,8 @@ class FakeContainer:
     def stop(self, code: int = 0) -> None:
         if self.status == "running":
             self.host.emit_container(self, "die")
+        if self.status != "exited":
+            self.finished_at = _rfc3339(self.host.clock)
         self.status, self.exit_code = "exited", code
         if self.server is not None:
             self.server.close()
@@ -150,6 +156,8 @@ class FakeHost(NetworksAndVolumes, Archives):
         self.black_hole = False
         self.ready_on_start = True
         self.backing_filesystem = "extfs"
+        self.missing_images: set[str] = set()
+        """Images this engine does not have (creating a container of one answers 404 "No such image")."""
         self.faults: dict[str, APIError] = {}
         """Call name -> the error its next call raises (once)."""
         self.head_status = 200
@@ -285,7 +293,7 @@ class FakeHost(NetworksAndVolumes, Archives):
                     bindings[private] = [{"HostIp": self.address, "HostPort": str(container.server.port)}]
             return {"Id": container.id, "Name": f"/{container.name}",
                     "State": {"Status": container.status, "Running": container.status == "running",
-                              "ExitCode": container.exit_code},
+                              "ExitCode": container.exit_code, "FinishedAt": container.finished_at},
                     "Config": {"Labels": container.labels, "Image": container.body.get("Image"),
                                "Env": list(container.body.get("Env") or [])},
                     "HostConfig": dict(container.body["HostConfig"]),
@@ -296,6 +304,8 @@ class FakeHost(NetworksAndVolumes, Archives):
         with self._lock:
             if any(c.name == name for c in self.by_id.values()):
                 raise api_error(409, f'Conflict. The container name "/{name}" is already in use')
+            if body["Image"] in self.missing_images:
+                raise api_error(404, f"No such image: {body['Image']}")
             network = body["HostConfig"]["NetworkMode"]
             if network.startswith("container:"):
                 self._find(network.removeprefix("container:"))  # 404 when the holder is gone

@@ -105,6 +105,22 @@ def test_a_failed_preview_is_kept_a_minute_for_its_logs(world: World) -> None:
     assert runtime.reap().removed == ["ax1/drape-pv-broken (exited)"]
 
 
+def test_another_process_keeps_a_preview_that_just_failed_until_its_starter_has_read_why(world: World) -> None:
+    """Seen on the lab: a host's own service reaped a preview that failed at once, before the process that started
+    it had looked; that process reported "the container was removed while starting" instead of the reason."""
+    starter, other = world.runtime(), world.runtime()
+    world.hosts["ax1"].ready_on_start = False
+    starter.start("fails-at-once", "u1", "tiny")
+    container = eventually(lambda: next(iter(world.hosts["ax1"].named("drape-pv-fails-at-once")), None))
+    container.set_phase("failed: pnpm install exited with 1")
+    container.stop(1)
+    assert other.reap().removed == []  # the other process does not track it: kept by when it exited
+    failed = starter.wait_ready("fails-at-once", 5)
+    assert failed.phase is Phase.FAILED and failed.error == "pnpm install exited with 1"
+    world.clock.advance(FAILED_KEPT_S + 1)
+    assert other.reap().removed == ["ax1/drape-pv-fails-at-once (exited)"]
+
+
 def test_after_a_failover_the_newest_copy_is_kept(world: World) -> None:
     runtime = world.runtime()
     old = runtime.start("dup", "u1", "tiny", wait=5)

@@ -212,3 +212,21 @@ def test_a_spare_taken_while_the_spares_are_being_made_is_made_again(world: Worl
     status = runtime.start("w-race", "u1", "tiny", wait=5)  # takes the first spare while the second is made
     assert status.host == "ax1" and world.preview("w-race").network.startswith("container:")
     spares_made(world, runtime, "ax1")
+
+
+def test_a_host_without_the_image_is_passed_over_and_none_with_it_fails_the_start_saying_so(world: World) -> None:
+    """Seen on the lab: a host the template had not been shipped to answered "No such image" (a 404), which was
+    taken for a spare network removed by another claim; the start went round for two minutes and failed saying
+    "drape-net-... was removed meanwhile"."""
+    from runtime_testkit import TINY
+
+    runtime = world.runtime()
+    world.hosts["ax1"].missing_images.add(TINY)
+    placed = runtime.start("img-1", "u1", "tiny", resources=BIG, wait=5)
+    assert placed.phase is Phase.READY and placed.host == "ax2"  # ax1 (first by name) passed over at once
+    for host in world.hosts.values():
+        host.missing_images.add(TINY)
+    failed = runtime.start("img-2", "u1", "tiny", wait=10)
+    assert failed.phase is Phase.FAILED, failed
+    assert f"does not have the image {TINY}" in (failed.error or "") and "invoke fleet.images" in (failed.error or "")
+    assert world.everywhere() == {"ax1": [], "ax2": ["drape-pv-img-1"], "ax3": []}
