@@ -38,6 +38,10 @@ from drape_fleet.runtime.views import Observer
 
 log = logging.getLogger(__name__)
 
+SPARE_RETRY_S = 60.0
+"""After a spare holder could not be made on a host (its image missing, usually), the next try waits this long:
+every claim and every reaper pass would otherwise make a network and remove it again, for nothing."""
+
 
 class Claimer:
     def __init__(self, config: FleetConfig, fleet: Fleet, observer: Observer, tombstones: TombstoneSightings,
@@ -56,6 +60,8 @@ class Claimer:
         self._pending: dict[str, tuple[int, float]] = {}
         self._topping_up: set[str] = set()
         self._spares_warned: set[tuple[str, str]] = set()
+        self._spares_failed: dict[tuple[str, str], float] = {}
+        """(host, image) -> when (the runtime's monotonic clock) a spare holder last could not be made."""
         self._top_up_again: set[str] = set()
         self._withdrawn: set[str] = set()
         """Bounded by this process's failed claims whose removal failed too: each placement round retries them."""
@@ -247,6 +253,8 @@ class Claimer:
                 taken = self._observer.watch(host).taken()
                 address = str(self._config.host(host).private_address)
                 for port, image in holder_images(self._settings).items():
+                    if self._spares_failing(host, image):
+                        continue
                     spares = [h for h in view.spares(port) if h.claim not in taken]
                     for _ in range(max(0, wanted - len(spares))):
                         if self._closed.is_set() or not engine.available() or self._busy(host):
@@ -273,10 +281,16 @@ class Claimer:
             with self._lock:
                 self._topping_up.discard(host)
 
+    def _spares_failing(self, host: str, image: str) -> bool:
+        with self._lock:
+            failed = self._spares_failed.get((host, image))
+        return failed is not None and self._clock.monotonic() - failed < SPARE_RETRY_S
+
     def _spare_failed(self, host: str, image: str, error: Exception) -> None:
         """Said once per host and image: without spares every start there makes its network first (slower, not
-        wrong), and the usual cause is the holder image missing on the host."""
+        wrong), and the usual cause is the holder image missing on the host. Tried again after ``SPARE_RETRY_S``."""
         with self._lock:
+            self._spares_failed[(host, image)] = self._clock.monotonic()
             if (host, image) in self._spares_warned:
                 return
             self._spares_warned.add((host, image))

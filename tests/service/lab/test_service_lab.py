@@ -54,6 +54,21 @@ def _restarts(lab: ServiceLab, host: str) -> int:
     return int(lab.on_host(host, "systemctl show drape-runtime.service -p NRestarts --value").strip())
 
 
+def _oversized_put(lab: ServiceLab) -> requests.Response:
+    """A 200 kB body to the service behind its Caddy. Twice in CI (never here) the answer's 413 was cut after its
+    headers (IncompleteRead, 0 of 125 bytes), although the service reads the whole body before it answers
+    (``guard``; unit-tested without the proxy). RFC 9110 lets a server close the connection after a 413, so a
+    client may see that: asked again, at most twice, and a whole 413 is still required."""
+    for attempt in range(3):
+        try:
+            return call(lab, "backend", "PUT", "/v1/previews/ws-x", host=1,
+                        json={"user": "u", "framework": "tiny", "env": {"A": "x" * 200_000}})
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def test_bad_input_over_https_keeps_its_meaning_and_no_token_reaches_the_journal(service_lab: ServiceLab) -> None:
     since = service_lab.on_host("ax2", "date '+%Y-%m-%d %H:%M:%S'").strip()
     wrong = "drt_wrongwrongwrongwrongwrongwrongwrongwrong1"
@@ -68,9 +83,7 @@ def test_bad_input_over_https_keeps_its_meaning_and_no_token_reaches_the_journal
     extra = call(service_lab, "backend", "PUT", "/v1/previews/ws-x", host=1,
                  json={"user": "u", "framework": "tiny", "colour": "red"})
     assert extra.status_code == 422 and extra.json()["field"] == "body.colour"
-    big = call(service_lab, "backend", "PUT", "/v1/previews/ws-x", host=1,
-               json={"user": "u", "framework": "tiny", "env": {"A": "x" * 200_000}})
-    assert big.status_code == 413
+    assert _oversized_put(service_lab).status_code == 413
     unknown = call(service_lab, "backend", "PUT", "/v1/previews/ws-x", host=1, json={"user": "u", "framework": "rails"})
     assert unknown.status_code == 400 and "tiny" in unknown.json()["known"]
     assert call(service_lab, "backend", "GET", "/v1/hosts", host=1).status_code == 403
