@@ -34,7 +34,7 @@ from drape_fleet.runtime.untrusted import log_tail
 PROBE_FIRST_S = 0.02
 PROBE_MAX_S = 0.2
 """The longest wait between probes: on average half of it passes between a template saying ready and the runtime
-seeing it. A probe is a small read through the engine (``is_ready``)."""
+seeing it. A probe is cheap: a template's log tail (``phase_hint``), or an HTTP request to the port."""
 LOOK_S = 0.5
 """How often the engine is asked about a starting preview (state, phase file)."""
 
