@@ -158,6 +158,25 @@ def test_login_sets_a_session_for_this_preview_once_and_check_routes_it_when_rea
     assert gate.check(host, session)[0] == 404  # the route went with the container
 
 
+def test_a_users_request_is_answered_from_a_check_made_after_it_came() -> None:
+    """Seen in the lab test: the runtime said ready, the user's first request came 0.1 s after the gate's last
+    check (which found it compiling) and got 503. A request waits out the rest of the recheck interval instead."""
+    import time
+
+    engine = RecordedEngine(phase="compiling")
+    gate = Gate(GateConfig(host="ax1", host_domain="ax1.preview.lab.test", owner="drape", key_file="-",
+                           session_s=3600), engine, KEY, clock=time.time)  # type: ignore[arg-type]
+    host = "ws-1.ax1.preview.lab.test"
+    session = gate.login(host, f"t={token(now=time.time())}")[1]["Set-Cookie"].split(";")[0]
+    gate.resync()
+    gate.recheck_pending()  # the follower's check: still compiling
+    engine.phase = "ready"  # a moment later
+    started = time.monotonic()
+    status, headers, _ = gate.check(host, session)
+    assert status == 200 and headers["X-Drape-Upstream"] == "10.240.3.2:3000"
+    assert time.monotonic() - started <= 0.3  # at most the rest of the interval
+
+
 def test_the_gate_reads_the_phase_file_only_once_the_supervisors_log_says_ready() -> None:
     """The archive read costs the engine ~45 ms of CPU and pending previews are rechecked twice a second: while the
     supervisor's logged phase says compiling, the log's tail (next to free) is all the gate reads."""
